@@ -1,0 +1,132 @@
+"""The algorithm registry and the small protocol every algorithm implements.
+
+An algorithm is a plain class (no base class) that the shared driver in `deeprl.run` calls:
+
+    algo = Cls(config, env, seed=seed, device=device)
+    steps, episodes = algo.learn(max_steps, max_episodes)   # collect + update, return finished episodes
+    actions = algo.policy(obs_batch)                        # deterministic, batched, for eval/render
+    algo.state_dict() / algo.load_state_dict(d)             # everything needed for an exact resume
+
+`learn` may be called with any chunk sizes: learn(a) then learn(b) must do what learn(a + b)
+does, which is what makes evaluation, checkpoints and resume land on exact env steps.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from deeprl.config import TabularConfig
+from deeprl.errors import UsageError, did_you_mean
+
+
+class Episode(NamedTuple):
+    """A finished training episode, as the driver writes it to metrics.csv."""
+
+    env_steps: int       # total env steps when it ended
+    episode_return: float
+    episode_length: int
+    time: float          # time.perf_counter() when it ended
+    extras: tuple = ()   # values of the algorithm's `metric_names`, in order
+
+
+class Algorithm(Protocol):
+    metric_names: tuple[str, ...]
+
+    def learn(self, max_steps: int, max_episodes: int | None) -> tuple[int, list[Episode]]: ...
+    def policy(self, obs: Any) -> np.ndarray: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _is_discrete(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Discrete)
+
+
+def tabular_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
+    """None if tabular methods can run on these spaces, else what is wrong."""
+    obs_ok = _is_discrete(obs_space) or (
+        isinstance(obs_space, gym.spaces.Tuple) and all(_is_discrete(s) for s in obs_space.spaces)
+    )
+    if not obs_ok:
+        return f"observations must be Discrete (or a Tuple of Discrete); this env has {obs_space}"
+    if not _is_discrete(action_space):
+        return f"actions must be Discrete; this env has {action_space}"
+    return None
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    name: str
+    summary: str
+    config_cls: type
+    impl: str                        # "module:Class", imported only when the algorithm runs
+    support: Callable[[gym.Space, gym.Space], str | None]
+    observation_spaces: str          # for `deeprl list` and error messages
+    action_spaces: str
+    default_budget: dict[str, int]
+    aliases: tuple[str, ...] = ()
+    vectorized: bool = False         # collects from n_envs parallel envs
+    needs: str = ""                  # what kind of model it learns, for error hints
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> type:
+        module, cls = self.impl.split(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+_TABULAR = dict(
+    config_cls=TabularConfig, support=tabular_support,
+    observation_spaces="Discrete, Tuple(Discrete...)", action_spaces="Discrete",
+    default_budget={"episodes": 5_000},
+)
+
+ALGOS: dict[str, AlgoSpec] = {
+    spec.name: spec
+    for spec in [
+        AlgoSpec("sarsa", "Sarsa(0): on-policy TD control, target R + γQ(S',A')",
+                 impl="deeprl.algos.tabular:Sarsa", **_TABULAR),
+        AlgoSpec("expected-sarsa", "Expected Sarsa: target R + γ Σ π(a|S')Q(S',a)",
+                 impl="deeprl.algos.tabular:ExpectedSarsa", **_TABULAR),
+        AlgoSpec("q-learning", "Sarsamax / Q-learning: off-policy TD control, target R + γ max Q(S',a)",
+                 impl="deeprl.algos.tabular:QLearning", aliases=("sarsamax", "qlearning"), **_TABULAR),
+        AlgoSpec("mc", "First-visit Monte Carlo control (constant-α), the notes' contrast to TD",
+                 impl="deeprl.algos.tabular:MonteCarlo", aliases=("monte-carlo",), **_TABULAR),
+    ]
+}
+
+_ALIASES = {alias: spec.name for spec in ALGOS.values() for alias in spec.aliases}
+
+
+def get_algo(name: str) -> AlgoSpec:
+    """The spec for an algorithm name or alias; a UsageError listing close matches otherwise."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key in ALGOS:
+        return ALGOS[key]
+    names = list(ALGOS) + list(_ALIASES)
+    raise UsageError(
+        f"Unknown algorithm {name!r}.{did_you_mean(name, names)} "
+        f"Available: {', '.join(ALGOS)} (aliases: {', '.join(f'{a}={n}' for a, n in _ALIASES.items())}). "
+        "`deeprl list` shows what each handles."
+    )
+
+
+def check_spaces(spec: AlgoSpec, env_id: str, obs_space: gym.Space, action_space: gym.Space) -> None:
+    """A UsageError naming the algorithms that can handle these spaces, if `spec` cannot."""
+    problem = spec.support(obs_space, action_space)
+    if problem is None:
+        return
+    able = [s.name for s in ALGOS.values() if s.support(obs_space, action_space) is None]
+    if able:
+        hint = f"Algorithms that handle it: {', '.join(able)} (e.g. `deeprl train {able[0]} {env_id}`)."
+    else:
+        hint = (
+            "No algorithm in this version of deeprl handles these spaces yet; they need function "
+            "approximation (DQN for discrete actions, PPO/DDPG/SAC for continuous ones)."
+        )
+    raise UsageError(f"{spec.name} cannot train on {env_id}: {problem}. {hint}")

@@ -1,0 +1,161 @@
+"""Tabular control: Sarsa, Expected Sarsa, Sarsamax (Q-learning) and first-visit Monte Carlo.
+
+Notes: "Temporal Difference Methods" (Sarsa, Expected Sarsa, Sarsamax); Sutton & Barto ch. 5-6.
+TD methods update Q after every step towards a one-step target; Monte Carlo waits for the end of
+the episode and moves Q(s, a) towards the return that followed the first visit of (s, a).
+
+One env, one ε-greedy behaviour policy, one Q-table (float64, shape [states, actions]). The targets
+are the pure functions of deeprl.math.targets; terminated ends the bootstrap, truncated does not.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from deeprl.algos import Episode
+from deeprl.config import TabularConfig
+from deeprl.envs import ObservationIndex
+from deeprl.math import (
+    discounted_returns,
+    epsilon_at,
+    epsilon_greedy_probs,
+    expected_sarsa_target,
+    sarsa_target,
+    sarsamax_target,
+    td_update,
+)
+
+Method = Literal["sarsa", "expected-sarsa", "q-learning", "mc"]
+
+
+class TabularAgent:
+    """The four tabular methods share the table, the ε-greedy policy and the loop; `method` picks the target."""
+
+    metric_names = ("epsilon",)
+
+    def __init__(self, method: Method, config: TabularConfig, env: gym.Env, *, seed: int, device: Any = None):
+        self.method, self.cfg, self.env, self.seed = method, config, env, seed
+        self.index = ObservationIndex(env.observation_space)
+        self.n_actions = int(env.action_space.n)
+        self.q = np.full((self.index.n, self.n_actions), config.q_init, dtype=np.float64)
+        self.rng = np.random.default_rng(seed)
+        self.env_steps = 0
+        self.episodes = 0
+        self.epsilon = epsilon_at(config.epsilon_schedule, config.epsilon, config.epsilon_final,
+                                  config.epsilon_decay_episodes, 1)
+        # The episode in progress: current state, the action Sarsa has already chosen, running sums,
+        # and (Monte Carlo only) the visited (s, a) and rewards. None until the first reset.
+        self.state: int | None = None
+        self.next_action = 0
+        self.ep_return, self.ep_length = 0.0, 0
+        self.trajectory: list[tuple[int, int, float]] = []
+
+    # ε-greedy behaviour policy: a uniform action with probability ε, else the first greedy one.
+    def behaviour(self, s: int) -> int:
+        if self.rng.random() < self.epsilon:
+            return int(self.rng.integers(self.n_actions))
+        return int(self.q[s].argmax())
+
+    def policy(self, obs: Any) -> np.ndarray:
+        """Greedy actions for a batch of observations (deterministic evaluation)."""
+        return self.q[self.index.batch(obs)].argmax(axis=1)
+
+    def _start_episode(self, seed: int | None = None) -> None:
+        obs, _ = self.env.reset(seed=seed)
+        self.state = self.index(obs)
+        self.ep_return, self.ep_length = 0.0, 0
+        self.trajectory = []
+        if self.method == "sarsa":
+            self.next_action = self.behaviour(self.state)
+
+    def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
+        cfg, q, env = self.cfg, self.q, self.env
+        gamma, alpha = cfg.gamma, cfg.alpha
+        finished: list[Episode] = []
+        if self.state is None:
+            self._start_episode(seed=self.seed)
+        for step in range(max_steps):
+            s = self.state
+            a = self.next_action if self.method == "sarsa" else self.behaviour(s)
+            obs, reward, terminated, truncated, _ = env.step(a)
+            s_next = self.index(obs)
+            reward = float(reward)
+
+            if self.method == "sarsa":  # A' is chosen now, from S', and is the action taken next
+                a_next = self.behaviour(s_next)
+                target = sarsa_target(reward, q[s_next, a_next], gamma, terminated)
+                self.next_action = a_next
+            elif self.method == "expected-sarsa":
+                probs = epsilon_greedy_probs(q[s_next], self.epsilon)
+                target = expected_sarsa_target(reward, q[s_next], probs, gamma, terminated)
+            elif self.method == "q-learning":
+                target = sarsamax_target(reward, q[s_next], gamma, terminated)
+            else:  # Monte Carlo: remember the step, update when the episode ends
+                self.trajectory.append((s, a, reward))
+            if self.method != "mc":
+                q[s, a] = td_update(q[s, a], target, alpha)
+
+            self.env_steps += 1
+            self.ep_return += reward
+            self.ep_length += 1
+            self.state = s_next
+            if terminated or truncated:
+                if self.method == "mc":
+                    # A truncated episode's return is incomplete: bootstrap it with max_a Q(S_T, a).
+                    self._monte_carlo_update(0.0 if terminated else float(q[s_next].max()))
+                self.episodes += 1
+                finished.append(Episode(self.env_steps, self.ep_return, self.ep_length,
+                                        time.perf_counter(), (self.epsilon,)))
+                self.epsilon = epsilon_at(cfg.epsilon_schedule, cfg.epsilon, cfg.epsilon_final,
+                                          cfg.epsilon_decay_episodes, self.episodes + 1)
+                self._start_episode()
+                if max_episodes is not None and len(finished) >= max_episodes:
+                    return step + 1, finished
+        return max_steps, finished
+
+    def _monte_carlo_update(self, bootstrap: float) -> None:
+        """First-visit MC: Q(s,a) += α (G_t - Q(s,a)) at the first visit t of each (s, a)."""
+        states, actions, rewards = zip(*self.trajectory)
+        returns = discounted_returns(np.array(rewards), self.cfg.gamma, bootstrap)
+        seen: set[tuple[int, int]] = set()
+        for t, pair in enumerate(zip(states, actions)):
+            if pair not in seen:
+                seen.add(pair)
+                self.q[pair] = td_update(self.q[pair], returns[t], self.cfg.alpha)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "q": self.q.copy(), "rng": self.rng.bit_generator.state, "env_steps": self.env_steps,
+            "episodes": self.episodes, "epsilon": self.epsilon, "state": self.state,
+            "next_action": self.next_action, "ep_return": self.ep_return, "ep_length": self.ep_length,
+            "trajectory": list(self.trajectory),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
+        self.q[...] = state["q"]
+        self.rng.bit_generator.state = state["rng"]
+        for key in ("env_steps", "episodes", "epsilon", "state", "next_action", "ep_return",
+                    "ep_length", "trajectory"):
+            setattr(self, key, state[key])
+        if not env_restored:  # the env could not be saved: drop the episode in progress
+            self._start_episode(seed=self.seed + self.episodes)
+
+
+def Sarsa(config: TabularConfig, env: gym.Env, **kw: Any) -> TabularAgent:
+    return TabularAgent("sarsa", config, env, **kw)
+
+
+def ExpectedSarsa(config: TabularConfig, env: gym.Env, **kw: Any) -> TabularAgent:
+    return TabularAgent("expected-sarsa", config, env, **kw)
+
+
+def QLearning(config: TabularConfig, env: gym.Env, **kw: Any) -> TabularAgent:
+    return TabularAgent("q-learning", config, env, **kw)
+
+
+def MonteCarlo(config: TabularConfig, env: gym.Env, **kw: Any) -> TabularAgent:
+    return TabularAgent("mc", config, env, **kw)

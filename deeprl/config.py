@@ -1,0 +1,192 @@
+"""Configuration: one frozen dataclass per algorithm, the run options they share, and presets.
+
+Field docstrings are the CLI's help text (tyro reads them), so every hyperparameter is a flag
+with a default and a one-line meaning. `__post_init__` validates before any work starts and names
+the flag to fix. Presets are plain data: tuned values per (algorithm, env id).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tyro
+
+from deeprl.errors import UsageError, did_you_mean
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_range(obj: Any, name: str, low: float | None = None, high: float | None = None,
+                *, low_open: bool = False, high_open: bool = False) -> None:
+    """Raise a UsageError naming the flag when `obj.name` lies outside [low, high] (or is NaN)."""
+    value = getattr(obj, name)
+    if value is None:
+        return
+    bad = isinstance(value, float) and math.isnan(value)
+    if low is not None:
+        bad |= value <= low if low_open else value < low
+    if high is not None:
+        bad |= value >= high if high_open else value > high
+    if bad:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+        raise UsageError(
+            f"{name} must be in {interval}, got {value!r}. Pass a value in that range with {_flag(name)}."
+        )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What every training run shares: env, seed, budget, evaluation, checkpoints, logging."""
+
+    # Positional on the command line (`deeprl train ALGO ENV_ID`), so it is not also a flag.
+    env_id: Annotated[str, tyro.conf.Suppress]
+    """Gymnasium env id (any registered id, or 'my_package.module:MyEnv-v0' to import your module first)."""
+    seed: int = 0
+    """Seed for the env, numpy, torch and Python's random: the same seed gives the same metrics.csv."""
+    run_dir: Path | None = None
+    """Where the run is written (default: runs/ENV__ALGO__sSEED__TIME)."""
+    total_steps: int | None = None
+    """Training budget in env steps (summed over parallel envs). Give this or --episodes."""
+    episodes: int | None = None
+    """Training budget in finished episodes. Give this or --total-steps."""
+    eval_every: int = 10_000
+    """Env steps between periodic evaluations (deterministic policy)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation; the final evaluation in summary.json uses the same number."""
+    stop_when_solved: bool = False
+    """Stop at the first evaluation whose mean return reaches the threshold."""
+    threshold: float | None = None
+    """Return that counts as solved (default: the env's reward_threshold, if it has one)."""
+    checkpoint_every: int | None = None
+    """Env steps between checkpoints (default: only at the end). Each write is atomic."""
+    n_envs: int = 1
+    """Parallel environments used for collecting experience."""
+    vectorization: Literal["auto", "sync", "async"] = "auto"
+    """How parallel envs run: auto (Gymnasium's numpy-vectorized env where one exists, else sync), sync or async (subprocesses)."""
+    max_episode_steps: int | None = None
+    """Truncate episodes after this many steps (default: the env's own time limit)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Torch device for networks (auto: cuda when available and useful)."""
+    tensorboard: bool = False
+    """Also log to TensorBoard in RUN_DIR/tb (needs the tensorboard package)."""
+    progress: Literal["auto", "on", "off"] = "auto"
+    """Progress bar: auto shows it only when stderr is a terminal."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.env_id, str) or not self.env_id.strip():
+            raise UsageError(f"env_id must be a Gymnasium env id such as 'CartPole-v1', got {self.env_id!r}.")
+        if self.total_steps is not None and self.episodes is not None:
+            raise UsageError(
+                f"Give one training budget, not both: --total-steps {self.total_steps} and "
+                f"--episodes {self.episodes}. Drop one of them."
+            )
+        for name in ("total_steps", "episodes", "eval_every", "eval_episodes", "checkpoint_every",
+                     "n_envs", "max_episode_steps"):
+            check_range(self, name, 1)
+        if self.run_dir is not None and not isinstance(self.run_dir, Path):
+            object.__setattr__(self, "run_dir", Path(self.run_dir))
+
+
+Schedule = Literal["constant", "glie", "linear"]
+
+
+@dataclass(frozen=True)
+class TabularConfig:
+    """Tabular TD control (Sarsa, Expected Sarsa, Sarsamax/Q-learning) and first-visit MC control."""
+
+    alpha: float = 0.1
+    """Step size α in Q(S,A) ← Q(S,A) + α (target − Q(S,A))."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    epsilon: float = 0.1
+    """ε of the ε-greedy behaviour policy; with a decaying schedule, its value in the first episode."""
+    epsilon_schedule: Schedule = "constant"
+    """constant: ε throughout; glie: ε/k in episode k (1/k with --epsilon 1); linear: ε to --epsilon-final."""
+    epsilon_final: float = 0.0
+    """Where linear decay ends, and the floor under GLIE."""
+    epsilon_decay_episodes: int = 1000
+    """Episodes over which linear decay goes from --epsilon to --epsilon-final."""
+    q_init: float = 0.0
+    """Initial value of every Q(s, a) (optimistic values explore more)."""
+
+    def __post_init__(self) -> None:
+        check_range(self, "alpha", 0.0, 1.0, low_open=True)
+        check_range(self, "gamma", 0.0, 1.0)
+        check_range(self, "epsilon", 0.0, 1.0)
+        check_range(self, "epsilon_final", 0.0, 1.0)
+        check_range(self, "epsilon_decay_episodes", 1)
+        if self.epsilon_schedule not in ("constant", "glie", "linear"):
+            raise UsageError(
+                f"epsilon_schedule must be constant, glie or linear, got {self.epsilon_schedule!r}."
+            )
+
+
+# Presets: tuned values per (algorithm, env id). Keys are fields of the algorithm's config or of
+# RunOptions. `deeprl list` shows them; a flag on the command line overrides a preset value.
+_CLIFF = {  # Sutton & Barto, Example 6.6: ε = 0.1 constant, α = 0.5, undiscounted.
+    "episodes": 500, "alpha": 0.5, "gamma": 1.0, "epsilon": 0.1, "eval_every": 1000,
+}
+_FROZEN = {  # slippery 4x4: decay ε so the greedy policy settles; small α averages the slips.
+    "episodes": 20_000, "alpha": 0.05, "gamma": 0.99, "epsilon": 1.0, "epsilon_schedule": "linear",
+    "epsilon_final": 0.01, "epsilon_decay_episodes": 10_000, "eval_every": 20_000,
+    "eval_episodes": 100,
+}
+_TAXI = {
+    "episodes": 5_000, "alpha": 0.5, "gamma": 0.99, "epsilon": 1.0, "epsilon_schedule": "linear",
+    "epsilon_final": 0.01, "epsilon_decay_episodes": 2_000, "eval_every": 10_000,
+}
+_BLACKJACK = {
+    "episodes": 200_000, "alpha": 0.01, "gamma": 1.0, "epsilon": 1.0, "epsilon_schedule": "linear",
+    "epsilon_final": 0.05, "epsilon_decay_episodes": 100_000, "eval_every": 100_000,
+    "eval_episodes": 1000,
+}
+_TABULAR_PRESETS = {"CliffWalking-v1": _CLIFF, "FrozenLake-v1": _FROZEN, "Taxi-v4": _TAXI,
+                    "Blackjack-v1": _BLACKJACK}
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "sarsa": _TABULAR_PRESETS,
+    "expected-sarsa": _TABULAR_PRESETS,
+    "q-learning": _TABULAR_PRESETS,
+    "mc": _TABULAR_PRESETS,
+}
+
+RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunOptions))
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def split_options(config_cls: type, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a flat {name: value} into (run options, algorithm config); unknown names are an error."""
+    algo_fields = set(field_names(config_cls))
+    unknown = [k for k in values if k not in RUN_FIELDS and k not in algo_fields]
+    if unknown:
+        allowed = sorted(RUN_FIELDS | algo_fields)
+        hint = did_you_mean(unknown[0], allowed)
+        raise UsageError(
+            f"Unknown option {unknown[0]!r} for {config_cls.__name__}.{hint} "
+            f"Allowed: {', '.join(allowed)}."
+        )
+    run = {k: v for k, v in values.items() if k in RUN_FIELDS}
+    algo = {k: v for k, v in values.items() if k in algo_fields}
+    return run, algo
+
+
+def to_jsonable(obj: Any) -> Any:
+    """A config dataclass as plain JSON types (paths as strings)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(x) for x in obj]
+    return obj

@@ -1,0 +1,34 @@
+"""Errors a user can fix.
+
+`UsageError` is a `ValueError` whose message is written for a person: what was given, what is
+allowed, and what to do. The CLI prints it as one paragraph and exits non-zero without a
+traceback; any other exception is a bug in deeprl and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UsageError(ValueError):
+    """Bad input (unknown name, wrong space, invalid hyperparameter, missing run directory)."""
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite value; the last good checkpoint is kept."""
+
+
+def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
+    """Candidates that look like `name` (case-insensitive), best first."""
+    candidates = list(candidates)
+    lowered = {c.lower(): c for c in candidates}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)
+    # Substring hits catch "cartpole" -> "CartPole-v1", which difflib ranks low.
+    hits += [c for c in lowered if name.lower() in c and c not in hits][: max(0, n - len(hits))]
+    return [lowered[h] for h in hits]
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    hits = close_matches(name, candidates)
+    return f" Did you mean {', '.join(repr(h) for h in hits)}?" if hits else ""

@@ -1,0 +1,45 @@
+"""TD targets of the notes' "Temporal Difference Methods" section (Sutton & Barto, ch. 6).
+
+Every target cuts the bootstrap at *termination* only: a time-limit truncation is not the end
+of the task, so the value of the next state still counts (DESIGN.md, convention 2).
+
+Erratum: the notes swap the texts under "Expected Sarsa" and "Sarsamax". Sarsamax (Q-learning)
+is the off-policy method: its target uses the greedy action whatever the behaviour policy does.
+Expected Sarsa averages over the behaviour policy (on-policy), or over any target policy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sarsa_target(reward: float, q_next_action: float, gamma: float, terminated: bool) -> float:
+    """Sarsa: R + γ Q(S', A'), with A' the action the policy will take in S'."""
+    return reward if terminated else reward + gamma * q_next_action
+
+
+def sarsamax_target(reward: float, q_next: np.ndarray, gamma: float, terminated: bool) -> float:
+    """Sarsamax / Q-learning: R + γ max_a Q(S', a)."""
+    return reward if terminated else reward + gamma * float(q_next.max())
+
+
+def expected_sarsa_target(
+    reward: float, q_next: np.ndarray, next_probs: np.ndarray, gamma: float, terminated: bool
+) -> float:
+    """Expected Sarsa: R + γ Σ_a π(a|S') Q(S', a)."""
+    return reward if terminated else reward + gamma * float(next_probs @ q_next)
+
+
+def epsilon_greedy_probs(q: np.ndarray, epsilon: float) -> np.ndarray:
+    """π(a|s) of the ε-greedy policy: ε/|A| for every action, plus 1-ε on the greedy one.
+
+    The greedy action is the first maximiser (np.argmax), the same one the agent acts with.
+    """
+    probs = np.full(q.shape[-1], epsilon / q.shape[-1])
+    probs[int(q.argmax())] += 1.0 - epsilon
+    return probs
+
+
+def td_update(q_old: float, target: float, alpha: float) -> float:
+    """The TD step Q(S,A) ← Q(S,A) + α (target − Q(S,A))."""
+    return q_old + alpha * (target - q_old)
