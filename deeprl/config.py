@@ -136,7 +136,7 @@ _CLIFF = {  # Sutton & Barto, Example 6.6: ε = 0.1 constant, α = 0.5, undiscou
 }
 _FROZEN = {  # slippery 4x4: decay ε so the greedy policy settles; small α averages the slips.
     "episodes": 20_000, "alpha": 0.05, "gamma": 0.99, "epsilon": 1.0, "epsilon_schedule": "linear",
-    "epsilon_final": 0.01, "epsilon_decay_episodes": 10_000, "eval_every": 20_000,
+    "epsilon_final": 0.01, "epsilon_decay_episodes": 10_000, "eval_every": 50_000,
     "eval_episodes": 100,
 }
 _TAXI = {
@@ -151,11 +151,16 @@ _BLACKJACK = {
 _TABULAR_PRESETS = {"CliffWalking-v1": _CLIFF, "FrozenLake-v1": _FROZEN, "Taxi-v4": _TAXI,
                     "Blackjack-v1": _BLACKJACK}
 
+# Monte Carlo updates only when an episode ends, and the cliff world has no time limit: its first
+# greedy policy walks into a wall forever, so MC needs episodes cut at 100 steps there.
+_MC_CLIFF = {"episodes": 2_000, "alpha": 0.1, "gamma": 1.0, "epsilon": 0.1, "max_episode_steps": 100,
+             "eval_every": 5_000}
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "sarsa": _TABULAR_PRESETS,
     "expected-sarsa": _TABULAR_PRESETS,
     "q-learning": _TABULAR_PRESETS,
-    "mc": _TABULAR_PRESETS,
+    "mc": {**_TABULAR_PRESETS, "CliffWalking-v1": _MC_CLIFF},
 }
 
 RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunOptions))

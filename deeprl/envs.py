@@ -54,8 +54,13 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
 
 
 def _make(env_id: str, render_mode: str | None, max_episode_steps: int | None, **kwargs: Any) -> gym.Env:
+    # Pass only what is set: a user's env whose __init__ takes no render_mode must still work.
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = max_episode_steps
     try:
-        return gym.make(env_id, render_mode=render_mode, max_episode_steps=max_episode_steps, **kwargs)
+        return gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as e:
         extra = next((x for k, x in _EXTRAS.items() if k.lower() in str(e).lower()), None)
         fix = f"pip install 'gymnasium[{extra}]'" if extra else "install the package it names"

@@ -50,7 +50,7 @@ CHECKPOINT, CONFIG, METRICS, SUMMARY = "checkpoint.pt", "config.json", "metrics.
 BASE_COLUMNS = ("kind", "env_steps", "episodes", "wall_time_s", "episode_return", "episode_length",
                 "eval_std_return")
 MAX_CHUNK = 5_000              # env steps between progress updates
-EVAL_STEP_CAP = 10_000         # evaluation episodes of envs without a time limit stop here
+EVAL_STEP_CAP = 1_000          # evaluation episodes of envs without a time limit stop here (--max-episode-steps)
 CHECKPOINT_FORMAT = 1
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import gymnasium as gym
@@ -48,15 +48,26 @@ def _is_discrete(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Discrete)
 
 
+def describe_space(space: gym.Space) -> str:
+    """A short name for a space: 'Box(4,) float32', 'Discrete(2)', 'Tuple(Discrete(32), ...)'."""
+    if isinstance(space, gym.spaces.Box):
+        return f"Box{space.shape} {space.dtype}"
+    if isinstance(space, gym.spaces.Tuple):
+        return f"Tuple({', '.join(describe_space(s) for s in space.spaces)})"
+    if isinstance(space, gym.spaces.Dict):
+        return f"Dict({', '.join(f'{k}: {describe_space(s)}' for k, s in space.spaces.items())})"
+    return str(space)
+
+
 def tabular_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
     """None if tabular methods can run on these spaces, else what is wrong."""
     obs_ok = _is_discrete(obs_space) or (
         isinstance(obs_space, gym.spaces.Tuple) and all(_is_discrete(s) for s in obs_space.spaces)
     )
     if not obs_ok:
-        return f"observations must be Discrete (or a Tuple of Discrete); this env has {obs_space}"
+        return f"observations must be Discrete (or a Tuple of Discrete); this env has {describe_space(obs_space)}"
     if not _is_discrete(action_space):
-        return f"actions must be Discrete; this env has {action_space}"
+        return f"actions must be Discrete; this env has {describe_space(action_space)}"
     return None
 
 
@@ -72,8 +83,6 @@ class AlgoSpec:
     default_budget: dict[str, int]
     aliases: tuple[str, ...] = ()
     vectorized: bool = False         # collects from n_envs parallel envs
-    needs: str = ""                  # what kind of model it learns, for error hints
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def load(self) -> type:
         module, cls = self.impl.split(":")

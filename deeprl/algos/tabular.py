@@ -22,7 +22,7 @@ from deeprl.envs import ObservationIndex
 from deeprl.math import (
     discounted_returns,
     epsilon_at,
-    epsilon_greedy_probs,
+    epsilon_greedy_expectation,
     expected_sarsa_target,
     sarsa_target,
     sarsamax_target,
@@ -73,48 +73,49 @@ class TabularAgent:
             self.next_action = self.behaviour(self.state)
 
     def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
-        cfg, q, env = self.cfg, self.q, self.env
+        cfg, q, env, index, method = self.cfg, self.q, self.env, self.index, self.method
         gamma, alpha = cfg.gamma, cfg.alpha
         finished: list[Episode] = []
         if self.state is None:
             self._start_episode(seed=self.seed)
         for step in range(max_steps):
             s = self.state
-            a = self.next_action if self.method == "sarsa" else self.behaviour(s)
+            a = self.next_action if method == "sarsa" else self.behaviour(s)
             obs, reward, terminated, truncated, _ = env.step(a)
-            s_next = self.index(obs)
+            s_next = index(obs)
             reward = float(reward)
 
-            if self.method == "sarsa":  # A' is chosen now, from S', and is the action taken next
+            if method == "sarsa":  # A' is chosen now, from S', and is the action taken next
                 a_next = self.behaviour(s_next)
                 target = sarsa_target(reward, q[s_next, a_next], gamma, terminated)
                 self.next_action = a_next
-            elif self.method == "expected-sarsa":
-                probs = epsilon_greedy_probs(q[s_next], self.epsilon)
-                target = expected_sarsa_target(reward, q[s_next], probs, gamma, terminated)
-            elif self.method == "q-learning":
+            elif method == "expected-sarsa":
+                expected_q_next = epsilon_greedy_expectation(q[s_next], self.epsilon)
+                target = expected_sarsa_target(reward, expected_q_next, gamma, terminated)
+            elif method == "q-learning":
                 target = sarsamax_target(reward, q[s_next], gamma, terminated)
             else:  # Monte Carlo: remember the step, update when the episode ends
                 self.trajectory.append((s, a, reward))
-            if self.method != "mc":
+            if method != "mc":
                 q[s, a] = td_update(q[s, a], target, alpha)
 
-            self.env_steps += 1
             self.ep_return += reward
             self.ep_length += 1
             self.state = s_next
             if terminated or truncated:
-                if self.method == "mc":
+                if method == "mc":
                     # A truncated episode's return is incomplete: bootstrap it with max_a Q(S_T, a).
                     self._monte_carlo_update(0.0 if terminated else float(q[s_next].max()))
                 self.episodes += 1
-                finished.append(Episode(self.env_steps, self.ep_return, self.ep_length,
+                finished.append(Episode(self.env_steps + step + 1, self.ep_return, self.ep_length,
                                         time.perf_counter(), (self.epsilon,)))
                 self.epsilon = epsilon_at(cfg.epsilon_schedule, cfg.epsilon, cfg.epsilon_final,
                                           cfg.epsilon_decay_episodes, self.episodes + 1)
                 self._start_episode()
                 if max_episodes is not None and len(finished) >= max_episodes:
+                    self.env_steps += step + 1
                     return step + 1, finished
+        self.env_steps += max_steps
         return max_steps, finished
 
     def _monte_carlo_update(self, bootstrap: float) -> None:

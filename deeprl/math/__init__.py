@@ -3,6 +3,7 @@
 from deeprl.math.returns import discounted_returns
 from deeprl.math.schedules import epsilon_at, glie_epsilon, linear_schedule
 from deeprl.math.targets import (
+    epsilon_greedy_expectation,
     epsilon_greedy_probs,
     expected_sarsa_target,
     sarsa_target,
@@ -13,6 +14,7 @@ from deeprl.math.targets import (
 __all__ = [
     "discounted_returns",
     "epsilon_at",
+    "epsilon_greedy_expectation",
     "epsilon_greedy_probs",
     "expected_sarsa_target",
     "glie_epsilon",

@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh clone:  make run  and  make test.
+# The venv is created if missing; torch is pinned to the CPU build by constraints.txt.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.deeprl-installed
+
+.PHONY: install run test bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The README's main example: tabular Q-learning (Sarsamax) on the cliff world of Sutton & Barto.
+run: $(STAMP)
+	$(VENV)/bin/deeprl train q-learning CliffWalking-v1
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/tabular_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache *.egg-info
