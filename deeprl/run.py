@@ -424,9 +424,12 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
               f"`deeprl train --resume {run_dir}`.", file=sys.stderr)
         raise
 
+    # The checkpoint comes before the final evaluation: that evaluation is a report on the finished
+    # policy, not a step of training, so a resume with a larger budget drops its row and continues
+    # exactly as a run that had the larger budget from the start.
+    save()
     if state.last_eval is None or state.last_eval[0] != state.env_steps:
         evaluate()
-    save()
     metrics.close()
     evaluator.close()
     _, mean, std = state.last_eval
