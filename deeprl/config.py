@@ -155,12 +155,14 @@ _TABULAR_PRESETS = {"CliffWalking-v1": _CLIFF, "FrozenLake-v1": _FROZEN, "Taxi-v
 # greedy policy walks into a wall forever, so MC needs episodes cut at 100 steps there.
 _MC_CLIFF = {"episodes": 2_000, "alpha": 0.1, "gamma": 1.0, "epsilon": 0.1, "max_episode_steps": 100,
              "eval_every": 5_000}
+# Taxi's 200-step episodes give MC high-variance returns: a smaller α and 4x the episodes of TD.
+_MC_TAXI = {**_TAXI, "episodes": 20_000, "alpha": 0.1, "epsilon_decay_episodes": 10_000, "eval_every": 50_000}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "sarsa": _TABULAR_PRESETS,
     "expected-sarsa": _TABULAR_PRESETS,
     "q-learning": _TABULAR_PRESETS,
-    "mc": {**_TABULAR_PRESETS, "CliffWalking-v1": _MC_CLIFF},
+    "mc": {**_TABULAR_PRESETS, "CliffWalking-v1": _MC_CLIFF, "Taxi-v4": _MC_TAXI},
 }
 
 RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunOptions))

@@ -1,7 +1,9 @@
 """End-to-end tests of the `deeprl` command, run as a user runs it: the console script in a subprocess.
 
 Every training run here is tiny (tens of episodes on toy-text envs); the cost of a test is mostly
-the interpreter importing torch. Run directories live under pytest's tmp_path.
+the interpreter importing torch. So the training runs start together, in the background, the
+first time a test needs one (the `runs` fixture), and each test waits only for its own.
+Run directories live under pytest's tmp directories.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -102,18 +106,86 @@ def hyperparameters(config: dict) -> dict:
     return found[0]
 
 
-# ------------------------------------------------------------------ a shared run
+# ------------------------------------------------------------------ the training runs, started together
+CHAIN_MODULE = '''
+import gymnasium as gym
+from gymnasium import spaces
+
+
+class Chain(gym.Env):
+    """States 0..4 in a row; action 1 steps right, action 0 left; reward 1 on reaching state 4."""
+
+    def __init__(self, n=5):
+        self.n = n
+        self.observation_space = spaces.Discrete(n)
+        self.action_space = spaces.Discrete(2)
+        self.s = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.s = 0
+        return self.s, {}
+
+    def step(self, action):
+        self.s = min(self.s + 1, self.n - 1) if action == 1 else max(self.s - 1, 0)
+        done = self.s == self.n - 1
+        return self.s, float(done), done, False, {}
+
+
+gym.register(id="ChainTest-v0", entry_point=Chain, max_episode_steps=50)
+'''
+
+# name -> the arguments of `deeprl train` (the fixture adds --run-dir WORKDIR/name)
+TRAIN_RUNS: dict[str, tuple[object, ...]] = {
+    "cliff": ("q-learning", "CliffWalking-v1", "--episodes", 30),
+    "sarsamax": ("sarsamax", "CliffWalking-v1", "--episodes", 3),
+    "override": ("q-learning", "CliffWalking-v1", "--alpha", 0.3, "--episodes", 5),
+    "total-steps": ("q-learning", "CliffWalking-v1", "--total-steps", 200),
+    "seed3-a": ("q-learning", "FrozenLake-v1", "--episodes", 300, "--seed", 3),
+    "seed3-b": ("q-learning", "FrozenLake-v1", "--episodes", 300, "--seed", 3),
+    "seed4": ("q-learning", "FrozenLake-v1", "--episodes", 300, "--seed", 4),
+    "solved": ("q-learning", "CliffWalking-v1", "--episodes", 500, "--eval-every", 500, "--stop-when-solved",
+               "--threshold", -20),
+    "tensorboard": ("q-learning", "CliffWalking-v1", "--episodes", 5, "--tensorboard"),
+    "chain": ("q-learning", "chainmod:ChainTest-v0", "--episodes", 20),
+}
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cli")
+    path = tmp_path_factory.mktemp("cli")
+    (path / "modules").mkdir()
+    (path / "modules" / "chainmod.py").write_text(CHAIN_MODULE)
+    return path
+
+
+def user_pythonpath(workdir: Path) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join([str(workdir / "modules"), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 @pytest.fixture(scope="module")
-def cliff_run(workdir: Path) -> tuple[Path, Result]:
-    run_dir = workdir / "cliff"
-    result = deeprl_cmd("train", "q-learning", "CliffWalking-v1", "--episodes", 30, "--run-dir", run_dir,
-                        cwd=workdir)
-    return run_dir, result
+def runs(workdir: Path) -> Iterator[dict[str, Future]]:
+    """Every training run of this file, running in the background: name -> Future of (run_dir, Result)."""
+
+    def train(name: str, args: tuple[object, ...]) -> tuple[Path, Result]:
+        run_dir = workdir / name
+        result = deeprl_cmd("train", *args, "--run-dir", run_dir, cwd=workdir, env_extra=user_pythonpath(workdir))
+        return run_dir, result
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        yield {name: pool.submit(train, name, args) for name, args in TRAIN_RUNS.items()}
+
+
+@pytest.fixture(scope="module")
+def cliff_run(runs: dict[str, Future]) -> tuple[Path, Result]:
+    return runs["cliff"].result()
+
+
+def trained(runs: dict[str, Future], name: str) -> Path:
+    """The run directory of a background run, once it has finished successfully."""
+    run_dir, result = runs[name].result()
+    ok(result)
+    return run_dir
 
 
 # ------------------------------------------------------------------ 1. the run directory
@@ -228,7 +300,7 @@ def test_eval_on_corrupt_checkpoint_fails_cleanly(cliff_run: tuple[Path, Result]
     assert "checkpoint.pt" in msg, msg
 
 
-def test_existing_run_dir_is_refused(cliff_run: tuple[Path, Result], tmp_path: Path) -> None:
+def test_existing_run_dir_is_refused(tmp_path: Path) -> None:
     run_dir = tmp_path / "taken"
     run_dir.mkdir()
     (run_dir / "notes.txt").write_text("mine")
@@ -240,18 +312,15 @@ def test_existing_run_dir_is_refused(cliff_run: tuple[Path, Result], tmp_path: P
 
 
 # ------------------------------------------------------------------ 3. alias
-def test_sarsamax_is_q_learning(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    ok(deeprl_cmd("train", "sarsamax", "CliffWalking-v1", "--episodes", 3, "--run-dir", run_dir, cwd=tmp_path))
+def test_sarsamax_is_q_learning(runs: dict[str, Future]) -> None:
+    run_dir = trained(runs, "sarsamax")
     assert read_json(run_dir / "config.json")["algo"] == "q-learning"
     assert read_json(run_dir / "summary.json")["algo"] == "q-learning"
 
 
 # ------------------------------------------------------------------ 4. flags over the preset
-def test_flags_override_the_preset(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    ok(deeprl_cmd("train", "q-learning", "CliffWalking-v1", "--alpha", 0.3, "--episodes", 5, "--run-dir", run_dir,
-                  cwd=tmp_path))
+def test_flags_override_the_preset(runs: dict[str, Future]) -> None:
+    run_dir = trained(runs, "override")  # --alpha 0.3 --episodes 5
     config = read_json(run_dir / "config.json")
     hp = hyperparameters(config)
     assert hp["alpha"] == 0.3
@@ -262,9 +331,8 @@ def test_flags_override_the_preset(tmp_path: Path) -> None:
     assert read_json(run_dir / "summary.json")["episodes"] == 5
 
 
-def test_total_steps_replaces_the_preset_episode_budget(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    ok(deeprl_cmd("train", "q-learning", "CliffWalking-v1", "--total-steps", 200, "--run-dir", run_dir, cwd=tmp_path))
+def test_total_steps_replaces_the_preset_episode_budget(runs: dict[str, Future]) -> None:
+    run_dir = trained(runs, "total-steps")  # --total-steps 200, where the preset says 500 episodes
     summary = read_json(run_dir / "summary.json")
     assert summary["env_steps"] == 200
     config = read_json(run_dir / "config.json")
@@ -392,14 +460,8 @@ def _rows_without_wall_time(run_dir: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
 
 
-def test_same_seed_same_metrics_other_seed_differs(tmp_path: Path) -> None:
-    def train(name: str, seed: int) -> list[dict[str, str]]:
-        run_dir = tmp_path / name
-        ok(deeprl_cmd("train", "q-learning", "FrozenLake-v1", "--episodes", 300, "--seed", seed, "--run-dir", run_dir,
-                      cwd=tmp_path))
-        return _rows_without_wall_time(run_dir)
-
-    first, second, other = train("a", 3), train("b", 3), train("c", 4)
+def test_same_seed_same_metrics_other_seed_differs(runs: dict[str, Future]) -> None:
+    first, second, other = (_rows_without_wall_time(trained(runs, name)) for name in ("seed3-a", "seed3-b", "seed4"))
     assert sum(r["kind"] == "train" for r in first) == 300
     assert len(first) == len(second)
     for i, (x, y) in enumerate(zip(first, second)):
@@ -408,10 +470,8 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ 10. stop when solved
-def test_stop_when_solved(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    ok(deeprl_cmd("train", "q-learning", "CliffWalking-v1", "--episodes", 500, "--eval-every", 500,
-                  "--stop-when-solved", "--threshold", -20, "--run-dir", run_dir, cwd=tmp_path))
+def test_stop_when_solved(runs: dict[str, Future]) -> None:
+    run_dir = trained(runs, "solved")  # --episodes 500 --eval-every 500 --stop-when-solved --threshold -20
     summary = read_json(run_dir / "summary.json")
     assert summary["solved"] is True
     assert summary["stopped"] == "solved"
@@ -428,60 +488,25 @@ def test_stop_when_solved(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ 11. tensorboard
-def test_tensorboard_writes_event_files(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    ok(deeprl_cmd("train", "q-learning", "CliffWalking-v1", "--episodes", 5, "--tensorboard", "--run-dir", run_dir,
-                  cwd=tmp_path))
+def test_tensorboard_writes_event_files(runs: dict[str, Future]) -> None:
+    run_dir = trained(runs, "tensorboard")
     events = [p for p in (run_dir / "tb").rglob("*") if p.name.startswith("events.out.tfevents")]
     assert events, f"no event file under {run_dir / 'tb'}"
     assert any(p.stat().st_size > 0 for p in events)
 
 
 # ------------------------------------------------------------------ 12. a user's env
-CHAIN_MODULE = '''
-import gymnasium as gym
-from gymnasium import spaces
-
-
-class Chain(gym.Env):
-    """States 0..4 in a row; action 1 steps right, action 0 left; reward 1 on reaching state 4."""
-
-    def __init__(self, n=5):
-        self.n = n
-        self.observation_space = spaces.Discrete(n)
-        self.action_space = spaces.Discrete(2)
-        self.s = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.s = 0
-        return self.s, {}
-
-    def step(self, action):
-        self.s = min(self.s + 1, self.n - 1) if action == 1 else max(self.s - 1, 0)
-        done = self.s == self.n - 1
-        return self.s, float(done), done, False, {}
-
-
-gym.register(id="ChainTest-v0", entry_point=Chain, max_episode_steps=50)
-'''
-
-
-def test_user_env_module_form(tmp_path: Path) -> None:
-    (tmp_path / "chainmod.py").write_text(CHAIN_MODULE)
-    pythonpath = os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])
-    run_dir = tmp_path / "run"
-    out = ok(deeprl_cmd("train", "q-learning", "chainmod:ChainTest-v0", "--episodes", 20, "--run-dir", run_dir,
-                        cwd=tmp_path, env_extra={"PYTHONPATH": pythonpath}))
-    assert str(run_dir) in out.stdout
+def test_user_env_module_form(runs: dict[str, Future], workdir: Path) -> None:
+    run_dir, result = runs["chain"].result()  # chainmod:ChainTest-v0, chainmod.py on PYTHONPATH
+    ok(result)
+    assert str(run_dir) in result.stdout
     summary = read_json(run_dir / "summary.json")
     assert summary["env_id"] == "chainmod:ChainTest-v0"
     _, rows = read_metrics(run_dir / "metrics.csv")
     train = [r for r in rows if r["kind"] == "train"]
     assert len(train) == 20
     assert all(float(r["episode_return"]) in (0.0, 1.0) for r in train)
-    ev = ok(deeprl_cmd("eval", run_dir, "--episodes", 2, "--json", cwd=tmp_path,
-                       env_extra={"PYTHONPATH": pythonpath}))
+    ev = ok(deeprl_cmd("eval", run_dir, "--episodes", 2, "--json", cwd=workdir, env_extra=user_pythonpath(workdir)))
     data = json.loads(ev.stdout)
     assert data["episodes"] == 2
     assert 0.0 <= data["mean_return"] <= 1.0
