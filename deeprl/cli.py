@@ -4,7 +4,6 @@ hyperparameter is a flag with its default and its docstring as help; this module
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -113,17 +112,15 @@ def cmd_train(argv: list[str]) -> None:
     if env_id is None:
         default = TrainArgs(RunOptions(env_id="ENV_ID"), spec.config_cls())
     else:
-        _, config, run_options = build_config(spec.name, env_id)
-        default = TrainArgs(run_options, config)
         rest = rest[1:]
+        # A budget flag replaces the preset's budget (a preset's --episodes must not clash with --total-steps).
+        gave_budget = any(a.split("=")[0] in ("--total-steps", "--episodes") for a in rest)
+        _, config, run_options = build_config(spec.name, env_id,
+                                              **({"total_steps": None, "episodes": None} if gave_budget else {}))
+        default = TrainArgs(run_options, config)
     args = tyro.cli(TrainArgs[spec.config_cls], default=default, args=rest,
                     prog=f"deeprl train {spec.name} {env_id or 'ENV_ID'}")
-    # Flags the user gave override the preset's budget: both budgets given means one came from the preset.
-    run = args.run
-    if run.total_steps is not None and run.episodes is not None:
-        gave_steps = any(a.startswith("--total-steps") for a in rest)
-        run = dataclasses.replace(run, **({"episodes": None} if gave_steps else {"total_steps": None}))
-    report(run_training(spec, args.algo, run))
+    report(run_training(spec, args.algo, args.run))
 
 
 def report(result: Any) -> None:
@@ -249,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `deeprl list --json | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     return 0
 
 

@@ -85,8 +85,6 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def load_checkpoint(run_dir: Path | str) -> dict[str, Any]:
     """The checkpoint of a run directory, or a UsageError that says what is missing or broken."""
-    import torch
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(
@@ -99,6 +97,8 @@ def load_checkpoint(run_dir: Path | str) -> dict[str, Any]:
             f"{str(run_dir)!r} has no {CHECKPOINT}: it is not a deeprl run directory, or its run was "
             "stopped before the first checkpoint. Train again, with --checkpoint-every N to save along the way."
         )
+    import torch  # imported here, after the cheap checks, so a mistyped path fails at once
+
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged file
@@ -313,7 +313,6 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
     act_space = getattr(env, "single_action_space", env.action_space)
     check_spaces(spec, opts.env_id, obs_space, act_space)
     threshold = opts.threshold if opts.threshold is not None else env_spec(opts.env_id).reward_threshold
-    device = resolve_device(opts.device)
 
     run_dir = opts.run_dir or default_run_dir(spec.name, opts.env_id, opts.seed)
     if not resuming:
@@ -322,6 +321,8 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
                 f"Run directory {str(run_dir)!r} already holds files. Continue that run with "
                 f"`deeprl train --resume {run_dir}`, or pass another --run-dir."
             )
+    device = resolve_device(opts.device)
+    if not resuming:
         run_dir.mkdir(parents=True, exist_ok=True)
     opts = dataclasses.replace(opts, run_dir=run_dir)
 
