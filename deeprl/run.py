@@ -142,8 +142,7 @@ class MetricsLog:
                               *map(_fmt, extras)])
         self.rows += 1
         if self.tb is not None:
-            prefix = "train" if kind == "train" else "eval"
-            self.tb.add_scalar(f"{prefix}/episode_return" if kind == "train" else "eval/mean_return", ret, env_steps)
+            self.tb.add_scalar("train/episode_return" if kind == "train" else "eval/mean_return", ret, env_steps)
             for name, value in zip(self.columns[len(BASE_COLUMNS):], extras):
                 self.tb.add_scalar(f"train/{name}", value, env_steps)
 
@@ -481,13 +480,13 @@ class ProgressDisplay:
             total = opts.episodes if self.by_episodes else opts.total_steps
             self.task = self.bar.add_task("train", total=total, unit="episodes" if self.by_episodes else "steps",
                                           info="")
-            self._t0, self._steps0 = time.perf_counter(), state.env_steps
+            self._wall0, self._steps0 = state.train_wall_s, state.env_steps
 
     def update(self) -> None:
         if not self.enabled:
             return
         s = self.state
-        rate = (s.env_steps - self._steps0) / max(time.perf_counter() - self._t0, 1e-9)
+        rate = (s.env_steps - self._steps0) / max(s.train_wall_s - self._wall0, 1e-9)  # training only
         recent = f"return {np.mean(s.recent_returns):.2f}" if s.recent_returns else ""
         last = f"eval {s.last_eval[1]:.2f}" if s.last_eval else ""
         self.bar.update(self.task, completed=s.episodes if self.by_episodes else s.env_steps,

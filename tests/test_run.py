@@ -223,3 +223,15 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
     with pytest.raises(UsageError, match="--resume"):
         deeprl.train("q-learning", "FrozenLake-v1", episodes=5, run_dir=tmp_path / "r", progress="off")
     assert (tmp_path / "r" / "notes.txt").read_text() == "mine"
+
+
+def test_tensorboard_logs_returns_exploration_and_speed(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    deeprl.train("q-learning", "FrozenLake-v1", episodes=100, eval_every=500, tensorboard=True,
+                 run_dir=tmp_path / "r", progress="off")
+    events = EventAccumulator(str(tmp_path / "r" / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/episode_return", "train/epsilon", "eval/mean_return", "time/steps_per_s"} <= tags
+    assert len(events.Scalars("train/episode_return")) == 100
