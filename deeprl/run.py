@@ -300,14 +300,7 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
             raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
 
     # The env first: an unknown id or a space the algorithm cannot handle fails before any file is written.
-    env_restored = bool(resuming and checkpoint.get("env"))
-    if env_restored:
-        env = pickle.loads(checkpoint["env"])
-    elif spec.vectorized:
-        env = make_vec_env(opts.env_id, opts.n_envs, vectorization=opts.vectorization,
-                           max_episode_steps=opts.max_episode_steps)
-    else:
-        env = make_env(opts.env_id, max_episode_steps=opts.max_episode_steps)
+    env, env_restored = _training_env(spec, opts, checkpoint)
     obs_space = getattr(env, "single_observation_space", env.observation_space)
     act_space = getattr(env, "single_action_space", env.action_space)
     check_spaces(spec, opts.env_id, obs_space, act_space)
@@ -367,29 +360,16 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
         if threshold is not None and mean >= threshold and state.solved_at_env_steps is None:
             state.solved_at_env_steps, state.solved_at_wall_s = state.env_steps, state.train_wall_s
 
-    def budget_left() -> bool:
-        if opts.total_steps is not None:
-            return state.env_steps < opts.total_steps
-        return state.episodes < opts.episodes
-
     stopped = "budget"
-    progress = ProgressDisplay(opts, spec.name, state)
     try:
-        with progress:
-            while budget_left():
+        with ProgressDisplay(opts, spec.name, state) as progress:
+            while _budget_left(state, opts):
                 if opts.stop_when_solved and state.solved_at_env_steps is not None:
                     stopped = "solved"
                     break
-                chunk = MAX_CHUNK
-                if opts.total_steps is not None:
-                    chunk = min(chunk, opts.total_steps - state.env_steps)
-                chunk = min(chunk, max(1, state.next_eval - state.env_steps))
-                if state.next_checkpoint is not None:
-                    chunk = min(chunk, max(1, state.next_checkpoint - state.env_steps))
                 episodes_left = None if opts.episodes is None else opts.episodes - state.episodes
-
                 start = time.perf_counter()
-                steps, finished = algo.learn(chunk, episodes_left)
+                steps, finished = algo.learn(_chunk_size(state, opts), episodes_left)
                 elapsed = time.perf_counter() - start
 
                 for ep in finished:
@@ -412,26 +392,28 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
                 progress.update()
             if opts.stop_when_solved and state.solved_at_env_steps is not None:
                 stopped = "solved"
+
+        # The checkpoint comes before the final evaluation: that evaluation is a report on the finished
+        # policy, not a step of training, so a resume with a larger budget drops its row and continues
+        # exactly as a run that had the larger budget from the start.
+        save()
+        if state.last_eval is None or state.last_eval[0] != state.env_steps:
+            evaluate()
     except DivergenceError as e:
-        metrics.close()
-        evaluator.close()
         raise UsageError(f"Training stopped at env step {state.env_steps}: {e}. "
                          f"The last good checkpoint (if any) is kept in {run_dir}.") from None
     except KeyboardInterrupt:
-        metrics.close()
-        evaluator.close()
         print(f"\nInterrupted at env step {state.env_steps}. Continue from the last checkpoint with "
               f"`deeprl train --resume {run_dir}`.", file=sys.stderr)
         raise
+    finally:
+        metrics.close()
+        evaluator.close()
+        env.close()
 
     # The checkpoint comes before the final evaluation: that evaluation is a report on the finished
     # policy, not a step of training, so a resume with a larger budget drops its row and continues
     # exactly as a run that had the larger budget from the start.
-    save()
-    if state.last_eval is None or state.last_eval[0] != state.env_steps:
-        evaluate()
-    metrics.close()
-    evaluator.close()
     _, mean, std = state.last_eval
     summary = {
         "algo": spec.name, "env_id": opts.env_id, "seed": opts.seed,
@@ -445,9 +427,34 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
         "stopped": stopped, "run_dir": str(run_dir),
     }
     write_json(run_dir / SUMMARY, summary)
-    if hasattr(env, "close"):
-        env.close()
     return RunResult(run_dir, summary)
+
+
+def _training_env(spec: AlgoSpec, opts: RunOptions, checkpoint: dict[str, Any] | None) -> tuple[Any, bool]:
+    """The env to learn from, and whether it is the checkpoint's own (restored mid-episode)."""
+    if checkpoint is not None and checkpoint.get("env"):
+        return pickle.loads(checkpoint["env"]), True
+    if spec.vectorized:
+        return make_vec_env(opts.env_id, opts.n_envs, vectorization=opts.vectorization,
+                            max_episode_steps=opts.max_episode_steps), False
+    return make_env(opts.env_id, max_episode_steps=opts.max_episode_steps), False
+
+
+def _budget_left(state: LoopState, opts: RunOptions) -> bool:
+    if opts.total_steps is not None:
+        return state.env_steps < opts.total_steps
+    return state.episodes < opts.episodes
+
+
+def _chunk_size(state: LoopState, opts: RunOptions) -> int:
+    """Env steps until the next event (evaluation, checkpoint, end of budget), at most MAX_CHUNK,
+    so that evaluations and checkpoints land on exact env steps."""
+    chunk = min(MAX_CHUNK, max(1, state.next_eval - state.env_steps))
+    if opts.total_steps is not None:
+        chunk = min(chunk, opts.total_steps - state.env_steps)
+    if state.next_checkpoint is not None:
+        chunk = min(chunk, max(1, state.next_checkpoint - state.env_steps))
+    return chunk
 
 
 def versions() -> dict[str, str]:
