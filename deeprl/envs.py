@@ -45,7 +45,9 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
             if name in gym.registry:
                 return gym.registry[name]
         except ImportError:
-            pass
+            if name.startswith("ALE/"):
+                raise UsageError(f"{env_id} is an Atari env and needs ale-py, which is not installed. "
+                                 "Fix: pip install 'gymnasium[atari]' (the ROMs ship with it).") from None
     raise UsageError(
         f"Unknown environment {env_id!r}.{did_you_mean(name, gym.registry.keys())} "
         "Use a registered Gymnasium id (`python -c \"import gymnasium; gymnasium.pprint_registry()\"` "

@@ -322,3 +322,17 @@ def test_seed_everything_repeats_all_generators():
     other = _draw()
     # each generator moved with the seed, not just one of them
     assert all(x != y for x, y in zip(first, other))
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch):
+    """An env whose package is missing (box2d, mujoco...) fails with the install line, not a traceback."""
+    import gymnasium as gym
+
+    from deeprl.envs import make_env
+
+    def missing(*args, **kwargs):
+        raise gym.error.DependencyNotInstalled("Box2D is not installed")
+
+    monkeypatch.setattr(gym, "make", missing)
+    with pytest.raises(UsageError, match=r"pip install 'gymnasium\[box2d\]'"):
+        make_env("CartPole-v1")
