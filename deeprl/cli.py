@@ -125,14 +125,19 @@ def cmd_train(argv: list[str]) -> None:
 
 def report(result: Any) -> None:
     s = result.summary
-    solved = (f"solved at {s['solved_at_env_steps']:,} env steps ({s['solved_at_wall_s']:.2f} s)"
-              if s["solved"] else "not solved" if s["reward_threshold"] is not None else "no threshold")
-    print(f"{s['algo']} on {s['env_id']}: {s['env_steps']:,} env steps, {s['episodes']:,} episodes in "
-          f"{s['train_wall_s']:.2f} s ({s['steps_per_s']:,.0f} steps/s)")
+    if s["solved"]:
+        solved = f"solved at {s['solved_at_env_steps']:,} env steps ({s['solved_at_wall_s']:.2f} s of training)"
+    elif s["reward_threshold"] is not None:
+        solved = f"not solved (threshold {s['reward_threshold']})"
+    else:
+        solved = "the env has no reward threshold (--threshold X sets one)"
+    print(f"{s['algo']} on {s['env_id']}: {s['env_steps']:,} env steps, {s['episodes']:,} episodes, "
+          f"{s['train_wall_s']:.2f} s of training ({s['steps_per_s']:,.0f} steps/s)")
     print(f"  eval: {s['eval_mean_return']:.3f} ± {s['eval_std_return']:.3f} over {s['eval_episodes']} "
           f"episodes; {solved}")
     print(f"  saved to {result.run_dir}")
-    print(f"  evaluate: deeprl eval {result.run_dir}    resume: deeprl train --resume {result.run_dir}")
+    print(f"  next:  deeprl eval {result.run_dir}")
+    print(f"         deeprl train --resume {result.run_dir} --total-steps {2 * s['env_steps']}")
 
 
 def cmd_eval(argv: list[str]) -> None:
