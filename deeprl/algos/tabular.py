@@ -54,14 +54,24 @@ class TabularAgent:
         self.ep_return, self.ep_length = 0.0, 0
         self.trajectory: list[tuple[int, int, float]] = []
 
-    # ε-greedy behaviour policy: a uniform action with probability ε, else the first greedy one.
     def behaviour(self, s: int) -> int:
+        """ε-greedy: a uniform action with probability ε, else a greedy one, ties broken at random.
+
+        Random tie-breaking matters while rows are still equal (all q_init, or all 0 in a sparse-reward
+        env): always taking the first action would make the "greedy" part a fixed walk into a wall.
+        A Python list beats numpy here: tolist + max + count cost about what one argmax does.
+        """
         if self.rng.random() < self.epsilon:
             return int(self.rng.integers(self.n_actions))
-        return int(self.q[s].argmax())
+        row = self.q[s].tolist()
+        best = max(row)
+        if row.count(best) == 1:
+            return row.index(best)
+        ties = [a for a, value in enumerate(row) if value == best]
+        return ties[int(self.rng.integers(len(ties)))]
 
     def policy(self, obs: Any) -> np.ndarray:
-        """Greedy actions for a batch of observations (deterministic evaluation)."""
+        """Greedy actions for a batch of observations (deterministic evaluation: ties go to the first)."""
         return self.q[self.index.batch(obs)].argmax(axis=1)
 
     def _start_episode(self, seed: int | None = None) -> None:
