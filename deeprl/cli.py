@@ -8,10 +8,11 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import tyro
 
+from deeprl.config import check_range
 from deeprl.errors import UsageError, did_you_mean
 
 C = TypeVar("C")
@@ -46,8 +47,8 @@ class ResumeArgs:
     """New total budget in env steps (default: the run's own)."""
     episodes: int | None = None
     """New total budget in episodes (default: the run's own)."""
-    progress: str | None = None
-    """Progress bar: auto, on or off (default: the run's own)."""
+    progress: Literal["auto", "on", "off"] | None = None
+    """Progress bar (default: the run's own)."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,11 @@ class EvalArgs:
 
     run_dir: tyro.conf.Positional[Path]
     """Run directory written by `deeprl train`."""
-    episodes: int = 10
-    """Number of evaluation episodes."""
-    seed: int = 0
-    """Seed of the first evaluation episode (episode i uses seed + i)."""
+    episodes: int | None = None
+    """Number of evaluation episodes (default: the run's --eval-episodes)."""
+    seed: int | None = None
+    """Reset seed of the first evaluation episode, episode i uses seed + i (default: the run's own, so the
+    result matches summary.json)."""
     json: bool = False
     """Print one JSON object instead of a sentence."""
 
@@ -74,6 +76,9 @@ class SolveArgs:
     """Discount factor γ."""
     json: bool = False
     """Print V*, Q* and the policy as JSON."""
+
+    def __post_init__(self) -> None:
+        check_range(self, "gamma", 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ def cmd_train(argv: list[str]) -> None:
     else:
         rest = rest[1:]
         # A budget flag replaces the preset's budget (a preset's --episodes must not clash with --total-steps).
-        gave_budget = any(a.split("=")[0] in ("--total-steps", "--episodes") for a in rest)
+        gave_budget = any(a.split("=")[0].replace("_", "-") in ("--total-steps", "--episodes") for a in rest)
         _, config, run_options = build_config(spec.name, env_id,
                                               **({"total_steps": None, "episodes": None} if gave_budget else {}))
         default = TrainArgs(run_options, config)
@@ -159,8 +164,6 @@ def cmd_solve(argv: list[str]) -> None:
     from deeprl.oracle import bellman_optimality_residual, tabular_model, value_iteration
 
     args = tyro.cli(SolveArgs, args=argv, prog="deeprl solve")
-    if not 0.0 <= args.gamma <= 1.0:
-        raise UsageError(f"gamma must be in [0, 1], got {args.gamma}. Pass it with --gamma.")
     env = make_env(args.env_id)
     model = tabular_model(env)
     v, q, policy = value_iteration(model, args.gamma)

@@ -110,18 +110,12 @@ def autoreset_mode(venv: gym.vector.VectorEnv) -> gym.vector.AutoresetMode:
     return venv.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
 
 
-def reward_threshold(env_id: str) -> float | None:
-    return env_spec(env_id).reward_threshold
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python's random, numpy's global RNG and torch (CPU and CUDA)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency, but tabular code never needs it
-        return
+    import torch
+
     torch.manual_seed(seed)
 
 

@@ -21,7 +21,9 @@ import math
 import os
 import pickle
 import platform
+import signal
 import sys
+import threading
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ CHECKPOINT, CONFIG, METRICS, SUMMARY = "checkpoint.pt", "config.json", "metrics.
 BASE_COLUMNS = ("kind", "env_steps", "episodes", "wall_time_s", "episode_return", "episode_length",
                 "eval_std_return")
 MAX_CHUNK = 5_000              # env steps between progress updates
+EVAL_SEED_OFFSET = 10_000      # evaluation episode i of a run with seed s starts from reset seed s + 10_000 + i
 EVAL_STEP_CAP = 1_000          # evaluation episodes of envs without a time limit stop here (--max-episode-steps)
 CHECKPOINT_FORMAT = 1
 
@@ -86,6 +89,9 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 def load_checkpoint(run_dir: Path | str) -> dict[str, Any]:
     """The checkpoint of a run directory, or a UsageError that says what is missing or broken."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{str(run_dir)!r} is a file, not a run directory. Pass the directory that "
+                         "`deeprl train` wrote (it holds checkpoint.pt).")
     if not run_dir.is_dir():
         raise UsageError(
             f"Run directory {str(run_dir)!r} does not exist. Pass the directory a `deeprl train` run "
@@ -111,6 +117,24 @@ def load_checkpoint(run_dir: Path | str) -> dict[str, Any]:
     return payload
 
 
+def configs_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[AlgoSpec, Any, RunOptions]:
+    """The algorithm spec, config and run options a checkpoint was written with.
+
+    A checkpoint from another deeprl version may name options this version does not have: that is
+    a UsageError naming them, not a TypeError from a dataclass constructor.
+    """
+    spec = get_algo(checkpoint["algo"])
+    for cls, values in ((spec.config_cls, checkpoint["config"]), (RunOptions, checkpoint["run"])):
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise UsageError(
+                f"This checkpoint was written by deeprl {checkpoint.get('deeprl_version', '?')} with options "
+                f"this version ({deeprl.__version__}) does not know: {', '.join(unknown)}. Use that version "
+                "of deeprl to evaluate or resume it."
+            )
+    return spec, spec.config_cls(**checkpoint["config"]), RunOptions(**checkpoint["run"])
+
+
 # ---------------------------------------------------------------- metrics
 class MetricsLog:
     """metrics.csv (fixed columns, one row per episode or evaluation), mirrored to TensorBoard."""
@@ -125,6 +149,9 @@ class MetricsLog:
         else:  # resume: drop the rows written after the checkpoint (and any torn last line)
             with open(self.path, newline="") as f:
                 lines = list(csv.reader(f))[: keep_rows + 1]
+            if len(lines) - 1 < keep_rows:
+                raise UsageError(f"{self.path} holds {len(lines) - 1} rows but the checkpoint covers {keep_rows}: "
+                                 "the file was changed after deeprl wrote it. Restore it, or train again.")
             atomic_write(self.path, lambda f: csv.writer(f).writerows(lines), mode="w")
             self.rows = keep_rows
         self.file = open(self.path, "a", newline="")
@@ -151,7 +178,9 @@ class MetricsLog:
             self.tb.add_scalar(name, value, env_steps)
 
     def flush(self) -> None:
+        """To disk, not only to the OS: a checkpoint written next must never cover rows a crash loses."""
         self.file.flush()
+        os.fsync(self.file.fileno())
         if self.tb is not None:
             self.tb.flush()
 
@@ -275,15 +304,26 @@ def train(algo: str, env_id: str, **options: Any) -> RunResult:
 
 def resume(run_dir: Path | str, *, total_steps: int | None = None, episodes: int | None = None,
            progress: str | None = None) -> RunResult:
-    """Continue a run from its checkpoint; a larger budget (total_steps/episodes) trains further."""
+    """Continue a run from its checkpoint; a larger budget (total_steps/episodes) trains further.
+
+    With a new budget, training runs to that budget: a run that stopped because it was solved
+    (--stop-when-solved) does not stop again at once.
+    """
     checkpoint = load_checkpoint(run_dir)
-    spec = get_algo(checkpoint["algo"])
-    run = dict(checkpoint["run"], run_dir=Path(run_dir))
+    spec, config, run_options = configs_from_checkpoint(checkpoint)
+    changes: dict[str, Any] = {"run_dir": Path(run_dir)}
     if total_steps is not None or episodes is not None:
-        run.update(total_steps=total_steps, episodes=episodes)
+        done = checkpoint["loop"]
+        if total_steps is not None and total_steps <= done["env_steps"]:
+            raise UsageError(f"--total-steps {total_steps} is not more than the {done['env_steps']} env steps "
+                             "this run has already trained. Give a larger budget.")
+        if episodes is not None and episodes <= done["episodes"]:
+            raise UsageError(f"--episodes {episodes} is not more than the {done['episodes']} episodes this run "
+                             "has already trained. Give a larger budget.")
+        changes.update(total_steps=total_steps, episodes=episodes, stop_when_solved=False)
     if progress is not None:
-        run["progress"] = progress
-    return run_training(spec, spec.config_cls(**checkpoint["config"]), RunOptions(**run), checkpoint)
+        changes["progress"] = progress
+    return run_training(spec, config, dataclasses.replace(run_options, **changes), checkpoint)
 
 
 def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
@@ -305,9 +345,14 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
     act_space = getattr(env, "single_action_space", env.action_space)
     check_spaces(spec, opts.env_id, obs_space, act_space)
     threshold = opts.threshold if opts.threshold is not None else env_spec(opts.env_id).reward_threshold
+    if opts.stop_when_solved and threshold is None:
+        raise UsageError(f"--stop-when-solved needs a threshold, and {opts.env_id} has no reward_threshold. "
+                         "Pass the return that counts as solved with --threshold X.")
 
     run_dir = opts.run_dir or default_run_dir(spec.name, opts.env_id, opts.seed)
     if not resuming:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UsageError(f"--run-dir {str(run_dir)!r} is a file. Pass a directory (new or empty).")
         if run_dir.exists() and any(run_dir.iterdir()):
             raise UsageError(
                 f"Run directory {str(run_dir)!r} already holds files. Continue that run with "
@@ -315,7 +360,11 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
             )
     device = resolve_device(opts.device)
     if not resuming:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"Cannot create the run directory {str(run_dir)!r}: {e.strerror}. "
+                             "Pass a --run-dir you can write to.") from None
     opts = dataclasses.replace(opts, run_dir=run_dir)
 
     seed_everything(opts.seed)
@@ -340,7 +389,7 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
     write_json(run_dir / CONFIG, config_record)
     metrics = MetricsLog(run_dir, algo.metric_names, state.metrics_rows if resuming else None,
                          opts.tensorboard, state.env_steps if resuming else None)
-    evaluator = Evaluator(opts.env_id, opts.eval_episodes, opts.seed + 10_000, opts.max_episode_steps)
+    evaluator = Evaluator(opts.env_id, opts.eval_episodes, opts.seed + EVAL_SEED_OFFSET, opts.max_episode_steps)
 
     def save() -> None:
         metrics.flush()
@@ -352,17 +401,19 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
             "rng": global_rng_state(), "env": env_state(env),
         })
 
-    def evaluate() -> None:
+    def evaluate(periodic: bool = True) -> None:
         returns = evaluator(algo.policy)
         mean, std = float(returns.mean()), float(returns.std())
         state.last_eval = (state.env_steps, mean, std)
         metrics.write("eval", state.env_steps, state.episodes, state.train_wall_s, mean, "", std)
-        if threshold is not None and mean >= threshold and state.solved_at_env_steps is None:
+        # Time-to-solve counts periodic evaluations only (DESIGN.md, benchmark protocol).
+        if periodic and threshold is not None and mean >= threshold and state.solved_at_env_steps is None:
             state.solved_at_env_steps, state.solved_at_wall_s = state.env_steps, state.train_wall_s
 
     stopped = "budget"
+    interrupt = _GracefulInterrupt()
     try:
-        with ProgressDisplay(opts, spec.name, state) as progress:
+        with ProgressDisplay(opts, spec.name, state) as progress, interrupt:
             while _budget_left(state, opts):
                 if opts.stop_when_solved and state.solved_at_env_steps is not None:
                     stopped = "solved"
@@ -390,6 +441,9 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
                     while state.next_checkpoint <= state.env_steps:
                         state.next_checkpoint += opts.checkpoint_every
                 progress.update()
+                if interrupt.requested:  # Ctrl-C: the chunk is complete, so its state is consistent
+                    save()
+                    raise KeyboardInterrupt
             if opts.stop_when_solved and state.solved_at_env_steps is not None:
                 stopped = "solved"
 
@@ -398,22 +452,23 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
         # exactly as a run that had the larger budget from the start.
         save()
         if state.last_eval is None or state.last_eval[0] != state.env_steps:
-            evaluate()
+            evaluate(periodic=False)
     except DivergenceError as e:
         raise UsageError(f"Training stopped at env step {state.env_steps}: {e}. "
                          f"The last good checkpoint (if any) is kept in {run_dir}.") from None
     except KeyboardInterrupt:
-        print(f"\nInterrupted at env step {state.env_steps}. Continue from the last checkpoint with "
-              f"`deeprl train --resume {run_dir}`.", file=sys.stderr)
+        if (run_dir / CHECKPOINT).exists():
+            print(f"\nInterrupted; saved at env step {load_checkpoint(run_dir)['loop']['env_steps']}. "
+                  f"Continue with `deeprl train --resume {run_dir}`.", file=sys.stderr)
+        else:
+            print(f"\nInterrupted before any checkpoint; nothing to resume. Remove {run_dir} and train again.",
+                  file=sys.stderr)
         raise
     finally:
         metrics.close()
         evaluator.close()
         env.close()
 
-    # The checkpoint comes before the final evaluation: that evaluation is a report on the finished
-    # policy, not a step of training, so a resume with a larger budget drops its row and continues
-    # exactly as a run that had the larger budget from the start.
     _, mean, std = state.last_eval
     summary = {
         "algo": spec.name, "env_id": opts.env_id, "seed": opts.seed,
@@ -428,6 +483,31 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
     }
     write_json(run_dir / SUMMARY, summary)
     return RunResult(run_dir, summary)
+
+
+class _GracefulInterrupt:
+    """The first Ctrl-C asks the loop to stop after the current chunk (it then saves a checkpoint);
+    a second one interrupts at once. Only the main thread can install signal handlers."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nStopping after this chunk and saving a checkpoint (Ctrl-C again to stop at once)...",
+              file=sys.stderr)
+
+    def __enter__(self) -> _GracefulInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _training_env(spec: AlgoSpec, opts: RunOptions, checkpoint: dict[str, Any] | None) -> tuple[Any, bool]:
@@ -535,20 +615,27 @@ class Agent:
 def load(run_dir: Path | str) -> Agent:
     """The trained agent of a run directory (its checkpoint.pt)."""
     checkpoint = load_checkpoint(run_dir)
-    spec = get_algo(checkpoint["algo"])
-    config = spec.config_cls(**checkpoint["config"])
-    run = RunOptions(**checkpoint["run"])
+    spec, config, run = configs_from_checkpoint(checkpoint)
     env = make_env(run.env_id, max_episode_steps=run.max_episode_steps)
     algo = spec.load()(config, env, seed=run.seed, device="cpu")
     algo.load_state_dict(checkpoint["algo_state"], env_restored=True)
     return Agent(algo, spec.name, run.env_id, config, run, env.observation_space, env.action_space)
 
 
-def evaluate(agent_or_run_dir: Agent | Path | str, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
-    """Deterministic evaluation: {"mean_return", "std_return", "episodes", "returns", ...}."""
-    if not isinstance(episodes, int) or episodes < 1:
-        raise UsageError(f"episodes must be a positive integer, got {episodes!r}. Pass --episodes 10, say.")
+def evaluate(agent_or_run_dir: Agent | Path | str, episodes: int | None = None,
+             seed: int | None = None) -> dict[str, Any]:
+    """Deterministic evaluation: {"mean_return", "std_return", "episodes", "returns", ...}.
+
+    By default it repeats the run's own final evaluation (its episodes and seeds), so the mean
+    matches summary.json's eval_mean_return.
+    """
     agent = agent_or_run_dir if isinstance(agent_or_run_dir, Agent) else load(agent_or_run_dir)
+    episodes = agent.run.eval_episodes if episodes is None else episodes
+    seed = agent.run.seed + EVAL_SEED_OFFSET if seed is None else seed
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise UsageError(f"episodes must be a positive integer, got {episodes!r}. Pass --episodes 10, say.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32 - episodes:
+        raise UsageError(f"seed must be an integer in [0, 2**32 - episodes), got {seed!r}. Pass --seed 0, say.")
     evaluator = Evaluator(agent.env_id, episodes, seed, agent.run.max_episode_steps)
     try:
         returns = evaluator(agent.act_batch)

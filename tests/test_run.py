@@ -205,7 +205,7 @@ def test_checkpoint_holds_everything_resume_needs(tmp_path):
     ({"gamma": 1.5}, "gamma must be in [0.0, 1.0]"),
     ({"alpha": 0.0}, "alpha must be in (0.0, 1.0]"),
     ({"episodes": 5, "total_steps": 5}, "one training budget"),
-    ({"epsilon_schedule": "cosine"}, "constant, glie or linear"),
+    ({"epsilon_schedule": "cosine"}, "one of constant, glie, linear"),
     ({"n_envs": 3}, "single env"),
     ({"learning_rate": 0.1}, "Unknown option 'learning_rate'"),
     ({"eval_episodes": 0}, "eval_episodes must be in [1, inf]"),
@@ -235,3 +235,73 @@ def test_tensorboard_logs_returns_exploration_and_speed(tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"train/episode_return", "train/epsilon", "eval/mean_return", "time/steps_per_s"} <= tags
     assert len(events.Scalars("train/episode_return")) == 100
+
+
+def test_ctrl_c_finishes_the_chunk_saves_and_resumes(tmp_path):
+    cli = [str(Path(sys.executable).parent / "deeprl"), "train"]
+    run_dir = tmp_path / "r"
+    proc = subprocess.Popen(cli + ["q-learning", "FrozenLake-v1", "--episodes", "1000000", "--eval-every", "10000000",
+                                   "--run-dir", str(run_dir), "--progress", "off"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run_dir / "metrics.csv").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # let it train a few chunks
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "saved at env step" in err
+    saved = load_checkpoint(run_dir)["loop"]
+    assert saved["env_steps"] > 0
+    rows = [r for r in read_metrics(run_dir) if r["kind"] == "train"]
+    assert len(rows) == saved["episodes"]  # the checkpoint covers exactly the rows on disk
+    result = deeprl.resume(run_dir, episodes=saved["episodes"] + 100, progress="off")
+    assert result.summary["episodes"] == saved["episodes"] + 100
+
+
+def test_resume_after_stop_when_solved_trains_on_with_a_larger_budget(tmp_path):
+    first = deeprl.train("q-learning", "CliffWalking-v1", threshold=-20, stop_when_solved=True, eval_every=1000,
+                         run_dir=tmp_path / "r", progress="off")
+    assert first.summary["stopped"] == "solved"
+    result = deeprl.resume(tmp_path / "r", total_steps=first.summary["env_steps"] + 3000)
+    assert result.summary["env_steps"] == first.summary["env_steps"] + 3000
+    assert result.summary["stopped"] == "budget"
+    assert result.summary["solved_at_env_steps"] == first.summary["solved_at_env_steps"]
+
+
+def test_resume_with_a_budget_already_spent_is_an_error(tmp_path):
+    deeprl.train("q-learning", "CliffWalking-v1", episodes=30, run_dir=tmp_path / "r", progress="off")
+    with pytest.raises(UsageError, match="already trained"):
+        deeprl.resume(tmp_path / "r", episodes=30)
+    with pytest.raises(UsageError, match="already trained"):
+        deeprl.resume(tmp_path / "r", total_steps=10)
+
+
+def test_checkpoint_from_another_version_is_a_clear_error(tmp_path):
+    import torch
+
+    deeprl.train("q-learning", "CliffWalking-v1", episodes=5, run_dir=tmp_path / "r", progress="off")
+    path = tmp_path / "r" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=False)
+    payload["config"]["beta"] = 0.3
+    payload["deeprl_version"] = "9.9.9"
+    torch.save(payload, path)
+    for call in (lambda: deeprl.load(tmp_path / "r"), lambda: deeprl.resume(tmp_path / "r")):
+        with pytest.raises(UsageError, match="written by deeprl 9.9.9 .* beta"):
+            call()
+
+
+def test_eval_by_default_reproduces_the_summary(tmp_path):
+    result = deeprl.train("q-learning", "FrozenLake-v1", episodes=2000, eval_episodes=50, run_dir=tmp_path / "r",
+                          progress="off")
+    again = deeprl.evaluate(tmp_path / "r")
+    assert again["episodes"] == 50
+    assert again["mean_return"] == result.summary["eval_mean_return"]
+
+
+def test_only_periodic_evaluations_count_as_solving(tmp_path):
+    """DESIGN.md: time-to-solve is the first *periodic* evaluation that reaches the threshold."""
+    result = deeprl.train("q-learning", "CliffWalking-v1", total_steps=2500, eval_every=100_000, threshold=-1000,
+                          run_dir=tmp_path / "r", progress="off")
+    assert result.summary["eval_mean_return"] >= -1000  # the final evaluation reaches it...
+    assert not result.summary["solved"] and result.summary["solved_at_env_steps"] is None  # ...but is not periodic

@@ -159,3 +159,18 @@ def test_greedy_ties_are_broken_at_random_but_a_unique_best_always_wins():
     assert {agent.behaviour(0) for _ in range(200)} == {2}
     # evaluation stays deterministic: the first greedy action
     assert agent.policy(np.array([0]))[0] == 2
+
+
+def test_monte_carlo_updates_first_visits_only_with_the_return_that_followed():
+    from deeprl.algos.tabular import MonteCarlo
+    from deeprl.config import TabularConfig
+
+    agent = MonteCarlo(TabularConfig(alpha=0.5, gamma=0.5), make_env("FrozenLake-v1"), seed=0)
+    # (s, a, r): (3, 1) is visited at t=0 and again at t=2
+    agent.trajectory = [(3, 1, 0.0), (7, 2, 1.0), (3, 1, 2.0)]
+    agent._monte_carlo_update(bootstrap=4.0)  # a truncated episode: V(S_T) = 4
+    # G_2 = 2 + 0.5*4 = 4;  G_1 = 1 + 0.5*4 = 3;  G_0 = 0 + 0.5*3 = 1.5
+    # first visit of (3,1) is t=0: Q = 0 + 0.5*(1.5 - 0) = 0.75 (the t=2 visit is ignored)
+    assert agent.q[3, 1] == pytest.approx(0.75)
+    assert agent.q[7, 2] == pytest.approx(0.5 * 3.0)
+    assert np.count_nonzero(agent.q) == 2

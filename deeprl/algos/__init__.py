@@ -5,7 +5,8 @@ An algorithm is a plain class (no base class) that the shared driver in `deeprl.
     algo = Cls(config, env, seed=seed, device=device)
     steps, episodes = algo.learn(max_steps, max_episodes)   # collect + update, return finished episodes
     actions = algo.policy(obs_batch)                        # deterministic, batched, for eval/render
-    algo.state_dict() / algo.load_state_dict(d)             # everything needed for an exact resume
+    algo.state_dict() / algo.load_state_dict(d, env_restored)  # everything needed for an exact resume
+                                                            # (env_restored=False: start fresh episodes)
 
 `learn` may be called with any chunk sizes: learn(a) then learn(b) must do what learn(a + b)
 does, which is what makes evaluation, checkpoints and resume land on exact env steps.
@@ -41,7 +42,7 @@ class Algorithm(Protocol):
     def learn(self, max_steps: int, max_episodes: int | None) -> tuple[int, list[Episode]]: ...
     def policy(self, obs: Any) -> np.ndarray: ...
     def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None: ...
 
 
 def _is_discrete(space: gym.Space) -> bool:

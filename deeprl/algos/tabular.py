@@ -114,8 +114,10 @@ class TabularAgent:
             self.state = s_next
             if terminated or truncated:
                 if method == "mc":
-                    # A truncated episode's return is incomplete: bootstrap it with max_a Q(S_T, a).
-                    self._monte_carlo_update(0.0 if terminated else float(q[s_next].max()))
+                    # A truncated episode's return is incomplete: bootstrap it with the value of S_T
+                    # under the policy MC evaluates, the ε-greedy one: Σ_a π(a|S_T) Q(S_T, a).
+                    bootstrap = 0.0 if terminated else epsilon_greedy_expectation(q[s_next], self.epsilon)
+                    self._monte_carlo_update(bootstrap)
                 self.episodes += 1
                 finished.append(Episode(self.env_steps + step + 1, self.ep_return, self.ep_length,
                                         time.perf_counter(), (self.epsilon,)))
