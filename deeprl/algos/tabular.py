@@ -61,14 +61,15 @@ class TabularAgent:
         env): always taking the first action would make the "greedy" part a fixed walk into a wall.
         A Python list beats numpy here: tolist + max + count cost about what one argmax does.
         """
-        if self.rng.random() < self.epsilon:
-            return int(self.rng.integers(self.n_actions))
+        random = self.rng.random  # int(u * n) for a uniform index: a third of rng.integers' cost
+        if random() < self.epsilon:
+            return int(random() * self.n_actions)
         row = self.q[s].tolist()
         best = max(row)
         if row.count(best) == 1:
             return row.index(best)
         ties = [a for a, value in enumerate(row) if value == best]
-        return ties[int(self.rng.integers(len(ties)))]
+        return ties[int(random() * len(ties))]
 
     def policy(self, obs: Any) -> np.ndarray:
         """Greedy actions for a batch of observations (deterministic evaluation: ties go to the first)."""
