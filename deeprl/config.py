@@ -151,9 +151,11 @@ _CLIFF = {  # Sutton & Barto, Example 6.6: ε = 0.1 constant, α = 0.5, undiscou
     "episodes": 500, "alpha": 0.5, "gamma": 1.0, "epsilon": 0.1, "eval_every": 1000,
 }
 _FROZEN = {  # slippery 4x4: decay ε so the greedy policy settles; small α averages the slips.
+    # 1000 evaluation episodes: the optimal policy succeeds 73% of the time under the 100-step limit,
+    # against a threshold of 70%, and 100 episodes (±4.5 points) call it unsolved half the time.
     "episodes": 20_000, "alpha": 0.05, "gamma": 0.99, "epsilon": 1.0, "epsilon_schedule": "linear",
-    "epsilon_final": 0.01, "epsilon_decay_episodes": 10_000, "eval_every": 50_000,
-    "eval_episodes": 100,
+    "epsilon_final": 0.01, "epsilon_decay_episodes": 10_000, "eval_every": 100_000,
+    "eval_episodes": 1000,
 }
 _TAXI = {
     "episodes": 5_000, "alpha": 0.5, "gamma": 0.99, "epsilon": 1.0, "epsilon_schedule": "linear",

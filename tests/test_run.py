@@ -48,7 +48,7 @@ def test_python_api_writes_the_run_directory_contract(tmp_path):
 
 
 def test_same_seed_same_metrics_different_seed_different(tmp_path):
-    kwargs = dict(episodes=300, eval_every=500, progress="off")
+    kwargs = dict(episodes=300, eval_every=500, eval_episodes=20, progress="off")
     deeprl.train("expected-sarsa", "FrozenLake-v1", seed=4, run_dir=tmp_path / "a", **kwargs)
     deeprl.train("expected-sarsa", "FrozenLake-v1", seed=4, run_dir=tmp_path / "b", **kwargs)
     deeprl.train("expected-sarsa", "FrozenLake-v1", seed=5, run_dir=tmp_path / "c", **kwargs)
@@ -72,6 +72,7 @@ def test_resume_in_process_matches_uninterrupted(tmp_path, algo):
 def test_sigkill_then_resume_ends_like_the_uninterrupted_run(tmp_path):
     """A real SIGKILL after a periodic checkpoint; `--resume` must end with identical results."""
     args = ["q-learning", "FrozenLake-v1", "--seed", "7", "--episodes", "6000", "--eval-every", "20000",
+            "--eval-episodes", "20",
             "--checkpoint-every", "10000", "--progress", "off"]
     cli = [str(Path(sys.executable).parent / "deeprl"), "train"]
     subprocess.run(cli + args + ["--run-dir", str(tmp_path / "whole")], check=True, capture_output=True)
