@@ -391,7 +391,10 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
                          opts.tensorboard, state.env_steps if resuming else None)
     evaluator = Evaluator(opts.env_id, opts.eval_episodes, opts.seed + EVAL_SEED_OFFSET, opts.max_episode_steps)
 
+    saved_at: list[int] = []  # env steps of the checkpoints this process wrote
+
     def save() -> None:
+        saved_at.append(state.env_steps)
         metrics.flush()
         state.metrics_rows = metrics.rows
         save_checkpoint(run_dir / CHECKPOINT, {
@@ -428,7 +431,8 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
                     metrics.write("train", ep.env_steps, state.episodes,
                                   state.train_wall_s + (ep.time - start), ep.episode_return,
                                   ep.episode_length, "", ep.extras)
-                    state.recent_returns = (state.recent_returns + [ep.episode_return])[-100:]
+                    state.recent_returns.append(ep.episode_return)
+                del state.recent_returns[:-100]  # the progress bar's window
                 state.env_steps += steps
                 state.train_wall_s += elapsed
                 metrics.scalar("time/steps_per_s", steps / max(elapsed, 1e-9), state.env_steps)
@@ -457,8 +461,9 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
         raise UsageError(f"Training stopped at env step {state.env_steps}: {e}. "
                          f"The last good checkpoint (if any) is kept in {run_dir}.") from None
     except KeyboardInterrupt:
-        if (run_dir / CHECKPOINT).exists():
-            print(f"\nInterrupted; saved at env step {load_checkpoint(run_dir)['loop']['env_steps']}. "
+        last = saved_at[-1] if saved_at else checkpoint["loop"]["env_steps"] if resuming else None
+        if last is not None:
+            print(f"\nInterrupted; saved at env step {last}. "
                   f"Continue with `deeprl train --resume {run_dir}`.", file=sys.stderr)
         else:
             print(f"\nInterrupted before any checkpoint; nothing to resume. Remove {run_dir} and train again.",
