@@ -26,6 +26,8 @@ usage: deeprl COMMAND ...
                               evaluate a trained agent (deterministic policy)
   solve ENV_ID [--gamma G]    exact V*, Q* and optimal policy by value iteration (toy-text envs)
   list                        algorithms, the spaces they handle, their presets
+  bench [--algos ..] [--envs ..] [--seeds N] [--vs sb3]
+                              time-to-solve benchmark, side by side with Stable-Baselines3
 
 Example: deeprl train q-learning CliffWalking-v1 && deeprl eval runs/<the printed dir>
 """
@@ -87,6 +89,39 @@ class ListArgs:
 
     json: bool = False
     """Print JSON instead of a table."""
+
+
+@dataclass(frozen=True)
+class BenchArgs:
+    """The benchmark protocol of DESIGN.md: time-to-solve, env steps to solve and final return,
+    medians over seeds; with --vs sb3, Stable-Baselines3 with its rl-baselines3-zoo presets in the
+    same invocation, alternating seed by seed. Prints a markdown table."""
+
+    algos: tuple[str, ...] = ()
+    """Only these algorithms (default: every row of the default set)."""
+    envs: tuple[str, ...] = ()
+    """Only these env ids (default: every row of the default set)."""
+    seeds: int = 5
+    """Seeds per row (0..N-1)."""
+    vs: Literal["none", "sb3"] = "none"
+    """Also run Stable-Baselines3 (needs `pip install 'deeprl[bench]'`)."""
+    long: bool = False
+    """Add the long rows (LunarLander-v3 for dqn and ppo, HalfCheetah-v5 for ppo)."""
+    timeout_s: float = 900.0
+    """Per-trial time limit in seconds; a trial over it counts as an error."""
+    out: Path | None = None
+    """Also write the markdown report to this file."""
+
+
+def cmd_bench(argv: list[str]) -> None:
+    from deeprl.bench import run_bench
+
+    args = tyro.cli(BenchArgs, args=argv, prog="deeprl bench")
+    check_range(args, "seeds", 1)
+    check_range(args, "timeout_s", 0, low_open=True)
+    report_md = run_bench(args.algos, args.envs, args.seeds, args.vs, args.long, args.timeout_s, args.out,
+                          log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(report_md)
 
 
 def cmd_train(argv: list[str]) -> None:
@@ -230,7 +265,7 @@ def cmd_list(argv: list[str]) -> None:
     Console(width=160).print(table)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "solve": cmd_solve, "list": cmd_list}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "solve": cmd_solve, "list": cmd_list, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
