@@ -240,7 +240,7 @@ def run_trial(t: Trial) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "deeprl.bench", "--one", payload]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=t.timeout_s, env=env)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=t.timeout_s, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {t.timeout_s:.0f} s"}
     for line in proc.stdout.splitlines():
@@ -415,13 +415,13 @@ def run_bench(algos: tuple[str, ...] = (), envs: tuple[str, ...] = (), seeds: in
     report = "\n".join([
         f"Command: `{command}`  ",
         f"Machine: {machine_line()}  ",
-        f"Date: {time.strftime('%Y-%m-%d')}; total {time.perf_counter() - started:.0f} s; medians over {seeds} seeds "
-        "(an unsolved seed counts as +inf).",
+        (f"Date: {time.strftime('%Y-%m-%d')}; total {time.perf_counter() - started:.0f} s; medians over {seeds} "
+         "seeds (an unsolved seed counts as +inf)."),
         "",
         markdown_table(rows, stats, vs == "sb3"),
         "",
-        "Throughput (env steps/s): the raw vector env with random actions is the ceiling; acting adds the "
-        "batched deterministic policy; training adds learning (median over the trials above).",
+        ("Throughput (env steps/s): the raw env with pre-drawn random actions is the ceiling; acting adds the "
+         "batched deterministic policy; training adds learning (median over the trials above)."),
         "",
         throughput_table(rows, speed, stats, vs == "sb3"),
         *(["", "Errors:", *errors] if errors else []),
