@@ -1,0 +1,108 @@
+"""`deeprl bench`: the plan of rows, the statistics (medians, unsolved = +inf), the tables, and one
+real trial per library."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from deeprl.bench import (
+    DEFAULT_ROWS,
+    SB3_ZOO,
+    Trial,
+    markdown_table,
+    plan_rows,
+    run_trial,
+    summarize,
+    trial_settings,
+)
+from deeprl.errors import UsageError
+
+
+def test_plan_filters_the_default_set_and_skips_unregistered_algorithms():
+    rows = plan_rows(("q-learning",), (), long=False)
+    assert rows == [("q-learning", "FrozenLake-v1"), ("q-learning", "CliffWalking-v1")]
+    assert plan_rows((), ("CliffWalking-v1",), long=False) == [("q-learning", "CliffWalking-v1")]
+    # An (algo, env) pair outside the sets runs when deeprl has a preset for it.
+    assert plan_rows(("sarsa",), ("Taxi-v4",), long=False) == [("sarsa", "Taxi-v4")]
+    # Aliases resolve to the registered name.
+    assert plan_rows(("sarsamax",), ("FrozenLake-v1",), long=False) == [("q-learning", "FrozenLake-v1")]
+
+
+def test_plan_errors_name_what_exists():
+    with pytest.raises(UsageError, match="Unknown algorithm 'nope'"):
+        plan_rows(("nope",), (), long=False)
+    with pytest.raises(UsageError, match="No benchmark row matches"):
+        plan_rows(("sarsa",), ("NoSuchEnv-v0",), long=False)
+
+
+def test_every_sb3_row_is_a_benchmark_row():
+    from deeprl.bench import LONG_ROWS, SB3_ALGOS
+    for algo, env_id in SB3_ZOO:
+        assert (algo, env_id) in DEFAULT_ROWS + LONG_ROWS
+        assert algo in SB3_ALGOS
+
+
+def test_settings_come_from_the_preset_and_the_env():
+    eval_every, eval_episodes, threshold = trial_settings("q-learning", "FrozenLake-v1")
+    assert (eval_every, eval_episodes, threshold) == (100_000, 1000, 0.70)
+    assert trial_settings("q-learning", "CliffWalking-v1")[2] == -13.0  # the optimal path's return
+
+
+def test_summary_medians_count_unsolved_seeds_as_infinite():
+    solved = {"solved_at_wall_s": 1.0, "solved_at_env_steps": 100, "final_return": 500.0,
+              "env_steps": 100, "train_wall_s": 1.0}
+    unsolved = {"solved_at_wall_s": None, "solved_at_env_steps": None, "final_return": 20.0,
+                "env_steps": 1000, "train_wall_s": 4.0}
+    s = summarize([solved, {**solved, "solved_at_wall_s": 3.0}, unsolved])
+    assert s["solved"] == 2 and s["n"] == 3
+    assert s["time"] == 3.0                 # median of 1, 3, inf
+    assert s["final"] == 500.0
+    s = summarize([solved, unsolved, unsolved, {"error": "boom"}])
+    assert math.isinf(s["time"]) and s["errors"] == ["boom"] and s["n"] == 4
+
+
+def test_table_shows_the_ratio_and_rows_without_an_sb3_counterpart():
+    d = {"n": 5, "solved": 5, "errors": [], "time": 2.0, "steps": 1000, "final": 500.0, "steps_per_s": 5000.0}
+    s = {**d, "time": 8.0, "steps_per_s": 1000.0}
+    stats = {("deeprl", "ppo", "CartPole-v1"): d, ("sb3", "ppo", "CartPole-v1"): s,
+             ("deeprl", "q-learning", "CliffWalking-v1"): d}
+    table = markdown_table([("ppo", "CartPole-v1"), ("q-learning", "CliffWalking-v1")], stats, vs_sb3=True)
+    lines = table.splitlines()
+    assert lines[2].endswith("| 0.25 |")
+    assert "no SB3 counterpart" in lines[3]
+
+
+@pytest.mark.timeout(120)
+def test_cli_runs_a_row_end_to_end(tmp_path):
+    out = tmp_path / "bench.md"
+    proc = subprocess.run([sys.executable, "-m", "deeprl.cli", "bench", "--algos", "q-learning", "--envs",
+                           "CliffWalking-v1", "--seeds", "1", "--out", str(out)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = out.read_text()
+    assert report.strip() == proc.stdout.strip()
+    assert "| q-learning | CliffWalking-v1 | 1/1 |" in report
+    assert "Command: `deeprl bench --algos q-learning --envs CliffWalking-v1 --seeds 1`" in report
+    assert "raw env" in report  # the throughput table
+
+
+def test_cli_rejects_bad_flags_before_any_work():
+    proc = subprocess.run([sys.executable, "-m", "deeprl.cli", "bench", "--seeds", "0"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and "--seeds" in proc.stderr
+
+
+@pytest.mark.timeout(180)
+def test_an_sb3_trial_uses_the_same_evaluation_protocol():
+    # Stable-Baselines3 is an optional benchmark dependency: [bench], and [dev] for the tests.
+    # A threshold every policy reaches: the first periodic evaluation (at 512 steps) solves it.
+    t = Trial("sb3", "ppo", "CartPole-v1", seed=0, eval_every=512, eval_episodes=2, threshold=1.0, timeout_s=170)
+    r = run_trial(t)
+    assert "error" not in r, r
+    assert r["solved_at_env_steps"] == 512
+    assert 0 < r["solved_at_wall_s"] <= r["train_wall_s"] + 1e-6
+    assert r["final_return"] >= 1.0
