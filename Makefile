@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deeprl-installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/tabular_throughput.py
+
+# API docs of the public Python API (pdoc), into site/api/index.html.
+docs: $(STAMP)
+	$(PY) docs/build_api.py site/api
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache *.egg-info
