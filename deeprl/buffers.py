@@ -1,0 +1,380 @@
+"""Experience replay (the notes' "Experience Replay"; Lin 1992, Mnih et al. 2015) shared by the
+off-policy algorithms: DQN and its extensions, DDPG, TD3, SAC.
+
+One `ReplayBuffer` class, preallocated numpy ring storage, with
+- vector envs: each env writes its own stream (`capacity / n_envs` slots per env), so n-step
+  returns and frame stacks never mix two envs;
+- `terminated` and `truncated` kept apart: a sampled transition has `terminated` = 1 only if the
+  episode TERMINATED within the steps summed; a truncated episode is cut but still bootstraps;
+- n-step returns (`n_step`, Sutton & Barto ch. 7; Rainbow, Hessel et al. 2018): computed as the
+  transitions arrive, `rewards` = sum_{j<k} gamma^j r_{t+j}, `next_obs` = s_{t+k},
+  `discounts` = gamma^k with k = n, or fewer when the episode ended first;
+- proportional prioritized replay (`prioritized`, Schaul et al. 2016) on a sum-tree:
+  P(i) = p_i^alpha / sum_k p_k^alpha, new transitions get the largest priority seen so far, the
+  importance-sampling weights w_i = (N P(i))^-beta are divided by the batch's largest weight.
+  Beta annealing is the CALLER's job: pass `beta=` to `sample` (DQN anneals it to 1 over its budget);
+  without it the buffer uses `self.beta` (0.4 unless changed).
+
+Storage: one observation "frame" per env step, not obs and next_obs separately. Each transition's
+next observation is the frame written right after its observation, so nothing is stored twice. For
+uint8 frame stacks (Atari: (4, 84, 84) from FrameStackObservation) only the newest 84x84 frame of
+each step is stored and the stack is rebuilt at sampling time from the previous frames of the same
+env; an episode's first observation writes its whole stack. So 1M Atari transitions take about
+1M x 84 x 84 bytes = 7.1 GB (`ReplayBuffer.nbytes`), a quarter of storing stacks and an eighth of
+storing obs and next_obs stacks. Vector observations are stored as float32. The cost of this layout:
+each episode also spends one slot on its final observation (and K-1 more on its first stack), so
+`len(buf)` can be a little below `capacity` when the ring is full.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from deeprl.errors import UsageError
+
+
+class ReplayBatch(NamedTuple):
+    obs: torch.Tensor          # (B, *obs_shape)
+    actions: torch.Tensor      # (B,) int64 for Discrete, (B, *shape) float32 for Box
+    rewards: torch.Tensor      # (B,) n-step discounted reward sum
+    next_obs: torch.Tensor     # (B, *obs_shape): the observation k steps later
+    terminated: torch.Tensor   # (B,) 1.0 if the episode terminated within the k steps
+    discounts: torch.Tensor    # (B,) gamma**k
+    weights: torch.Tensor      # (B,) importance-sampling weights (ones when not prioritized)
+    indices: np.ndarray        # (B,) slots, for update_priorities
+
+
+def available_memory() -> int:
+    """Bytes of memory this process could use: psutil's 'available' if installed, else physical RAM."""
+    try:
+        import psutil
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def _frame_layout(obs_space: gym.Space, frame_stack: int | None) -> tuple[int, tuple[int, ...], np.dtype]:
+    """(K, frame shape, storage dtype): observations are the last K frames written."""
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise TypeError(f"ReplayBuffer stores Box observations, got {obs_space}")
+    shape = tuple(obs_space.shape)
+    dtype = np.dtype(np.uint8) if obs_space.dtype == np.uint8 else np.dtype(np.float32)
+    if frame_stack is None:  # auto: channels-first uint8 frame stacks, like (4, 84, 84)
+        is_stack = dtype == np.uint8 and len(shape) == 3 and shape[0] <= 16 and min(shape[1:]) > shape[0]
+        frame_stack = shape[0] if is_stack else 1
+    if frame_stack == 1:
+        return 1, shape, dtype
+    if shape[0] != frame_stack:
+        raise ValueError(f"frame_stack={frame_stack} but observations have shape {shape}")
+    return frame_stack, shape[1:], dtype
+
+
+def _action_layout(action_space: gym.Space) -> tuple[tuple[int, ...], np.dtype]:
+    if isinstance(action_space, gym.spaces.Discrete):
+        return (), np.dtype(np.int64)
+    if isinstance(action_space, gym.spaces.Box):
+        return tuple(action_space.shape), np.dtype(np.float32)
+    raise TypeError(f"ReplayBuffer stores Discrete or Box actions, got {action_space}")
+
+
+class SumTree:
+    """Binary tree whose leaves hold priorities and whose inner nodes hold the sums of their
+    children: setting a leaf and finding the leaf where a prefix sum lands are O(log N)."""
+
+    def __init__(self, capacity: int):
+        self.size = 1 << max(1, math.ceil(math.log2(capacity)))
+        self.tree = np.zeros(2 * self.size, dtype=np.float64)
+
+    @property
+    def total(self) -> float:
+        return float(self.tree[1])
+
+    def __getitem__(self, leaves: np.ndarray) -> np.ndarray:
+        return self.tree[np.asarray(leaves) + self.size]
+
+    def set(self, leaves: np.ndarray, values: np.ndarray | float) -> None:
+        nodes = np.asarray(leaves, dtype=np.int64) + self.size
+        self.tree[nodes] = values
+        nodes = np.unique(nodes // 2)
+        while nodes[0] >= 1:
+            self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
+            if nodes[0] == 1:
+                break
+            nodes = np.unique(nodes // 2)
+
+    def find(self, prefix: np.ndarray) -> np.ndarray:
+        """For each value in [0, total): the leaf i with sum(p[:i]) <= value < sum(p[:i+1])."""
+        nodes = np.ones(len(prefix), dtype=np.int64)
+        prefix = prefix.astype(np.float64).copy()
+        while nodes[0] < self.size:
+            left = self.tree[2 * nodes]
+            right = prefix >= left
+            prefix -= left * right
+            nodes = 2 * nodes + right
+        return nodes - self.size
+
+
+class ReplayBuffer:
+    """Ring buffer of transitions from `n_envs` parallel envs; see the module docstring."""
+
+    # Per-slot bookkeeping beside the frame and the action: 1-step reward, n-step return (float32),
+    # k (uint8), terminated, truncated, n-step terminated, has-transition, ready (bool).
+    _SLOT_EXTRA_BYTES = 4 + 4 + 1 + 1 + 1 + 1 + 1 + 1
+
+    def __init__(self, capacity: int, obs_space: gym.Space, action_space: gym.Space, *, n_envs: int = 1,
+                 device: str | torch.device = "cpu", n_step: int = 1, gamma: float = 0.99,
+                 prioritized: bool = False, alpha: float = 0.6, seed: int = 0,
+                 frame_stack: int | None = None, beta: float = 0.4, priority_eps: float = 1e-6):
+        self.K, self.frame_shape, self.obs_dtype = _frame_layout(obs_space, frame_stack)
+        self.action_shape, self.action_dtype = _action_layout(action_space)
+        self.obs_shape = tuple(obs_space.shape)
+        self.n_envs, self.n_step, self.gamma = int(n_envs), int(n_step), float(gamma)
+        self.prioritized, self.alpha, self.beta, self.priority_eps = prioritized, alpha, beta, priority_eps
+        self.device = torch.device(device)
+        self.slots = math.ceil(capacity / self.n_envs)  # per env
+        if n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {n_step}")
+        if self.slots < self.n_step + self.K + 2:
+            raise UsageError(f"buffer_size {capacity} is too small for {n_envs} envs with n_step {n_step}: "
+                             f"need at least {(self.n_step + self.K + 2) * self.n_envs}. Raise --buffer-size.")
+        need = self.nbytes(capacity, obs_space, action_space, n_envs=n_envs, prioritized=prioritized,
+                           frame_stack=frame_stack)
+        have = available_memory()
+        if need > have:
+            raise UsageError(
+                f"A replay buffer of {capacity:,} transitions of {obs_space} needs {need / 2**30:.2f} GiB, "
+                f"but only {have / 2**30:.2f} GiB of memory is available. Lower --buffer-size "
+                f"(about {int(capacity * have / need * 0.8):,} would fit)."
+            )
+        E, S = self.n_envs, self.slots
+        self.frames = np.zeros((E, S, *self.frame_shape), dtype=self.obs_dtype)
+        self.actions = np.zeros((E, S, *self.action_shape), dtype=self.action_dtype)
+        self.rewards = np.zeros((E, S), dtype=np.float32)       # r_{t+1} of the step from this slot
+        self.terminated = np.zeros((E, S), dtype=bool)          # 1-step flags, kept apart
+        self.truncated = np.zeros((E, S), dtype=bool)
+        self.n_return = np.zeros((E, S), dtype=np.float32)      # sum_{j<k} gamma^j r_{t+j}
+        self.n_k = np.zeros((E, S), dtype=np.uint8)             # k: steps summed
+        self.n_terminated = np.zeros((E, S), dtype=bool)        # terminated within those k steps
+        self.has_transition = np.zeros((E, S), dtype=bool)      # slot is an observation that was acted on
+        self.ready = np.zeros((E, S), dtype=bool)               # complete and intact: may be sampled
+        self.head = np.zeros(E, dtype=np.int64)                 # frames written per env (absolute)
+        self.chain = np.zeros(E, dtype=np.int64)                # transitions since the episode began
+        self.new_episode = np.ones(E, dtype=bool)
+        self.n_ready = 0
+        self.max_priority = 1.0
+        self.tree = SumTree(E * S) if prioritized else None
+        self.rng = np.random.default_rng(seed)
+        self._gamma_pows = self.gamma ** np.arange(self.n_step + 1)
+        self._stack_offsets = np.arange(self.K - 1, -1, -1)     # K-1, ..., 0 frames back
+
+    @staticmethod
+    def nbytes(capacity: int, obs_space: gym.Space, action_space: gym.Space, n_envs: int = 1,
+               prioritized: bool = False, frame_stack: int | None = None, **_: Any) -> int:
+        """Bytes the buffer's storage takes (what the constructor checks against free memory)."""
+        _, frame_shape, obs_dtype = _frame_layout(obs_space, frame_stack)
+        action_shape, action_dtype = _action_layout(action_space)
+        slots = math.ceil(capacity / n_envs) * n_envs
+        per_slot = (int(np.prod(frame_shape)) * obs_dtype.itemsize + int(np.prod(action_shape)) * action_dtype.itemsize
+                    + ReplayBuffer._SLOT_EXTRA_BYTES)
+        tree = 2 * (1 << max(1, math.ceil(math.log2(slots)))) * 8 if prioritized else 0
+        return slots * per_slot + tree
+
+    def __len__(self) -> int:
+        return self.n_ready
+
+    # ---- writing -------------------------------------------------------------------------------
+
+    def _stack(self, envs: np.ndarray, abs_pos: np.ndarray) -> np.ndarray:
+        """Observations whose newest frame is at absolute position `abs_pos` of each env."""
+        pos = (abs_pos[:, None] - self._stack_offsets) % self.slots
+        frames = self.frames[envs[:, None], pos]                # (B, K, *frame_shape)
+        return frames[:, 0] if self.K == 1 else frames
+
+    def _set_ready(self, envs: np.ndarray, pos: np.ndarray, value: bool) -> None:
+        changed = self.ready[envs, pos] != value
+        envs, pos = envs[changed], pos[changed]
+        if len(envs) == 0:
+            return
+        self.ready[envs, pos] = value
+        self.n_ready += len(envs) if value else -len(envs)
+        if self.tree is not None:
+            self.tree.set(envs * self.slots + pos, self.max_priority ** self.alpha if value else 0.0)
+
+    def _push(self, envs: np.ndarray, frames: np.ndarray) -> None:
+        """Write one frame per env; the slots whose observation used the overwritten frame go."""
+        pos = self.head[envs] % self.slots
+        hit = (pos[:, None] + np.arange(self.K)) % self.slots  # this slot and K-1 stacks above it
+        self._set_ready(np.repeat(envs, self.K), hit.ravel(), False)
+        self.has_transition[envs, pos] = False
+        self.frames[envs, pos] = frames
+        self.head[envs] += 1
+
+    def _cut(self, envs: np.ndarray, terminated: np.ndarray) -> None:
+        """End the n-step streams of `envs`: their pending transitions become ready as they are."""
+        last = self.head[envs] - 2                              # newest transition (its next obs is head-1)
+        j = np.arange(self.n_step - 1)                          # the newest n-1 may still be pending
+        live = j[None, :] < np.minimum(self.chain[envs], self.n_step - 1)[:, None]
+        e = np.repeat(envs, live.sum(1))
+        p = ((last[:, None] - j) % self.slots)[live]
+        self.n_terminated[e, p] = np.repeat(terminated, live.sum(1))
+        self._set_ready(e, p, True)
+        self.chain[envs] = 0
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+            terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Add one step of every env (leading dim n_envs); rows with valid=False are skipped (the
+        NEXT_STEP autoreset step after an episode end is not a transition)."""
+        envs = np.arange(self.n_envs) if valid is None else np.flatnonzero(valid)
+        if len(envs) == 0:
+            return
+        rows = envs if valid is not None else slice(None)
+        obs = np.asarray(obs)[rows].astype(self.obs_dtype, copy=False)
+        next_obs = np.asarray(next_obs)[rows].astype(self.obs_dtype, copy=False)
+        terminated = np.asarray(terminated, dtype=bool)[rows]
+        truncated = np.asarray(truncated, dtype=bool)[rows]
+        if self.K > 1 and not np.array_equal(next_obs[:, :-1], obs[:, 1:]):
+            raise ValueError("next_obs is not obs shifted by one frame: this is not a frame stack; "
+                             "create the ReplayBuffer with frame_stack=1")
+
+        # An observation that is not the previous next_obs starts a new stream (an episode start,
+        # or a caller that jumped): write its whole stack, and end any n-step sums still open.
+        start = self.new_episode[envs].copy()
+        cont = ~start
+        if cont.any():
+            same = (self._stack(envs[cont], self.head[envs[cont]] - 1) == obs[cont]).reshape(cont.sum(), -1).all(1)
+            jumped = envs[cont][~same]
+            if len(jumped):
+                self._cut(jumped, np.zeros(len(jumped), dtype=bool))
+                start[np.isin(envs, jumped)] = True
+        if start.any():
+            s_envs, s_obs = envs[start], obs[start]
+            for i in range(self.K):
+                self._push(s_envs, s_obs[:, i] if self.K > 1 else s_obs)
+            self.chain[s_envs] = 0
+
+        # The transition lives at its observation's slot; its next observation is the next frame.
+        pos = (self.head[envs] - 1) % self.slots
+        self.actions[envs, pos] = np.asarray(actions)[rows]
+        r = np.asarray(rewards, dtype=np.float32)[rows]
+        self.rewards[envs, pos] = r
+        self.terminated[envs, pos] = terminated
+        self.truncated[envs, pos] = truncated
+        self.n_return[envs, pos] = 0.0
+        self.n_terminated[envs, pos] = False
+        self._push(envs, next_obs[:, -1] if self.K > 1 else next_obs)
+        self.has_transition[envs, pos] = True
+
+        # n-step: this reward joins the sums of the last n transitions of the same episode.
+        j = np.arange(self.n_step)
+        live = j[None, :] <= np.minimum(self.chain[envs], self.n_step - 1)[:, None]
+        back = ((pos[:, None] - j) % self.slots)
+        e_idx = np.broadcast_to(envs[:, None], back.shape)[live]
+        p_idx = back[live]
+        self.n_return[e_idx, p_idx] += np.broadcast_to(self._gamma_pows[:self.n_step] * r[:, None], back.shape)[live]
+        self.n_k[e_idx, p_idx] = np.broadcast_to(j + 1, back.shape)[live]
+        self.chain[envs] += 1
+        # The transition n-1 steps back now has its n rewards.
+        full = self.chain[envs] >= self.n_step
+        self._set_ready(envs[full], (pos[full] - (self.n_step - 1)) % self.slots, True)
+        done = terminated | truncated
+        if done.any():  # the episode's open sums end here; only termination stops the bootstrap
+            d_envs = envs[done]
+            newest = pos[done]
+            count = np.minimum(self.chain[d_envs], self.n_step)  # every transition whose k steps reach the end
+            live = j[None, :] < count[:, None]
+            e = np.broadcast_to(d_envs[:, None], live.shape)[live]
+            p = ((newest[:, None] - j) % self.slots)[live]
+            self.n_terminated[e, p] = np.broadcast_to(terminated[done][:, None], live.shape)[live]
+            self._set_ready(e, p, True)
+            self.chain[d_envs] = 0
+        self.new_episode[envs] = done
+
+    # ---- sampling ------------------------------------------------------------------------------
+
+    def _uniform_indices(self, batch_size: int) -> np.ndarray:
+        filled = np.minimum(self.head, self.slots)
+        cum = np.cumsum(filled)
+        out = np.empty(0, dtype=np.int64)
+        while len(out) < batch_size:  # rejection: the few slots that are not transitions are skipped
+            u = self.rng.integers(0, cum[-1], size=2 * (batch_size - len(out)) + 8)
+            e = np.searchsorted(cum, u, side="right")
+            p = u - (cum[e] - filled[e])
+            ok = self.ready[e, p]
+            out = np.concatenate([out, (e * self.slots + p)[ok]])
+        return out[:batch_size]
+
+    def _prioritized_indices(self, batch_size: int) -> np.ndarray:
+        total = self.tree.total
+        # stratified: one draw from each of batch_size equal slices of the priority mass
+        prefix = (np.arange(batch_size) + self.rng.random(batch_size)) * (total / batch_size)
+        idx = self.tree.find(np.minimum(prefix, np.nextafter(total, 0)))
+        bad = self.tree[idx] <= 0  # float rounding at a slice edge can land on an empty leaf
+        while bad.any():
+            idx[bad] = self.tree.find(self.rng.random(bad.sum()) * total)
+            bad = self.tree[idx] <= 0
+        return idx
+
+    def sample(self, batch_size: int, beta: float | None = None) -> ReplayBatch:
+        if self.n_ready == 0:
+            raise RuntimeError("sample() from an empty ReplayBuffer")
+        idx = self._prioritized_indices(batch_size) if self.prioritized else self._uniform_indices(batch_size)
+        e, p = idx // self.slots, idx % self.slots
+        k = self.n_k[e, p].astype(np.int64)
+        if self.prioritized:
+            probs = self.tree[idx] / self.tree.total
+            weights = (self.n_ready * probs) ** -(self.beta if beta is None else beta)
+            weights = (weights / weights.max()).astype(np.float32)
+        else:
+            weights = np.ones(batch_size, dtype=np.float32)
+        to = lambda a: torch.as_tensor(a, device=self.device)
+        return ReplayBatch(
+            obs=to(self._stack(e, p)),
+            actions=to(self.actions[e, p]),
+            rewards=to(self.n_return[e, p]),
+            next_obs=to(self._stack(e, p + k)),  # s_{t+k} is k frames on
+            terminated=to(self.n_terminated[e, p].astype(np.float32)),
+            discounts=to(self._gamma_pows[k].astype(np.float32)),
+            weights=to(weights),
+            indices=idx,
+        )
+
+    def update_priorities(self, indices: np.ndarray, priorities: np.ndarray | torch.Tensor) -> None:
+        """Set p_i = |delta_i| + eps for sampled slots still in the buffer (prioritized only)."""
+        if self.tree is None:
+            raise RuntimeError("update_priorities needs a ReplayBuffer(prioritized=True)")
+        if isinstance(priorities, torch.Tensor):
+            priorities = priorities.detach().cpu().numpy()
+        priorities = np.abs(np.asarray(priorities, dtype=np.float64)) + self.priority_eps
+        indices = np.asarray(indices)
+        keep = self.ready[indices // self.slots, indices % self.slots]
+        self.tree.set(indices[keep], priorities[keep] ** self.alpha)
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+
+    # ---- resume --------------------------------------------------------------------------------
+
+    _ARRAYS = ("frames", "actions", "rewards", "terminated", "truncated", "n_return", "n_k", "n_terminated",
+               "has_transition", "ready", "head", "chain", "new_episode")
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {name: getattr(self, name).copy() for name in self._ARRAYS}
+        state.update(n_ready=self.n_ready, max_priority=self.max_priority, beta=self.beta,
+                     rng=self.rng.bit_generator.state,
+                     tree=None if self.tree is None else self.tree.tree.copy())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self._ARRAYS:
+            if state[name].shape != getattr(self, name).shape:
+                raise ValueError(f"replay buffer {name} has shape {state[name].shape}, expected "
+                                 f"{getattr(self, name).shape}: was it saved with another --buffer-size/--n-envs?")
+            getattr(self, name)[...] = state[name]
+        self.n_ready, self.max_priority, self.beta = int(state["n_ready"]), float(state["max_priority"]), state["beta"]
+        self.rng.bit_generator.state = state["rng"]
+        if self.tree is not None:
+            self.tree.tree[...] = state["tree"]
