@@ -1,0 +1,206 @@
+"""A3C: learning, the worker pool's protocol (chunks, determinism with one worker), checkpoints and
+resume, and shutdown: on close, on Ctrl-C, on a worker crash and on a non-finite loss."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import deeprl
+from deeprl.algos.a3c import A3C
+from deeprl.config import A3CConfig
+from deeprl.envs import make_env
+from deeprl.errors import UsageError
+from deeprl.run import build_config, load_checkpoint, resume
+
+DEEPRL = Path(sys.executable).parent / "deeprl"
+
+
+class FailingCartPole(gym.Wrapper):
+    """CartPole whose `fail_after`-th step (counted per env copy) raises, or returns a NaN reward.
+    Each worker makes its own copy, so every worker fails at its own `fail_after`-th step."""
+
+    def __init__(self, fail_after: int = 1500, mode: str = "raise", stamp: str | None = None):
+        super().__init__(gym.make("CartPole-v1"))
+        self.fail_after, self.mode, self.stamp, self.steps = fail_after, mode, stamp, 0
+
+    def step(self, action):
+        self.steps += 1
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.steps >= self.fail_after:
+            if self.mode == "nan":
+                return obs, float("nan"), terminated, truncated, info
+            if self.stamp:  # when the failure happened, for the parent's reaction time
+                Path(self.stamp).write_text(repr(time.time()))
+            raise RuntimeError("boom: the env broke")
+        return obs, reward, terminated, truncated, info
+
+
+gym.register("deeprl-test/FailingCartPole-v0", entry_point=FailingCartPole)
+
+
+def _no_workers_left() -> bool:
+    deadline = time.monotonic() + 5
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not multiprocessing.active_children()
+
+
+def test_learns_cartpole_with_two_workers(tmp_path: Path, quiet: dict) -> None:
+    result = deeprl.train("a3c", "CartPole-v1", workers=2, total_steps=30_000, eval_every=5_000,
+                          run_dir=tmp_path / "run", seed=1, **quiet)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    evals = [float(r.split(",")[4]) for r in rows if r.startswith("eval")]
+    train = [float(r.split(",")[4]) for r in rows if r.startswith("train")]
+    # A uniform policy scores ~22 on CartPole; the greedy policy of an untrained net ~9.
+    assert max(evals) >= 150, evals
+    assert np.mean(train[-20:]) > 3 * np.mean(train[:20]), (train[:20], train[-20:])
+    assert result.summary["env_steps"] == 30_000
+    assert _no_workers_left()
+
+
+def test_one_worker_is_deterministic_and_chunk_invariant() -> None:
+    def run(chunks: list[int]) -> tuple[list, dict]:
+        torch.manual_seed(3)  # the driver's seed_everything: the initial weights
+        algo = A3C(A3CConfig(workers=1), make_env("CartPole-v1"), seed=3)
+        try:
+            episodes = []
+            for n in chunks:
+                steps, finished = algo.learn(n, None)
+                assert steps == n
+                episodes += [(e.env_steps, e.episode_return, e.episode_length) for e in finished]
+            return episodes, algo.state_dict()
+        finally:
+            algo.close()
+
+    whole, whole_state = run([2_000])
+    split, split_state = run([500, 900, 600])
+    assert whole == split and len(whole) > 10
+    for k, v in whole_state["model"].items():
+        torch.testing.assert_close(split_state["model"][k], v, rtol=0, atol=0)
+    assert whole_state["updates"] == split_state["updates"] > 2_000 // 5
+
+
+def test_state_dict_round_trip_keeps_memory_shared() -> None:
+    env = make_env("CartPole-v1")
+    a = A3C(A3CConfig(workers=2, optimizer="adam"), env, seed=0)
+    try:
+        steps, _ = a.learn(1_000, None)
+    finally:
+        a.close()
+    state = a.state_dict()
+    assert state["env_steps"] == steps == 1_000 and state["updates"] > 0
+    b = A3C(A3CConfig(workers=2, optimizer="adam"), env, seed=7)
+    b.load_state_dict(state)
+    for k, v in state["model"].items():
+        torch.testing.assert_close(b.model.state_dict()[k], v, rtol=0, atol=0)
+    for p_a, p_b in zip(a.model.parameters(), b.model.parameters()):
+        for key, value in a.optimizer.state[p_a].items():
+            torch.testing.assert_close(b.optimizer.state[p_b][key], value, rtol=0, atol=0)
+            assert b.optimizer.state[p_b][key].is_shared()  # loaded in place: the workers still see it
+        assert p_b.is_shared()
+    obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    np.testing.assert_array_equal(a.policy(obs), b.policy(obs))
+    assert (b.env_steps, b.episodes, b.updates) == (a.env_steps, a.episodes, a.updates)
+
+
+def test_close_stops_every_worker_and_a_new_learn_restarts_them() -> None:
+    algo = A3C(A3CConfig(workers=2), make_env("CartPole-v1"), seed=0)
+    algo.learn(200, None)
+    assert len(multiprocessing.active_children()) == 2
+    algo.close()
+    assert _no_workers_left()
+    algo.close()  # idempotent
+    steps, _ = algo.learn(300, None)
+    assert steps == 300 and algo.env_steps == 500
+    algo.close()
+    assert _no_workers_left()
+
+
+def test_worker_crash_stops_the_others_fast_and_keeps_the_checkpoint(tmp_path: Path, quiet: dict) -> None:
+    stamp = tmp_path / "crashed_at"
+    gym.register("deeprl-test/CrashingCartPole-v0", entry_point=FailingCartPole,
+                 kwargs={"fail_after": 1500, "stamp": str(stamp)})
+    with pytest.raises(UsageError, match=r"A3C worker \d failed \(RuntimeError: boom: the env broke\).*"
+                                         r"last good checkpoint"):
+        deeprl.train("a3c", "deeprl-test/CrashingCartPole-v0", workers=2, total_steps=100_000,
+                     checkpoint_every=500, eval_every=100_000, run_dir=tmp_path / "run", **quiet)
+    reaction_s = time.time() - float(stamp.read_text())
+    assert reaction_s < 2.0, reaction_s
+    assert _no_workers_left()
+    # Checkpoints every 500 steps; each worker fails at its 1500th step, so 1000 to 3000 steps were taken.
+    assert 500 <= load_checkpoint(tmp_path / "run")["loop"]["env_steps"] <= 3_000
+
+
+def test_non_finite_loss_is_a_divergence(tmp_path: Path, quiet: dict) -> None:
+    gym.register("deeprl-test/NanCartPole-v0", entry_point=FailingCartPole, kwargs={"mode": "nan", "fail_after": 300})
+    with pytest.raises(UsageError, match="non-finite loss"):
+        deeprl.train("a3c", "deeprl-test/NanCartPole-v0", workers=2, total_steps=10_000, run_dir=tmp_path / "run",
+                     **quiet)
+    assert _no_workers_left()
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path: Path, quiet: dict) -> None:
+    run_dir = tmp_path / "run"
+    deeprl.train("a3c", "CartPole-v1", workers=1, total_steps=1_000, eval_every=500, run_dir=run_dir, **quiet)
+    first = load_checkpoint(run_dir)["algo_state"]
+    # The resumed algorithm starts from the checkpoint's model and optimizer statistics...
+    algo = A3C(A3CConfig(workers=1), make_env("CartPole-v1"), seed=0)
+    algo.load_state_dict(first)
+    for k, v in first["model"].items():
+        torch.testing.assert_close(algo.model.state_dict()[k], v, rtol=0, atol=0)
+    # ...and the run goes on from its step counter, appending to its metrics.
+    result = resume(run_dir, total_steps=2_000)
+    assert result.summary["env_steps"] == 2_000
+    second = load_checkpoint(run_dir)["algo_state"]
+    assert second["env_steps"] == 2_000 and second["updates"] > first["updates"]
+    rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+    steps = [int(r.split(",")[1]) for r in rows if r.startswith("train")]
+    assert steps == sorted(steps) and steps[-1] > 1_000 and min(steps) <= 1_000
+    assert _no_workers_left()
+
+
+def test_zero_workers_is_a_clear_error() -> None:
+    with pytest.raises(UsageError, match=r"workers must be in \[1, inf\], got 0.*--workers"):
+        build_config("a3c", "CartPole-v1", workers=0)
+
+
+def test_ctrl_c_saves_and_leaves_no_worker_behind(tmp_path: Path) -> None:
+    """The terminal sends SIGINT to the whole foreground process group: workers ignore it, the parent
+    finishes its chunk, saves, stops the workers and exits."""
+    run_dir = tmp_path / "ctrl-c-run"
+    proc = subprocess.Popen([str(DEEPRL), "train", "a3c", "CartPole-v1", "--workers", "2", "--total-steps",
+                             "10000000", "--eval-every", "2000", "--run-dir", str(run_dir), "--progress", "off"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (run_dir / "metrics.csv").exists():
+            time.sleep(0.2)
+        time.sleep(1.0)  # the pool is running
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Interrupted; saved at env step" in err, err
+    assert load_checkpoint(run_dir)["loop"]["env_steps"] > 0
+    leftovers = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(run_dir).encode() in cmdline.read_bytes():
+                leftovers.append(cmdline.parent.name)
+        except OSError:
+            continue  # the process ended while we looked
+    assert not leftovers, f"processes still running for the run: {leftovers}"
