@@ -114,3 +114,122 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
         torch._foreach_lerp_(target_params, source_params, tau)
     for t, s in zip(target.buffers(), source.buffers()):
         t.copy_(s)
+
+
+# ---------------------------------------------------------------- policies for policy-gradient methods
+class ActorCritic(nn.Module):
+    """A stochastic policy π_θ(a|s) and a state-value critic V(s) over `make_encoder` torsos.
+
+    Discrete actions: a Categorical over logits. Box actions: a diagonal Gaussian N(μ(s), σ²) whose
+    log σ is a free parameter (`log_std="state-independent"`, PPO's default) or a second output of
+    the policy head (`"state-dependent"`, clamped to [-20, 2]). The Gaussian is unbounded, so
+    `bound` says how a sample u reaches the env's [low, high]:
+      clip: the env gets clip(u, low, high) and the log-probability is that of u (SB3/CleanRL's way;
+            the gradient does not see the clipping, which is harmless while μ stays inside).
+      tanh: the env gets low + (tanh(u) + 1)(high − low)/2 and the log-probability includes the change
+            of variables, log π(a) = log N(u) − Σ log(1 − tanh(u)²) − Σ log((high − low)/2) (SAC's
+            squashing). The entropy reported is the Gaussian's, an upper bound used as the bonus.
+    Either way the rollout stores u ("raw" actions) and `env_action(u)` maps it for the env.
+
+    `shared=True` puts the policy and value heads on one torso (as the Nature CNN on Atari);
+    False gives each its own, which CartPole-style tasks learn faster with. `critic=False` leaves
+    the critic out (REINFORCE without a baseline).
+    """
+
+    def __init__(self, obs_space: gym.Space, action_space: gym.Space, hidden: Sequence[int] = (64, 64),
+                 activation: str = "tanh", *, shared: bool = False, critic: bool = True,
+                 log_std: str = "state-independent", log_std_init: float = 0.0, bound: str = "clip"):
+        super().__init__()
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if not self.discrete and not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"ActorCritic takes Discrete or Box actions, got {action_space}")
+        self.state_dependent_std = log_std == "state-dependent"
+        self.bound = bound
+        self.actor_torso = make_encoder(obs_space, hidden, activation)
+        self.critic_torso = None if shared or not critic else make_encoder(obs_space, hidden, activation)
+        n_features = self.actor_torso.out_features
+        if self.discrete:
+            self.n_out = int(action_space.n)
+            self.policy_head = layer_init(nn.Linear(n_features, self.n_out), gain=0.01)
+        else:
+            self.action_shape = action_space.shape
+            n_act = int(np.prod(action_space.shape))
+            self.policy_head = layer_init(nn.Linear(n_features, 2 * n_act if self.state_dependent_std else n_act),
+                                          gain=0.01)
+            self.log_std = None if self.state_dependent_std else nn.Parameter(torch.full((n_act,), float(log_std_init)))
+            if self.state_dependent_std:
+                nn.init.constant_(self.policy_head.bias[n_act:], float(log_std_init))
+            low = np.asarray(action_space.low, dtype=np.float32).reshape(-1)
+            high = np.asarray(action_space.high, dtype=np.float32).reshape(-1)
+            if bound == "tanh" and not (np.isfinite(low).all() and np.isfinite(high).all()):
+                raise ValueError(f"bound='tanh' needs finite action bounds, got low={low}, high={high}")
+            self.register_buffer("low", torch.as_tensor(low), persistent=False)
+            self.register_buffer("high", torch.as_tensor(high), persistent=False)
+        self.value_head = layer_init(nn.Linear(n_features if self.critic_torso is None
+                                               else self.critic_torso.out_features, 1), gain=1.0) if critic else None
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.distributions.Distribution, torch.Tensor | None]:
+        """(π(·|s), V(s)) for a batch of observations; V is None without a critic."""
+        features = self.actor_torso(obs)
+        out = self.policy_head(features)
+        if self.discrete:
+            dist: torch.distributions.Distribution = torch.distributions.Categorical(logits=out, validate_args=False)
+        else:
+            if self.state_dependent_std:
+                mean, log_std = out.chunk(2, dim=-1)
+                log_std = log_std.clamp(-20.0, 2.0)
+            else:
+                mean, log_std = out, self.log_std.expand_as(out)
+            dist = torch.distributions.Normal(mean, log_std.exp(), validate_args=False)
+        if self.value_head is None:
+            return dist, None
+        value_features = features if self.critic_torso is None else self.critic_torso(obs)
+        return dist, self.value_head(value_features).squeeze(-1)
+
+    def log_prob(self, dist: torch.distributions.Distribution, raw_action: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) of stored raw actions (one number per sample)."""
+        if self.discrete:
+            return dist.log_prob(raw_action)
+        log_prob = dist.log_prob(raw_action).sum(-1)
+        if self.bound == "tanh":  # change of variables a = tanh(u), then the affine map to [low, high]
+            log_prob = log_prob - (torch.log1p(-torch.tanh(raw_action) ** 2 + 1e-6)).sum(-1) \
+                - torch.log((self.high - self.low) / 2).sum()
+        return log_prob
+
+    def entropy(self, dist: torch.distributions.Distribution) -> torch.Tensor:
+        return dist.entropy() if self.discrete else dist.entropy().sum(-1)
+
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Sample: (raw action, log π(a|s), V(s))."""
+        dist, value = self(obs)
+        raw_action = dist.sample()
+        return raw_action, self.log_prob(dist, raw_action), value
+
+    def evaluate(self, obs: torch.Tensor, raw_action: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(log π(a|s), entropy of π(·|s), V(s)) for the update."""
+        dist, value = self(obs)
+        return self.log_prob(dist, raw_action), self.entropy(dist), value
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action (argmax of the logits, or the Gaussian's mean) as a raw action."""
+        features = self.actor_torso(obs)
+        out = self.policy_head(features)
+        if self.discrete:
+            return out.argmax(-1)
+        return out.chunk(2, dim=-1)[0] if self.state_dependent_std else out
+
+    def env_action(self, raw_action: torch.Tensor) -> np.ndarray:
+        """Raw actions -> what the env accepts (numpy): indices, or clipped / squashed vectors."""
+        if self.discrete:
+            return raw_action.cpu().numpy()
+        if self.bound == "tanh":
+            a = self.low + (torch.tanh(raw_action) + 1.0) * (self.high - self.low) / 2
+        else:
+            a = torch.maximum(torch.minimum(raw_action, self.high), self.low)
+        return a.cpu().numpy().reshape(len(a), *self.action_shape)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(s) alone."""
+        features = self.actor_torso(obs) if self.critic_torso is None else self.critic_torso(obs)
+        return self.value_head(features).squeeze(-1)

@@ -1,0 +1,44 @@
+"""A2C: synchronous advantage actor-critic (the synchronous variant of A3C, Mnih et al. 2016,
+"Asynchronous Methods for Deep Reinforcement Learning"); notes, "Actor Critic Methods" and "A2C/A3C".
+
+n_envs copies of the env step together for n steps (deeprl.rollout); then one gradient step on
+    −mean log π(a_t|s_t) A_t  +  c_v · ½ mean (R_t − V(s_t))²  −  c_H · mean H(π(·|s_t)),
+with the n-step return R_t = r_t + γ r_{t+1} + … + γ^{n−t} V(s_n) (the notes' "n-step return":
+each step bootstraps from V of the state the batch ends in, cut at episode ends) and the advantage
+A_t = R_t − V(s_t) — GAE with λ = 1, which is what `gae_lambda` defaults to.
+The paper's optimizer is RMSProp (α = 0.99, ε = 1e-5 here as in SB3 and OpenAI baselines); Adam
+is an option. Synchronous updates replace A3C's lock-free asynchronous ones: the batch of n_envs
+parallel envs decorrelates the data as the paper's parallel actors do.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deeprl.algos.onpolicy import OnPolicyAgent, flat_valid
+from deeprl.math.returns import gae
+from deeprl.math.surrogate import reinforce_loss, value_loss
+
+
+class A2C(OnPolicyAgent):
+    metric_names = ("policy_loss", "value_loss", "entropy")
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        params, cfg = self.model.parameters(), self.cfg
+        if cfg.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps, foreach=True)
+        return torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.optimizer_eps, foreach=True)
+
+    def update(self) -> tuple[float, ...]:
+        cfg, r = self.cfg, self.rollout
+        advantages = gae(r.rewards, r.values, r.next_values, r.terminated, r.truncated, cfg.gamma, cfg.gae_lambda)
+        returns = advantages + r.values  # n-step returns R_t (with λ = 1)
+        b_obs, b_actions, b_advantages, b_returns = flat_valid(r, r.obs, r.actions, advantages, returns)
+        if cfg.normalize_advantages and len(b_advantages) > 1:
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+        log_prob, entropy, values = self.model.evaluate(b_obs, b_actions)
+        policy_loss = reinforce_loss(log_prob, b_advantages)  # ∇ log π(a|s) A(s, a)
+        v_loss = value_loss(values, b_returns)
+        entropy = entropy.mean()
+        self.clip_and_step(policy_loss + cfg.value_coef * v_loss - cfg.entropy_coef * entropy)
+        return tuple(torch.stack([policy_loss.detach(), v_loss.detach(), entropy.detach()]).tolist())

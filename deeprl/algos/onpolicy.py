@@ -1,0 +1,117 @@
+"""What REINFORCE, PPO and A2C share: the actor-critic network, the rollout, the learn() loop, the
+deterministic policy and the saved state. Each algorithm subclasses `OnPolicyAgent` once and writes
+only its `update()` (its loss and update order), which reads top to bottom in its own file.
+
+learn(max_steps) steps the vector env ceil(max_steps / n_envs) times, in pieces that stop at every
+full batch to update; a batch may span learn() calls (the rollout keeps its partial rows), so
+learn(a); learn(b) does exactly what learn(a + b) does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from deeprl.algos import Episode
+from deeprl.errors import DivergenceError
+from deeprl.nets import ActorCritic, is_image_space
+from deeprl.rollout import ObsNormalizer, RewardScaler, Rollout
+
+
+class OnPolicyAgent:
+    metric_names: tuple[str, ...] = ()
+    uses_critic = True
+
+    def __init__(self, config: Any, env: Any, *, seed: int, device: Any = "cpu"):
+        cfg = self.cfg = config
+        self.env, self.seed, self.device = env, seed, torch.device(device or "cpu")
+        if cfg.torch_threads is not None:
+            torch.set_num_threads(cfg.torch_threads)
+        obs_space = getattr(env, "single_observation_space", env.observation_space)
+        act_space = getattr(env, "single_action_space", env.action_space)
+        self.model = ActorCritic(obs_space, act_space, cfg.hidden, cfg.activation, shared=cfg.shared,
+                                 critic=self.uses_critic, log_std=cfg.log_std, log_std_init=cfg.log_std_init,
+                                 bound=cfg.bound).to(self.device)
+        self.obs_normalizer = ObsNormalizer(obs_space.shape) \
+            if cfg.normalize_obs and not is_image_space(obs_space) else None
+        n_envs = getattr(env, "num_envs", 1)
+        reward_scaler = RewardScaler(n_envs, cfg.gamma) if cfg.scale_rewards else None
+        self.rollout = Rollout(env, cfg.n_steps, self.device, seed=seed, obs_normalizer=self.obs_normalizer,
+                               reward_scaler=reward_scaler)
+        self.optimizer = self.make_optimizer()
+        self.updates = 0
+        self.last_metrics: tuple[float, ...] = (math.nan,) * len(self.metric_names)
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        # foreach: one kernel per step for all parameters (on CPU PyTorch defaults to a loop over them)
+        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
+
+    def progress_left(self) -> float:
+        """1 − (env steps so far) / anneal_steps, floored at 0: the factor of linear annealing."""
+        if self.cfg.anneal_steps is None:
+            return 1.0
+        return max(0.0, 1.0 - self.rollout.env_steps / self.cfg.anneal_steps)
+
+    def update(self) -> tuple[float, ...]:
+        """Learn from the full rollout; returns the values of `metric_names`."""
+        raise NotImplementedError
+
+    def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
+        rollout = self.rollout
+        n_vec = -(-max_steps // rollout.n_envs)  # ceil
+        taken, finished = 0, []
+        while taken < n_vec:
+            left = None if max_episodes is None else max_episodes - len(finished)
+            steps, episodes = rollout.collect(self.model, n_vec - taken, left, self.last_metrics)
+            taken += steps
+            finished += episodes
+            if rollout.full:
+                rollout.finish(self.model.value if self.uses_critic else None)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.cfg.learning_rate * self.progress_left()
+                metrics = self.update()
+                self.updates += 1
+                rollout.clear()
+                if not all(math.isfinite(m) for m in metrics):
+                    raise DivergenceError(f"non-finite loss after update {self.updates} "
+                                          f"({dict(zip(self.metric_names, metrics))})")
+                self.last_metrics = metrics
+            if max_episodes is not None and len(finished) >= max_episodes:
+                break
+        return taken * rollout.n_envs, finished
+
+    def clip_and_step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+
+    @torch.inference_mode()
+    def policy(self, obs: Any) -> np.ndarray:
+        """Deterministic actions (argmax / Gaussian mean) for a batch, with the training obs statistics."""
+        obs = np.asarray(obs)
+        if self.obs_normalizer is not None:
+            obs = self.obs_normalizer(obs)
+        return self.model.env_action(self.model.mode(torch.as_tensor(obs, device=self.device)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rollout": self.rollout.state_dict(), "updates": self.updates, "last_metrics": self.last_metrics}
+
+    def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rollout.load_state_dict(state["rollout"], env_restored)
+        self.updates, self.last_metrics = state["updates"], tuple(state["last_metrics"])
+
+
+def flat_valid(rollout: Rollout, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The [T, N, ...] tensors flattened to [T*N, ...] and restricted to real transitions (mask 1):
+    the vector env's autoreset rows are dropped here, once, instead of masked in every loss."""
+    valid = rollout.mask.flatten().nonzero().squeeze(-1)
+    return tuple(x.flatten(0, 1)[valid] for x in tensors)
+
