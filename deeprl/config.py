@@ -388,3 +388,175 @@ PRESETS.update({
     "reinforce": {"CartPole-v1": {"total_steps": 300_000, "n_envs": 8, "eval_every": 10_000, "n_steps": 200,
                                   "learning_rate": 5e-3}},
 })
+
+
+# --- Policy gradients: REINFORCE, PPO, A2C (issue 5) -------------------------------------------------
+@dataclass(frozen=True)
+class PolicyNetConfig:
+    """The policy/value networks and input scaling that REINFORCE, PPO and A2C share (nets.ActorCritic)."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the actor's and the critic's MLP torsos (image observations use the Nature CNN)."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Activation between hidden layers."""
+    shared: bool = False
+    """One torso for the policy and value heads (the default for image observations is up to you; separate is faster on small tasks)."""
+    log_std: Literal["state-independent", "state-dependent"] = "state-independent"
+    """Box actions: log σ of the Gaussian policy as a free parameter, or as an output of the policy head."""
+    log_std_init: float = 0.0
+    """Box actions: initial log σ."""
+    bound: Literal["clip", "tanh"] = "clip"
+    """Box actions: reach [low, high] by clipping the Gaussian sample, or by tanh-squashing it (log-prob corrected)."""
+    normalize_obs: bool = False
+    """Normalise observations by running mean/std (kept in the agent's state, so evaluation uses the same statistics)."""
+    scale_rewards: bool = False
+    """Divide rewards by the running std of the discounted return (for learning only; reported returns are raw)."""
+    learning_rate: float = 3e-4
+    """Adam's (or RMSprop's) step size."""
+    anneal_steps: int | None = None
+    """Anneal the learning rate linearly to 0 over this many env steps (None: constant)."""
+    max_grad_norm: float | None = 0.5
+    """Clip the gradient's global norm to this (None: no clipping)."""
+    torch_threads: int | None = 1
+    """Torch intra-op threads (1 is fastest for small MLPs on a few cores; None leaves torch's default)."""
+
+    def _check_net(self) -> None:
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise UsageError(f"hidden must be one or more positive layer sizes, got {self.hidden!r}. "
+                             "Pass them with --hidden 64 64.")
+        check_range(self, "log_std_init", -20.0, 2.0)
+        check_range(self, "learning_rate", 0.0, low_open=True)
+        check_range(self, "anneal_steps", 1)
+        check_range(self, "max_grad_norm", 0.0, low_open=True)
+        check_range(self, "torch_threads", 1)
+
+
+@dataclass(frozen=True)
+class ReinforceConfig(PolicyNetConfig):
+    """REINFORCE (Williams 1992; notes "REINFORCE" to "The surrogate function") with its noise-reduction flags."""
+
+    n_steps: int = 500
+    """Horizon H: env steps per env in each batch of m = --n-envs trajectories (an episode still running is cut there)."""
+    gamma: float = 0.99
+    """Discount factor γ of the returns (1 gives the notes' undiscounted sums)."""
+    future_rewards: bool = True
+    """Credit assignment: weight log π(a_t|s_t) by R_t^future instead of the whole trajectory's R(τ)."""
+    normalize_rewards: bool = True
+    """Rewards normalization: (R − μ)/σ across the batch's trajectories."""
+    baseline: bool = True
+    """Subtract a learned value baseline V(s_t) from the returns (and bootstrap cut trajectories with it)."""
+    reuse: int = 1
+    """Gradient steps per batch: with K > 1 the batch is recycled through the importance-sampling surrogate L_sur."""
+    clip: float | None = None
+    """With --reuse K: clip the ratio to [1 − ε, 1 + ε] as PPO does (None: the plain surrogate, which can fall off a cliff)."""
+    value_coef: float = 0.5
+    """Weight of the baseline's squared error in the loss."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    learning_rate: float = 5e-3
+    """Adam's step size."""
+    max_grad_norm: float | None = None
+    """Clip the gradient's global norm to this (None: no clipping, the plain estimator)."""
+
+    def __post_init__(self) -> None:
+        self._check_net()
+        check_range(self, "n_steps", 1)
+        check_range(self, "gamma", 0.0, 1.0)
+        check_range(self, "reuse", 1)
+        check_range(self, "clip", 0.0, 1.0, low_open=True)
+        check_range(self, "value_coef", 0.0)
+        check_range(self, "entropy_coef", 0.0)
+        check_choices(self)
+
+
+@dataclass(frozen=True)
+class PPOConfig(PolicyNetConfig):
+    """PPO with the clipped surrogate (Schulman et al. 2017; notes "PPO"), GAE and the usual implementation details."""
+
+    n_steps: int = 128
+    """Env steps per env in each batch (the rollout is n_steps x n_envs transitions)."""
+    n_epochs: int = 4
+    """K: passes over each batch."""
+    minibatch_size: int = 256
+    """Transitions per gradient step."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    gae_lambda: float = 0.95
+    """λ of GAE(λ): 0 is the one-step TD advantage, 1 the Monte Carlo one."""
+    clip_eps: float = 0.2
+    """ε of the clipped surrogate: the ratio is clipped to [1 − ε, 1 + ε]."""
+    anneal_clip: bool = False
+    """Anneal ε linearly to 0 with the learning rate (over --anneal-steps)."""
+    value_clip: float | None = None
+    """Clip the critic's change around its old values to ±this (None: plain squared error)."""
+    value_coef: float = 0.5
+    """Weight of the critic's loss."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    normalize_advantages: bool = True
+    """Normalise advantages to mean 0, std 1 in each minibatch."""
+    target_kl: float | None = None
+    """Stop a batch's epochs early once the approximate KL to the old policy exceeds this (None: never)."""
+
+    def __post_init__(self) -> None:
+        self._check_net()
+        for name in ("n_steps", "n_epochs", "minibatch_size"):
+            check_range(self, name, 1)
+        check_range(self, "gamma", 0.0, 1.0)
+        check_range(self, "gae_lambda", 0.0, 1.0)
+        check_range(self, "clip_eps", 0.0, 1.0, low_open=True)
+        check_range(self, "value_clip", 0.0, low_open=True)
+        check_range(self, "value_coef", 0.0)
+        check_range(self, "entropy_coef", 0.0)
+        check_range(self, "target_kl", 0.0, low_open=True)
+        check_choices(self)
+
+
+@dataclass(frozen=True)
+class A2CConfig(PolicyNetConfig):
+    """A2C: synchronous n-step advantage actor-critic on vector envs (Mnih et al. 2016; notes "A2C/A3C")."""
+
+    n_steps: int = 5
+    """n: env steps per env before each update; returns bootstrap from V of the state reached."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    gae_lambda: float = 1.0
+    """λ of GAE(λ); 1 gives the paper's n-step advantage R_t^(n) − V(s_t)."""
+    value_coef: float = 0.5
+    """Weight of the critic's loss."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    """rmsprop (the paper's, α = 0.99) or adam."""
+    optimizer_eps: float = 1e-5
+    """ε in the optimizer's denominator."""
+    normalize_advantages: bool = False
+    """Normalise advantages to mean 0, std 1 in each batch."""
+    learning_rate: float = 7e-4
+    """The optimizer's step size."""
+
+    def __post_init__(self) -> None:
+        self._check_net()
+        check_range(self, "n_steps", 1)
+        check_range(self, "gamma", 0.0, 1.0)
+        check_range(self, "gae_lambda", 0.0, 1.0)
+        check_range(self, "value_coef", 0.0)
+        check_range(self, "entropy_coef", 0.0)
+        check_range(self, "optimizer_eps", 0.0, low_open=True)
+        check_choices(self)
+
+
+# Presets of REINFORCE, PPO and A2C (benchmarks/pg_cartpole.py measures the CartPole ones).
+_PPO_CARTPOLE = {  # rl-baselines3-zoo's tuned values (8 envs x 32 steps, 20 epochs, lr and ε annealed)
+    "total_steps": 100_000, "n_envs": 8, "eval_every": 5_000, "n_steps": 32, "minibatch_size": 256,
+    "n_epochs": 20, "gamma": 0.98, "gae_lambda": 0.8, "entropy_coef": 0.0, "learning_rate": 1e-3,
+    "anneal_steps": 100_000, "anneal_clip": True,
+}
+PRESETS.update({
+    "ppo": {"CartPole-v1": _PPO_CARTPOLE},
+})
+PRESETS.update({
+    "a2c": {"CartPole-v1": {"total_steps": 500_000, "n_envs": 8, "eval_every": 10_000, "entropy_coef": 0.0}},
+    "reinforce": {"CartPole-v1": {"total_steps": 300_000, "n_envs": 8, "eval_every": 10_000, "n_steps": 200,
+                                  "learning_rate": 5e-3}},
+})

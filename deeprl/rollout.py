@@ -221,6 +221,8 @@ class Rollout:
             self.obs_normalizer.load_state_dict(state["obs_normalizer"])
         if self.reward_scaler is not None:
             self.reward_scaler.load_state_dict(state["reward_scaler"])
+        if len(state["prev_done"]) != self.n_envs:  # loaded beside another env (deeprl.load, for acting only)
+            return
         if not env_restored:
             self.t, self.next_obs = 0, None
             self.seed = self.seed + self.env_steps  # new episodes, not a replay of the first ones
