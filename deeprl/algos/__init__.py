@@ -106,22 +106,6 @@ _POLICY_GRADIENT = dict(
 )
 
 
-def policy_gradient_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
-    """None if REINFORCE, PPO and A2C can run on these spaces (Box observations, vector or uint8
-    image frames; Discrete or Box actions)."""
-    if not isinstance(obs_space, gym.spaces.Box):
-        return f"observations must be a Box (a vector, or uint8 image frames); this env has {describe_space(obs_space)}"
-    if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        return f"actions must be Discrete or Box; this env has {describe_space(action_space)}"
-    return None
-
-
-_POLICY_GRADIENT = dict(
-    support=policy_gradient_support, observation_spaces="Box (vector or uint8 images)",
-    action_spaces="Discrete, Box", vectorized=True,
-)
-
-
 _TABULAR = dict(
     config_cls=TabularConfig, support=tabular_support,
     observation_spaces="Discrete, Tuple(Discrete...)", action_spaces="Discrete",
@@ -139,13 +123,6 @@ ALGOS: dict[str, AlgoSpec] = {
                  impl="deeprl.algos.tabular:QLearning", aliases=("sarsamax", "qlearning"), **_TABULAR),
         AlgoSpec("mc", "First-visit Monte Carlo control (constant-α), the notes' contrast to TD",
                  impl="deeprl.algos.tabular:MonteCarlo", aliases=("monte-carlo",), **_TABULAR),
-        AlgoSpec("reinforce", "REINFORCE: ∇ log π · R over m parallel trajectories; --future-rewards "
-                 "--normalize-rewards --baseline, --reuse K through the IS surrogate", config_cls=ReinforceConfig,
-                 impl="deeprl.algos.reinforce:Reinforce", default_budget={"total_steps": 300_000}, **_POLICY_GRADIENT),
-        AlgoSpec("ppo", "PPO: clipped surrogate, K epochs of minibatches, GAE(λ)", config_cls=PPOConfig,
-                 impl="deeprl.algos.ppo:PPO", default_budget={"total_steps": 1_000_000}, **_POLICY_GRADIENT),
-        AlgoSpec("a2c", "A2C: synchronous n-step advantage actor-critic on vector envs", config_cls=A2CConfig,
-                 impl="deeprl.algos.a2c:A2C", default_budget={"total_steps": 1_000_000}, **_POLICY_GRADIENT),
         AlgoSpec("reinforce", "REINFORCE: ∇ log π · R over m parallel trajectories; --future-rewards "
                  "--normalize-rewards --baseline, --reuse K through the IS surrogate", config_cls=ReinforceConfig,
                  impl="deeprl.algos.reinforce:Reinforce", default_budget={"total_steps": 300_000}, **_POLICY_GRADIENT),
