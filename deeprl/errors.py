@@ -19,6 +19,11 @@ class DivergenceError(RuntimeError):
     """Training produced a non-finite value; the last good checkpoint is kept."""
 
 
+class WorkerError(RuntimeError):
+    """A worker process of a multi-process algorithm (A3C) failed; the others were stopped and the
+    last good checkpoint is kept."""
+
+
 def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     """Candidates that look like `name` (case-insensitive), best first."""
     candidates = list(candidates)

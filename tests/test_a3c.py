@@ -57,7 +57,7 @@ def _no_workers_left() -> bool:
 
 
 def test_learns_cartpole_with_two_workers(tmp_path: Path, quiet: dict) -> None:
-    result = deeprl.train("a3c", "CartPole-v1", workers=2, total_steps=30_000, eval_every=5_000,
+    result = deeprl.train("a3c", "CartPole-v1", workers=2, total_steps=8_000, eval_every=2_000,
                           run_dir=tmp_path / "run", seed=1, **quiet)
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
     evals = [float(r.split(",")[4]) for r in rows if r.startswith("eval")]
@@ -65,7 +65,7 @@ def test_learns_cartpole_with_two_workers(tmp_path: Path, quiet: dict) -> None:
     # A uniform policy scores ~22 on CartPole; the greedy policy of an untrained net ~9.
     assert max(evals) >= 150, evals
     assert np.mean(train[-20:]) > 3 * np.mean(train[:20]), (train[:20], train[-20:])
-    assert result.summary["env_steps"] == 30_000
+    assert result.summary["env_steps"] == 8_000
     assert _no_workers_left()
 
 
@@ -83,12 +83,12 @@ def test_one_worker_is_deterministic_and_chunk_invariant() -> None:
         finally:
             algo.close()
 
-    whole, whole_state = run([2_000])
-    split, split_state = run([500, 900, 600])
+    whole, whole_state = run([1_200])
+    split, split_state = run([300, 500, 400])
     assert whole == split and len(whole) > 10
     for k, v in whole_state["model"].items():
         torch.testing.assert_close(split_state["model"][k], v, rtol=0, atol=0)
-    assert whole_state["updates"] == split_state["updates"] > 2_000 // 5
+    assert whole_state["updates"] == split_state["updates"] > 1_200 // 5
 
 
 def test_state_dict_round_trip_keeps_memory_shared() -> None:
@@ -180,7 +180,7 @@ def test_ctrl_c_saves_and_leaves_no_worker_behind(tmp_path: Path) -> None:
     finishes its chunk, saves, stops the workers and exits."""
     run_dir = tmp_path / "ctrl-c-run"
     proc = subprocess.Popen([str(DEEPRL), "train", "a3c", "CartPole-v1", "--workers", "2", "--total-steps",
-                             "10000000", "--eval-every", "2000", "--run-dir", str(run_dir), "--progress", "off"],
+                             "10000000", "--eval-every", "500", "--run-dir", str(run_dir), "--progress", "off"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -204,3 +204,19 @@ def test_ctrl_c_saves_and_leaves_no_worker_behind(tmp_path: Path) -> None:
         except OSError:
             continue  # the process ended while we looked
     assert not leftovers, f"processes still running for the run: {leftovers}"
+
+
+@pytest.mark.parametrize("end", ["cut", "truncated", "terminated"])
+def test_rollout_returns_are_the_n_step_returns_with_n_t_max(end: str) -> None:
+    """The worker computes R ← r_i + γR from the rollout's end (the paper's loop) with the O(T)
+    future_returns; that equals n_step_returns with n = t_max on a rollout of at most t_max steps."""
+    from deeprl.math.returns import future_returns, n_step_returns
+
+    rewards = torch.tensor([1.0, 0.5, -2.0, 3.0])
+    terminated, truncated = torch.zeros(4), torch.zeros(4)
+    terminated[-1], truncated[-1] = end == "terminated", end == "truncated"
+    next_values = torch.tensor([0.0, 0.0, 0.0, 10.0])  # V(s_T): used unless the episode terminated
+    got = future_returns(rewards, terminated, truncated, 0.9, next_values)
+    torch.testing.assert_close(got, n_step_returns(rewards, next_values, terminated, truncated, 0.9, n=5))
+    bootstrap = 0.0 if end == "terminated" else 10.0
+    assert got[0].item() == pytest.approx(1.0 + 0.9 * 0.5 + 0.81 * -2.0 + 0.729 * 3.0 + 0.9**4 * bootstrap)

@@ -41,7 +41,7 @@ import torch.multiprocessing as mp
 from deeprl.algos import Episode
 from deeprl.config import A3CConfig
 from deeprl.errors import DivergenceError, WorkerError
-from deeprl.math.returns import n_step_returns
+from deeprl.math.returns import future_returns
 from deeprl.math.surrogate import reinforce_loss, value_loss
 from deeprl.nets import ActorCritic
 
@@ -111,7 +111,8 @@ def _worker_loop(rank: int, cfg: A3CConfig, env_spec: Any, seed: int, model: Act
     env = gym.make(env_spec)
     obs, _ = env.reset(seed=seed)
     local = ActorCritic(env.observation_space, env.action_space, cfg.hidden)  # θ'
-    for shared_p, local_p in zip(model.parameters(), local.parameters()):
+    shared_params, local_params = list(model.parameters()), list(local.parameters())
+    for shared_p, local_p in zip(shared_params, local_params):
         shared_p.grad = torch.zeros_like(local_p)  # this process's gradient slot for the shared θ
     box = isinstance(env.action_space, gym.spaces.Box)
     # Rollout storage, allocated once: row t holds s_t, a_t, r_t and how step t ended.
@@ -122,7 +123,8 @@ def _worker_loop(rank: int, cfg: A3CConfig, env_spec: Any, seed: int, model: Act
     ep_return, ep_length = 0.0, 0
 
     while True:
-        local.load_state_dict(model.state_dict())  # θ' ← θ
+        with torch.no_grad():
+            torch._foreach_copy_(local_params, shared_params)  # θ' ← θ
         t = 0
         while t < cfg.t_max:  # act for t_max steps or until the episode ends
             step = sync.claim_step()
@@ -151,7 +153,10 @@ def _worker_loop(rank: int, cfg: A3CConfig, env_spec: Any, seed: int, model: Act
                 next_values[t - 1] = local.value(torch.as_tensor(obs, dtype=torch.float32)[None])[0]
         if terminated[t - 1] or truncated[t - 1]:
             obs, _ = env.reset()
-        returns = n_step_returns(rewards[:t], next_values, terminated[:t], truncated[:t], cfg.gamma, n=cfg.t_max)
+        # The paper's forward view: R ← r_i + γR from the rollout's end, so R_t is the n-step return
+        # with n = t_end − t, all bootstrapping from V(s_{t_end}); that is the rollout's future return
+        # completed with V (equal to n_step_returns with n = t_max, tested; this loop is O(t_max)).
+        returns = future_returns(rewards[:t], terminated[:t], truncated[:t], cfg.gamma, next_values)
 
         log_prob, entropy, values = local.evaluate(obs_buf[:t], act_buf[:t])
         advantages = returns - values.detach()  # A_t = R_t − V(s_t)
@@ -164,8 +169,7 @@ def _worker_loop(rank: int, cfg: A3CConfig, env_spec: Any, seed: int, model: Act
         local.zero_grad(set_to_none=False)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(local.parameters(), cfg.max_grad_norm)
-        for shared_p, local_p in zip(model.parameters(), local.parameters()):
-            shared_p.grad.copy_(local_p.grad)
+        torch._foreach_copy_([p.grad for p in shared_params], [p.grad for p in local_params])
         optimizer.step()  # Hogwild: no lock around the shared update
         with sync.cond:
             sync.updates.value += 1
