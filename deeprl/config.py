@@ -388,3 +388,56 @@ PRESETS.update({
     "reinforce": {"CartPole-v1": {"total_steps": 300_000, "n_envs": 8, "eval_every": 10_000, "n_steps": 200,
                                   "learning_rate": 5e-3}},
 })
+
+
+# --- A3C (issue 5) -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class A3CConfig:
+    """A3C (Mnih et al. 2016; notes, "A2C/A3C"): asynchronous workers, n-step advantage actor-critic, Hogwild."""
+
+    workers: int = 2
+    """Worker processes, each with its own env copy, applying gradients to the shared model without locks."""
+    t_max: int = 5
+    """Env steps per worker update (the paper's t_max): each update uses n-step returns over them."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the actor and of the critic."""
+    lr: float = 7e-4
+    """Step size of the shared optimizer."""
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    """Shared optimizer, its statistics in shared memory: rmsprop (the paper's shared RMSProp) or adam."""
+    optimizer_eps: float = 1e-5
+    """ε added to the optimizer's denominator (RMSProp's or Adam's)."""
+    rmsprop_alpha: float = 0.99
+    """RMSProp's decay of the squared-gradient average (the paper's α)."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    entropy_coef: float = 0.01
+    """Weight β of the entropy bonus that keeps the policy exploring."""
+    value_coef: float = 0.5
+    """Weight of the critic's squared error in the loss."""
+    max_grad_norm: float = 40.0
+    """Each worker clips its gradient to this global norm before applying it."""
+    start_method: Literal["fork", "spawn"] = "fork"
+    """How worker processes start: fork (fast, Linux/macOS) or spawn (portable, slower to start)."""
+
+    def __post_init__(self) -> None:
+        check_range(self, "workers", 1)
+        check_range(self, "t_max", 1)
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise UsageError(f"hidden must be one or more positive layer sizes, got {self.hidden!r}. "
+                             "Pass them with --hidden 64 64.")
+        check_range(self, "lr", 0.0, low_open=True)
+        check_range(self, "optimizer_eps", 0.0, low_open=True)
+        check_range(self, "rmsprop_alpha", 0.0, 1.0, high_open=True)
+        check_range(self, "gamma", 0.0, 1.0)
+        check_range(self, "entropy_coef", 0.0)
+        check_range(self, "value_coef", 0.0)
+        check_range(self, "max_grad_norm", 0.0, low_open=True)
+        check_choices(self)
+
+
+_A3C_PRESETS = {
+    "CartPole-v1": {"total_steps": 500_000, "eval_every": 10_000, "workers": 2, "t_max": 5},
+}
+
+PRESETS["a3c"] = _A3C_PRESETS

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 import gymnasium as gym
 import numpy as np
 
-from deeprl.config import A2CConfig, PPOConfig, ReinforceConfig, TabularConfig
+from deeprl.config import A2CConfig, A3CConfig, PPOConfig, ReinforceConfig, TabularConfig
 from deeprl.errors import UsageError, did_you_mean
 
 
@@ -130,6 +130,10 @@ ALGOS: dict[str, AlgoSpec] = {
                  impl="deeprl.algos.ppo:PPO", default_budget={"total_steps": 1_000_000}, **_POLICY_GRADIENT),
         AlgoSpec("a2c", "A2C: synchronous n-step advantage actor-critic on vector envs", config_cls=A2CConfig,
                  impl="deeprl.algos.a2c:A2C", default_budget={"total_steps": 1_000_000}, **_POLICY_GRADIENT),
+        AlgoSpec("a3c", "A3C: asynchronous n-step advantage actor-critic, --workers processes, Hogwild updates",
+                 config_cls=A3CConfig, impl="deeprl.algos.a3c:A3C", support=policy_gradient_support,
+                 observation_spaces="Box (vector or uint8 images)", action_spaces="Discrete, Box",
+                 default_budget={"total_steps": 500_000}),
     ]
 }
 
