@@ -11,5 +11,7 @@ __version__ = "0.1.0"
 from deeprl.algos import ALGOS  # noqa: E402
 from deeprl.errors import UsageError  # noqa: E402
 from deeprl.run import Agent, RunResult, evaluate, load, resume, train  # noqa: E402
+from deeprl.viz import plot, render, show  # noqa: E402
 
-__all__ = ["ALGOS", "Agent", "RunResult", "UsageError", "evaluate", "load", "resume", "train", "__version__"]
+__all__ = ["ALGOS", "Agent", "RunResult", "UsageError", "evaluate", "load", "plot", "render", "resume", "show", "train",
+           "__version__"]

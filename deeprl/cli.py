@@ -26,6 +26,10 @@ usage: deeprl COMMAND ...
                               evaluate a trained agent (deterministic policy)
   solve ENV_ID [--gamma G]    exact V*, Q* and optimal policy by value iteration (toy-text envs)
   list                        algorithms, the spaces they handle, their presets
+  render RUN_DIR --out FILE.gif|FILE.mp4 [--episodes N] [--fps F]
+                              a video of the trained agent playing (headless, no display needed)
+  plot RUN_DIR [RUN_DIR ...] --out FILE.png [--threshold X]
+                              learning curves: return vs env steps and vs wall time, mean and spread over seeds
   bench [--algos ..] [--envs ..] [--seeds N] [--vs sb3]
                               time-to-solve benchmark, side by side with Stable-Baselines3
 
@@ -81,6 +85,48 @@ class SolveArgs:
 
     def __post_init__(self) -> None:
         check_range(self, "gamma", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RenderArgs:
+    """Write a video of a trained agent playing (deterministic policy), each episode's return on its frames."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run directory written by `deeprl train`."""
+    out: Path
+    """Video file to write: FILE.gif or FILE.mp4."""
+    episodes: int = 1
+    """Episodes to play, one after another."""
+    fps: float | None = None
+    """Frames per second (default: the env's render_fps, at most 50)."""
+    seed: int | None = None
+    """Reset seed of the first episode, episode i uses seed + i (default: the run's evaluation seeds)."""
+    max_steps: int | None = None
+    """Cut each episode after this many steps (default: the env's time limit, or 1000 without one)."""
+
+    def __post_init__(self) -> None:
+        check_range(self, "episodes", 1)
+        check_range(self, "fps", 0.0, low_open=True)
+        check_range(self, "max_steps", 1)
+        check_range(self, "seed", 0)
+
+
+@dataclass(frozen=True)
+class PlotArgs:
+    """Learning curves of runs (one curve per config; several seeds of one config: mean and min-max band)."""
+
+    run_dirs: tyro.conf.Positional[tuple[Path, ...]]
+    """Run directories written by `deeprl train`, on one env."""
+    out: Path
+    """Image to write: FILE.png (or .pdf, .svg)."""
+    threshold: float | None = None
+    """Return drawn as the dashed 'solved' line (default: the runs' threshold, or the env's reward_threshold)."""
+    smoothing: int | None = None
+    """Training episodes averaged in the smoothed curve (default: about 1/20 of the shortest run, at most 100)."""
+
+    def __post_init__(self) -> None:
+        check_range(self, "threshold")
+        check_range(self, "smoothing", 1)
 
 
 @dataclass(frozen=True)
@@ -265,7 +311,28 @@ def cmd_list(argv: list[str]) -> None:
     Console(width=160).print(table)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "solve": cmd_solve, "list": cmd_list, "bench": cmd_bench}
+def cmd_render(argv: list[str]) -> None:
+    args = tyro.cli(RenderArgs, args=argv, prog="deeprl render")
+    from deeprl.viz import check_video_path, render
+
+    check_video_path(args.out)  # a wrong extension fails before the checkpoint is loaded
+    rec = render(args.run_dir, args.out, episodes=args.episodes, fps=args.fps, seed=args.seed,
+                 max_steps=args.max_steps)
+    returns = ", ".join(f"{e.episode_return:.2f} ({e.length} steps)" for e in rec.episodes)
+    print(f"wrote {rec.path}: {len(rec.episodes)} episode{'s' if len(rec.episodes) > 1 else ''}, "
+          f"{rec.frames} frames at {rec.fps:g} fps; return{'s' if len(rec.episodes) > 1 else ''} {returns}")
+
+
+def cmd_plot(argv: list[str]) -> None:
+    args = tyro.cli(PlotArgs, args=argv, prog="deeprl plot")
+    from deeprl.viz import plot
+
+    plot(args.run_dirs, args.out, threshold=args.threshold, smoothing=args.smoothing)
+    print(f"wrote {args.out} ({len(args.run_dirs)} run{'s' if len(args.run_dirs) > 1 else ''})")
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "solve": cmd_solve, "list": cmd_list, "bench": cmd_bench,
+            "render": cmd_render, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:

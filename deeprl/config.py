@@ -93,6 +93,8 @@ class RunOptions:
     """Torch device for networks (auto: cuda when available and useful)."""
     tensorboard: bool = False
     """Also log to TensorBoard in RUN_DIR/tb (needs the tensorboard package)."""
+    video_every: int | None = None
+    """Record one deterministic evaluation episode to RUN_DIR/videos/step_N.mp4 about every N env steps, and at the end."""
     progress: Literal["auto", "on", "off"] = "auto"
     """Progress bar: auto shows it only when stderr is a terminal."""
 
@@ -105,7 +107,7 @@ class RunOptions:
                 f"--episodes {self.episodes}. Drop one of them."
             )
         for name in ("total_steps", "episodes", "eval_every", "eval_episodes", "checkpoint_every",
-                     "n_envs", "max_episode_steps"):
+                     "n_envs", "max_episode_steps", "video_every"):
             check_range(self, name, 1)
         check_range(self, "seed", 0, 2**31 - 1)  # room for the eval seeds above it
         check_range(self, "threshold")  # a number, and not NaN

@@ -171,7 +171,9 @@ class MetricsLog:
         if self.tb is not None:
             self.tb.add_scalar("train/episode_return" if kind == "train" else "eval/mean_return", ret, env_steps)
             for name, value in zip(self.columns[len(BASE_COLUMNS):], extras):
-                self.tb.add_scalar(f"train/{name}", value, env_steps)
+                # A loss is NaN (or blank) until the first update: TensorBoard gets real values only.
+                if isinstance(value, (int, float, np.number)) and math.isfinite(value):
+                    self.tb.add_scalar(f"train/{name}", value, env_steps)
 
     def scalar(self, name: str, value: float, env_steps: int) -> None:
         if self.tb is not None:
@@ -349,6 +351,14 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
         raise UsageError(f"--stop-when-solved needs a threshold, and {opts.env_id} has no reward_threshold. "
                          "Pass the return that counts as solved with --threshold X.")
 
+    if opts.video_every is not None:  # an env that cannot draw frames fails here, before any file is written
+        from deeprl.viz import EvalVideoRecorder
+
+        video = EvalVideoRecorder(opts.env_id, seed=opts.seed + EVAL_SEED_OFFSET, label=spec.name,
+                                  max_episode_steps=opts.max_episode_steps)
+    else:
+        video = None
+
     run_dir = opts.run_dir or default_run_dir(spec.name, opts.env_id, opts.seed)
     if not resuming:
         if run_dir.exists() and not run_dir.is_dir():
@@ -390,6 +400,9 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
     metrics = MetricsLog(run_dir, algo.metric_names, state.metrics_rows if resuming else None,
                          opts.tensorboard, state.env_steps if resuming else None)
     evaluator = Evaluator(opts.env_id, opts.eval_episodes, opts.seed + EVAL_SEED_OFFSET, opts.max_episode_steps)
+    # --video-every: at the end of the first chunk at or after each multiple of N (chunks end on evaluations,
+    # so N a multiple of --eval-every lands exactly); training never sees it (viz.EvalVideoRecorder).
+    next_video = (state.env_steps // opts.video_every + 1) * opts.video_every if video is not None else None
 
     saved_at: list[int] = []  # env steps of the checkpoints this process wrote
 
@@ -444,6 +457,10 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
                     save()
                     while state.next_checkpoint <= state.env_steps:
                         state.next_checkpoint += opts.checkpoint_every
+                if next_video is not None and state.env_steps >= next_video:
+                    video(algo.policy, state.env_steps, run_dir / "videos")
+                    while next_video <= state.env_steps:
+                        next_video += opts.video_every
                 progress.update()
                 if interrupt.requested:  # Ctrl-C: the chunk is complete, so its state is consistent
                     save()
@@ -457,6 +474,8 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
         save()
         if state.last_eval is None or state.last_eval[0] != state.env_steps:
             evaluate(periodic=False)
+        if video is not None and not (run_dir / "videos" / f"step_{state.env_steps:07d}.mp4").exists():
+            video(algo.policy, state.env_steps, run_dir / "videos")  # the final policy
     except (DivergenceError, WorkerError) as e:
         raise UsageError(f"Training stopped at env step {state.env_steps}: {e}. "
                          f"The last good checkpoint (if any) is kept in {run_dir}.") from None
@@ -476,6 +495,8 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
         metrics.close()
         evaluator.close()
         env.close()
+        if video is not None:
+            video.close()
 
     _, mean, std = state.last_eval
     summary = {
