@@ -1,0 +1,221 @@
+"""DQN: Deep Q-Network (Mnih et al. 2015, "Human-level control through deep reinforcement learning").
+
+Notes, "Experience Replay" and "Deep QRLN". The agent acts ε-greedily on q(s, a; w), stores every
+real transition in a replay buffer, and regresses q(s, a; w) on the TD target computed with frozen
+weights w⁻ (a target network refreshed every C env steps, or by Polyak averaging):
+
+    td_target = r + γ (1 − terminated) max_a q(s', a; w⁻)        delta = td_target − q(s, a; w)
+    loss      = mean(weights · L(delta)),  L = Huber (Nature DQN's error clipping) or ½δ² (the notes' MSE)
+
+The bootstrap is cut at termination only: a time-limit truncation keeps γ max_a q(s', a; w⁻).
+Extensions, each a flag: --double (van Hasselt et al. 2016, the online net picks the action and the
+target net values it), --dueling (Wang et al. 2016, q = V + A − mean_a A), --prioritized (Schaul et
+al. 2016; the buffer samples P(i) ∝ |δ_i|^α and returns importance weights, β annealed here),
+--n-step N (the buffer returns r = Σ_{j<k} γ^j r_{t+j}, s_{t+k} and γ^k; Sutton & Barto ch. 7).
+Atari: --clip-rewards learns from sign(r) and --life-loss-terminal treats a lost life as the end
+of the episode for the TD target only: the env plays on, so metrics.csv and evaluations report real
+game scores. The replay buffer is deeprl.buffers.ReplayBuffer; the networks come from deeprl.nets.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deeprl.algos import Episode
+from deeprl.buffers import ReplayBuffer
+from deeprl.config import DQNConfig
+from deeprl.envs import autoreset_mode
+from deeprl.errors import DivergenceError, UsageError
+from deeprl.math import double_dqn_target, dqn_target, linear_schedule
+from deeprl.nets import layer_init, make_encoder, soft_update
+
+
+class QNetwork(nn.Module):
+    """q(s, ·; w) for every action: an encoder (MLP or Nature CNN) and a linear head, or the dueling
+    heads V(s) and A(s, a) combined as V + A − mean_a A (the mean makes V and A identifiable)."""
+
+    def __init__(self, obs_space: gym.Space, n_actions: int, hidden: tuple[int, ...], dueling: bool):
+        super().__init__()
+        self.encoder = make_encoder(obs_space, hidden)
+        self.dueling = dueling
+        self.head = layer_init(nn.Linear(self.encoder.out_features, n_actions), gain=1.0)
+        self.value = layer_init(nn.Linear(self.encoder.out_features, 1), gain=1.0) if dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(obs)
+        if not self.dueling:
+            return self.head(features)
+        advantages = self.head(features)
+        return self.value(features) + advantages - advantages.mean(-1, keepdim=True)
+
+
+class DQN:
+    metric_names = ("epsilon", "loss")
+
+    def __init__(self, config: DQNConfig, env: Any, *, seed: int, device: Any = "cpu"):
+        self.cfg, self.env, self.seed = config, env, seed
+        self.device = torch.device(device)
+        if config.torch_threads:
+            torch.set_num_threads(config.torch_threads)
+        obs_space = getattr(env, "single_observation_space", env.observation_space)
+        act_space = getattr(env, "single_action_space", env.action_space)
+        self.n_actions = int(act_space.n)
+        self.q = QNetwork(obs_space, self.n_actions, tuple(config.hidden), config.dueling).to(self.device)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)  # w⁻
+        self.params = list(self.q.parameters())
+        # foreach: one kernel per step for all tensors (the per-tensor loop dominated small-net updates)
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.learning_rate, foreach=True)
+        self.rng = np.random.default_rng(seed)  # exploration
+        self.env_steps = self.vec_steps = self.updates = self.episodes = 0
+        self.last_target_update = 0
+        self.loss = torch.zeros((), device=self.device)  # the last update's loss, read at episode ends
+        self.obs = None
+        if isinstance(env, gym.vector.VectorEnv):  # deeprl.load gives a single env: policy only, no buffer
+            if autoreset_mode(env) != gym.vector.AutoresetMode.NEXT_STEP:
+                raise UsageError(f"DQN needs a vector env with NEXT_STEP autoreset; got {autoreset_mode(env)}.")
+            n = env.num_envs
+            self.buffer = ReplayBuffer(config.buffer_size, obs_space, act_space, n_envs=n, device=self.device,
+                                       n_step=config.n_step, gamma=config.gamma, prioritized=config.prioritized,
+                                       alpha=config.priority_alpha, beta=config.priority_beta, seed=seed + 1)
+            self.autoreset = np.zeros(n, dtype=bool)  # env i's next step only returns its reset observation
+            self.ep_return = np.zeros(n)
+            self.ep_length = np.zeros(n, dtype=np.int64)
+            self.lives = np.zeros(n, dtype=np.int64)
+
+    @torch.inference_mode()
+    def policy(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy actions argmax_a q(s, a; w) for a batch of observations."""
+        return self.q(torch.as_tensor(np.asarray(obs), device=self.device)).argmax(-1).cpu().numpy()
+
+    @property
+    def epsilon(self) -> float:
+        steps = max(0, self.env_steps - self.cfg.learning_starts)
+        return linear_schedule(self.cfg.epsilon_start, self.cfg.epsilon_final, self.cfg.epsilon_decay_steps, steps)
+
+    def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
+        cfg, env = self.cfg, self.env
+        n = env.num_envs
+        if self.obs is None:
+            self.obs, info = env.reset(seed=self.seed + self.episodes)
+            self.autoreset[:] = False
+            self.ep_return[:], self.ep_length[:] = 0.0, 0
+            self.lives[:] = info.get("lives", 0)
+        finished: list[Episode] = []
+        start = self.env_steps
+        for _ in range(-(-max_steps // n)):
+            # ε-greedy behaviour; uniform actions until learning starts
+            epsilon = self.epsilon if self.env_steps >= cfg.learning_starts else 1.0
+            actions = self.rng.integers(0, self.n_actions, n)
+            if epsilon < 1.0:
+                explore = self.rng.random(n) < epsilon
+                actions = np.where(explore, actions, self.policy(self.obs))
+            next_obs, rewards, terminated, truncated, info = env.step(actions)
+
+            # With NEXT_STEP autoreset, the step after an episode ends only returns the reset obs.
+            valid = ~self.autoreset
+            learn_rewards = np.sign(rewards) if cfg.clip_rewards else rewards
+            learn_terminated = terminated
+            if "lives" in info:
+                lives = np.asarray(info["lives"])
+                if cfg.life_loss_terminal:
+                    learn_terminated = terminated | (lives < self.lives)
+                self.lives = lives
+            self.buffer.add(self.obs, actions, learn_rewards, next_obs, learn_terminated, truncated, valid=valid)
+            self.ep_return += np.where(valid, rewards, 0.0)
+            self.ep_length += valid
+            self.env_steps += n
+            self.vec_steps += 1
+            done = (terminated | truncated) & valid
+            self.autoreset = done
+            self.obs = next_obs
+
+            if (self.env_steps >= cfg.learning_starts and len(self.buffer) >= cfg.batch_size
+                    and self.vec_steps % max(1, cfg.train_freq // n) == 0):
+                for _ in range(cfg.gradient_steps):
+                    self._update()
+            if self.env_steps - self.last_target_update >= cfg.target_update_interval:
+                soft_update(self.q_target, self.q, cfg.tau)
+                self.last_target_update = self.env_steps
+            if done.any():
+                loss = self._checked_loss()
+                now = time.perf_counter()
+                for i in np.flatnonzero(done):
+                    self.episodes += 1
+                    finished.append(Episode(self.env_steps, float(self.ep_return[i]), int(self.ep_length[i]),
+                                            now, (round(epsilon, 6), loss)))
+                self.ep_return[done], self.ep_length[done] = 0.0, 0
+                if max_episodes is not None and len(finished) >= max_episodes:
+                    break
+        self._checked_loss()
+        return self.env_steps - start, finished
+
+    def _update(self) -> None:
+        cfg = self.cfg
+        beta = linear_schedule(cfg.priority_beta, 1.0, cfg.priority_beta_steps, self.env_steps)
+        batch = self.buffer.sample(cfg.batch_size, beta=beta)
+        with torch.no_grad():
+            q_next_target = self.q_target(batch.next_obs)
+        if cfg.double:  # one forward of the online net over s and s' together (half the call overhead)
+            q_both = self.q(torch.cat([batch.obs, batch.next_obs]))
+            q_all, q_next_online = q_both[:cfg.batch_size], q_both[cfg.batch_size:].detach()
+            td_target = double_dqn_target(batch.rewards, q_next_online, q_next_target, batch.discounts,
+                                          batch.terminated)
+        else:
+            q_all = self.q(batch.obs)
+            td_target = dqn_target(batch.rewards, q_next_target, batch.discounts, batch.terminated)
+        q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # q(s, a; w)
+        delta = td_target - q
+        if cfg.loss == "huber":
+            per_sample = F.huber_loss(q, td_target, reduction="none", delta=1.0)
+        else:
+            per_sample = 0.5 * delta.pow(2)
+        loss = (batch.weights * per_sample).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
+        self.optimizer.step()
+        if cfg.prioritized:  # p_i = |δ_i| (+ε in the buffer)
+            self.buffer.update_priorities(batch.indices, delta.detach().abs())
+        self.loss = loss.detach()
+        self.updates += 1
+
+    def _checked_loss(self) -> float:
+        """The last loss as a float (one device sync per episode end, not per update)."""
+        loss = float(self.loss)
+        if not np.isfinite(loss):
+            raise DivergenceError(f"the DQN loss became {loss} at env step {self.env_steps}; lower --learning-rate")
+        return round(loss, 6)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "q": self.q.state_dict(), "q_target": self.q_target.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(), "rng": self.rng.bit_generator.state, "loss": self.loss.cpu(),
+            "counters": (self.env_steps, self.vec_steps, self.updates, self.episodes, self.last_target_update),
+            "obs": None if self.obs is None else np.array(self.obs), "autoreset": self.autoreset.copy(),
+            "ep_return": self.ep_return.copy(), "ep_length": self.ep_length.copy(), "lives": self.lives.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state["q_target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.loss = state["loss"].to(self.device)
+        self.env_steps, self.vec_steps, self.updates, self.episodes, self.last_target_update = state["counters"]
+        if hasattr(self, "buffer"):
+            self.buffer.load_state_dict(state["buffer"])
+            if env_restored:
+                self.obs = state["obs"]
+                self.autoreset[:], self.lives[:] = state["autoreset"], state["lives"]
+                self.ep_return[:], self.ep_length[:] = state["ep_return"], state["ep_length"]
+            else:  # the env could not be saved: the next learn() starts fresh episodes
+                self.obs = None
