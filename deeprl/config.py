@@ -147,6 +147,81 @@ class TabularConfig:
         check_choices(self)
 
 
+@dataclass(frozen=True)
+class DQNConfig:
+    """DQN (Mnih et al. 2015; notes, "Experience Replay" and "Deep QRLN") with the Double, Dueling,
+    prioritized-replay and n-step extensions as flags."""
+
+    hidden: tuple[int, ...] = (128, 128)
+    """Hidden layer sizes of the Q-network's MLP (image observations use the Nature CNN instead)."""
+    learning_rate: float = 1e-3
+    """Adam step size for the online weights w."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    batch_size: int = 64
+    """Transitions per gradient step."""
+    buffer_size: int = 100_000
+    """Replay buffer capacity (transitions)."""
+    learning_starts: int = 1_000
+    """Env steps of uniform random actions before the first update."""
+    train_freq: int = 4
+    """Env steps (summed over parallel envs) between rounds of gradient steps."""
+    gradient_steps: int = 1
+    """Gradient steps per round."""
+    target_update_interval: int = 500
+    """Env steps C between target-network updates w⁻ ← τ w + (1 − τ) w⁻."""
+    tau: float = 1.0
+    """Polyak rate of the target update; 1 copies the weights (DQN's hard update every C steps)."""
+    epsilon_start: float = 1.0
+    """ε of the ε-greedy behaviour policy when learning starts."""
+    epsilon_final: float = 0.05
+    """ε after the decay."""
+    epsilon_decay_steps: int = 10_000
+    """Env steps over which ε falls linearly from --epsilon-start to --epsilon-final."""
+    loss: Literal["huber", "mse"] = "huber"
+    """TD-error loss: huber (the Nature DQN's error clipping) or mse (the notes' squared error)."""
+    max_grad_norm: float | None = 10.0
+    """Clip the gradient's global norm to this (None: no clipping)."""
+    double: bool = False
+    """Double DQN: the online network picks argmax_a q(s', a), the target network values it."""
+    dueling: bool = False
+    """Dueling heads: q(s, a) = V(s) + A(s, a) − mean_a A(s, a)."""
+    prioritized: bool = False
+    """Proportional prioritized replay (sum-tree), with importance-sampling weights."""
+    priority_alpha: float = 0.6
+    """α of prioritized replay: P(i) ∝ p_i^α (0 is uniform)."""
+    priority_beta: float = 0.4
+    """β of the importance-sampling weights at the start; annealed linearly to 1."""
+    priority_beta_steps: int = 100_000
+    """Env steps over which β rises to 1."""
+    n_step: int = 1
+    """n of n-step returns r_t + γ r_{t+1} + ... + γ^{n-1} r_{t+n-1} + γ^n max_a q(s_{t+n}, a; w⁻)."""
+    clip_rewards: bool = False
+    """Learn from sign(r) (Atari); metrics.csv and evaluations keep the real scores."""
+    life_loss_terminal: bool = False
+    """Atari: learn as if the episode terminated when a life is lost (the env plays on, scores stay real)."""
+    torch_threads: int = 0
+    """torch.set_num_threads for this process (0: leave torch's default). Small nets are fastest on 1."""
+
+    def __post_init__(self) -> None:
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise UsageError(f"hidden must be one or more positive layer sizes, got {self.hidden!r}. "
+                             "Pass them with --hidden 128 128.")
+        check_range(self, "learning_rate", 0.0, low_open=True)
+        check_range(self, "gamma", 0.0, 1.0)
+        for name in ("batch_size", "buffer_size", "train_freq", "gradient_steps", "target_update_interval",
+                     "epsilon_decay_steps", "priority_beta_steps", "n_step"):
+            check_range(self, name, 1)
+        check_range(self, "n_step", 1, 255)
+        check_range(self, "learning_starts", 0)
+        check_range(self, "tau", 0.0, 1.0, low_open=True)
+        for name in ("epsilon_start", "epsilon_final", "priority_alpha", "priority_beta"):
+            check_range(self, name, 0.0, 1.0)
+        check_range(self, "max_grad_norm", 0.0, low_open=True)
+        check_range(self, "torch_threads", 0)
+        check_choices(self)
+
+
 # Presets: tuned values per (algorithm, env id). Keys are fields of the algorithm's config or of
 # RunOptions. `deeprl list` shows them; a flag on the command line overrides a preset value.
 _CLIFF = {  # Sutton & Barto, Example 6.6: ε = 0.1 constant, α = 0.5, undiscounted.
@@ -179,11 +254,216 @@ _MC_CLIFF = {"episodes": 2_000, "alpha": 0.1, "gamma": 1.0, "epsilon": 0.1, "max
 # Taxi's 200-step episodes give MC high-variance returns: a smaller α and 4x the episodes of TD.
 _MC_TAXI = {**_TAXI, "episodes": 20_000, "alpha": 0.1, "epsilon_decay_episodes": 10_000, "eval_every": 50_000}
 
+# --- Continuous control: DDPG, TD3, SAC (issue 6) ---------------------------------------------------
+def _check_off_policy(cfg: Any) -> None:
+    """Checks DDPG, TD3 and SAC share: sizes, rates, γ, τ and the replay schedule."""
+    if not cfg.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in cfg.hidden):
+        raise UsageError(f"hidden must be one or more positive layer sizes, got {cfg.hidden!r}. "
+                         "Pass them with --hidden 256 256.")
+    check_range(cfg, "gamma", 0.0, 1.0)
+    check_range(cfg, "tau", 0.0, 1.0, low_open=True)
+    check_range(cfg, "batch_size", 1)
+    check_range(cfg, "buffer_size", 1)
+    check_range(cfg, "learning_starts", 0)
+    check_range(cfg, "train_freq", 1)
+    if cfg.gradient_steps != -1:
+        check_range(cfg, "gradient_steps", 1)
+    check_choices(cfg)
+
+
+@dataclass(frozen=True)
+class DDPGConfig:
+    """DDPG (Lillicrap et al. 2016; notes, "DDPG"): deterministic actor μ(s), critic Q(s, a), target copies."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the actor and of the critic."""
+    actor_lr: float = 1e-3
+    """Adam step size of the actor μ(s | θ^μ)."""
+    critic_lr: float = 1e-3
+    """Adam step size of the critic Q(s, a | θ^Q)."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    tau: float = 0.005
+    """Polyak rate of the target networks: θ' ← τθ + (1 − τ)θ'."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity (transitions)."""
+    learning_starts: int = 10_000
+    """Env steps of uniform random actions before learning starts."""
+    train_freq: int = 1
+    """Vector-env steps between rounds of gradient steps."""
+    gradient_steps: int = -1
+    """Gradient steps per round; -1: one per env step collected since the last round."""
+    noise: Literal["ou", "gaussian"] = "ou"
+    """Exploration noise added to μ(s): ou (Ornstein-Uhlenbeck, as in the DDPG paper) or gaussian."""
+    noise_sigma: float = 0.2
+    """Scale σ of the exploration noise, in units of half the action range."""
+    noise_theta: float = 0.15
+    """Mean reversion θ of the Ornstein-Uhlenbeck noise."""
+
+    def __post_init__(self) -> None:
+        _check_off_policy(self)
+        check_range(self, "actor_lr", 0.0, low_open=True)
+        check_range(self, "critic_lr", 0.0, low_open=True)
+        check_range(self, "noise_sigma", 0.0)
+        check_range(self, "noise_theta", 0.0, 1.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class TD3Config:
+    """TD3 (Fujimoto et al. 2018): DDPG with clipped double Q, target policy smoothing, delayed actor updates."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the actor and of each critic."""
+    actor_lr: float = 1e-3
+    """Adam step size of the actor."""
+    critic_lr: float = 1e-3
+    """Adam step size of the twin critics."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity (transitions)."""
+    learning_starts: int = 10_000
+    """Env steps of uniform random actions before learning starts."""
+    train_freq: int = 1
+    """Vector-env steps between rounds of gradient steps."""
+    gradient_steps: int = -1
+    """Gradient steps per round; -1: one per env step collected since the last round."""
+    policy_delay: int = 2
+    """Critic updates per actor (and target) update."""
+    target_policy_noise: float = 0.2
+    """σ of the smoothing noise on the target action (units of half the action range)."""
+    target_noise_clip: float = 0.5
+    """The smoothing noise is clipped to ±this."""
+    noise: Literal["gaussian", "ou"] = "gaussian"
+    """Exploration noise added to μ(s): gaussian (as in the TD3 paper) or ou."""
+    noise_sigma: float = 0.1
+    """Scale σ of the exploration noise, in units of half the action range."""
+    noise_theta: float = 0.15
+    """Mean reversion θ of the Ornstein-Uhlenbeck noise."""
+
+    def __post_init__(self) -> None:
+        _check_off_policy(self)
+        check_range(self, "actor_lr", 0.0, low_open=True)
+        check_range(self, "critic_lr", 0.0, low_open=True)
+        check_range(self, "policy_delay", 1)
+        check_range(self, "target_policy_noise", 0.0)
+        check_range(self, "target_noise_clip", 0.0)
+        check_range(self, "noise_sigma", 0.0)
+        check_range(self, "noise_theta", 0.0, 1.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """SAC (Haarnoja et al. 2018): squashed Gaussian policy, twin critics, automatic entropy tuning."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the policy and of each critic."""
+    actor_lr: float = 3e-4
+    """Adam step size of the policy."""
+    critic_lr: float = 1e-3
+    """Adam step size of the twin critics."""
+    alpha_lr: float = 1e-3
+    """Adam step size of log α (automatic entropy tuning)."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    tau: float = 0.005
+    """Polyak rate of the target critics."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity (transitions)."""
+    learning_starts: int = 5_000
+    """Env steps of uniform random actions before learning starts."""
+    train_freq: int = 1
+    """Vector-env steps between rounds of gradient steps."""
+    gradient_steps: int = -1
+    """Gradient steps per round; -1: one per env step collected since the last round."""
+    alpha: float = 0.2
+    """Entropy coefficient α (its starting value when --autotune)."""
+    autotune: bool = True
+    """Tune α so that the policy's entropy tracks --target-entropy."""
+    target_entropy: float | None = None
+    """Entropy the tuning aims for (default: −(number of action dimensions))."""
+
+    def __post_init__(self) -> None:
+        _check_off_policy(self)
+        check_range(self, "actor_lr", 0.0, low_open=True)
+        check_range(self, "critic_lr", 0.0, low_open=True)
+        check_range(self, "alpha_lr", 0.0, low_open=True)
+        check_range(self, "alpha", 0.0, low_open=True)
+        check_range(self, "target_entropy")
+
+
+# Pendulum-v1 only truncates (200 steps) and has no reward_threshold: the benchmark's -200 is passed with
+# --threshold. Small networks and a short warm-up learn it in a few thousand steps at a fraction of
+# the cost of the zoo's [400, 300] (benchmarks/continuous_pendulum.py).
+_PENDULUM = {"total_steps": 20_000, "eval_every": 1_000, "threshold": -200.0, "hidden": (64, 64),
+             "gamma": 0.98, "learning_starts": 1_000, "buffer_size": 200_000, "batch_size": 128}
+_MOUNTAIN_CAR = {  # sparse reward: large, correlated noise finds the flag (zoo: OU σ=0.5)
+    "total_steps": 300_000, "eval_every": 10_000, "noise": "ou", "noise_sigma": 0.5, "learning_starts": 10_000,
+    "hidden": (64, 64), "buffer_size": 100_000}
+_LUNAR = {"total_steps": 300_000, "eval_every": 10_000, "hidden": (400, 300), "learning_starts": 10_000,
+          "buffer_size": 200_000, "gamma": 0.98}
+_MUJOCO = {"total_steps": 1_000_000, "eval_every": 10_000, "learning_starts": 10_000}  # long runs (hours on a CPU)
+_CONTINUOUS_PRESETS = {"Pendulum-v1": _PENDULUM, "MountainCarContinuous-v0": _MOUNTAIN_CAR,
+                       "LunarLanderContinuous-v3": _LUNAR, "HalfCheetah-v5": _MUJOCO, "Hopper-v5": _MUJOCO}
+_SAC_PRESETS = {
+    **_CONTINUOUS_PRESETS,
+    "Pendulum-v1": {**_PENDULUM, "actor_lr": 1e-3},
+    # SAC explores through its entropy; a fixed, smaller α keeps MountainCar's sparse reward visible.
+    "MountainCarContinuous-v0": {k: v for k, v in _MOUNTAIN_CAR.items() if not k.startswith("noise")}
+    | {"autotune": False, "alpha": 0.1, "gamma": 0.9999},
+}
+
+# DQN. CartPole: 8 numpy-vectorized envs; rounds of 32 gradient steps every 128 env steps against a
+# target refreshed once per round (like the zoo preset's 128 steps per 256, a quarter of the updates
+# per env step); Double targets. Measured in benchmarks/dqn_cartpole.py (docs/benchmarks.md).
+_DQN_CARTPOLE = {
+    "total_steps": 100_000, "eval_every": 2_500, "n_envs": 8, "hidden": (128, 128), "learning_rate": 2.3e-3,
+    "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1_000, "train_freq": 128, "gradient_steps": 32,
+    "target_update_interval": 128, "epsilon_decay_steps": 8_000, "epsilon_final": 0.04, "double": True,
+    "torch_threads": 1,
+}
+_DQN_ATARI = {  # Nature DQN with Double targets; GPU sized (10M env steps = 40M frames)
+    "total_steps": 10_000_000, "eval_every": 250_000, "eval_episodes": 10, "n_envs": 4, "learning_rate": 1e-4,
+    "batch_size": 32, "buffer_size": 1_000_000, "learning_starts": 80_000, "train_freq": 4, "gradient_steps": 1,
+    "target_update_interval": 4_000, "epsilon_final": 0.01, "epsilon_decay_steps": 1_000_000, "double": True,
+    "clip_rewards": True, "life_loss_terminal": True, "max_grad_norm": 10.0, "device": "auto",
+}
+_DQN_PRESETS = {
+    "CartPole-v1": _DQN_CARTPOLE,
+    "Acrobot-v1": {"total_steps": 100_000, "eval_every": 5_000, "n_envs": 4, "hidden": (256, 256),
+                   "learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0,
+                   "train_freq": 4, "gradient_steps": 4, "target_update_interval": 250, "epsilon_final": 0.1,
+                   "epsilon_decay_steps": 12_000, "double": True, "torch_threads": 1},
+    "MountainCar-v0": {"total_steps": 120_000, "eval_every": 10_000, "n_envs": 4, "hidden": (256, 256),
+                       "learning_rate": 4e-3, "batch_size": 128, "buffer_size": 10_000, "learning_starts": 1_000,
+                       "train_freq": 16, "gradient_steps": 8, "target_update_interval": 600,
+                       "epsilon_final": 0.07, "epsilon_decay_steps": 24_000, "double": True, "torch_threads": 1},
+    "LunarLander-v3": {"total_steps": 500_000, "eval_every": 10_000, "n_envs": 4, "hidden": (256, 256),
+                       "learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000,
+                       "learning_starts": 0, "train_freq": 4, "gradient_steps": 1, "target_update_interval": 250,
+                       "epsilon_final": 0.1, "epsilon_decay_steps": 60_000, "double": True, "n_step": 3,
+                       "torch_threads": 1},
+    "ALE/Pong-v5": _DQN_ATARI,
+    "ALE/Breakout-v5": _DQN_ATARI,
+}
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "sarsa": _TABULAR_PRESETS,
     "expected-sarsa": _TABULAR_PRESETS,
     "q-learning": _TABULAR_PRESETS,
     "mc": {**_TABULAR_PRESETS, "CliffWalking-v1": _MC_CLIFF, "Taxi-v4": _MC_TAXI},
+    "ddpg": _CONTINUOUS_PRESETS,
+    "td3": _CONTINUOUS_PRESETS,
+    "sac": _SAC_PRESETS,
+    "dqn": _DQN_PRESETS,
 }
 
 RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunOptions))

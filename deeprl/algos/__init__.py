@@ -22,7 +22,17 @@ from typing import Any, NamedTuple, Protocol
 import gymnasium as gym
 import numpy as np
 
-from deeprl.config import A2CConfig, A3CConfig, PPOConfig, ReinforceConfig, TabularConfig
+from deeprl.config import (
+    A2CConfig,
+    A3CConfig,
+    DDPGConfig,
+    DQNConfig,
+    PPOConfig,
+    ReinforceConfig,
+    SACConfig,
+    TabularConfig,
+    TD3Config,
+)
 from deeprl.errors import UsageError, did_you_mean
 
 
@@ -90,6 +100,33 @@ class AlgoSpec:
         return getattr(importlib.import_module(module), cls)
 
 
+def continuous_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
+    """None if DDPG/TD3/SAC can run on these spaces (flat Box observations, bounded Box actions)."""
+    if not isinstance(action_space, gym.spaces.Box):
+        return (f"DDPG, TD3 and SAC need continuous (Box) actions; this env has {describe_space(action_space)}. "
+                "For discrete actions use dqn or ppo")
+    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        return "the Box action space must be bounded (finite low and high), the actor's tanh maps onto it"
+    if not isinstance(obs_space, gym.spaces.Box) or (obs_space.dtype == np.uint8 and len(obs_space.shape) == 3):
+        return f"observations must be a flat Box of numbers; this env has {describe_space(obs_space)}"
+    return None
+
+
+_CONTINUOUS = dict(
+    support=continuous_support, observation_spaces="Box", action_spaces="Box (bounded)",
+    default_budget={"total_steps": 100_000}, vectorized=True,
+)
+
+def dqn_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
+    """None if DQN can run on these spaces (Box observations, vector or image; Discrete actions)."""
+    if not _is_discrete(action_space):
+        return (f"DQN picks argmax_a q(s, a) over a finite set of actions, which needs Discrete actions; "
+                f"this env has {describe_space(action_space)}")
+    if not isinstance(obs_space, gym.spaces.Box):
+        return f"observations must be a Box (a vector, or uint8 image frames); this env has {describe_space(obs_space)}"
+    return None
+
+
 def policy_gradient_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
     """None if REINFORCE, PPO and A2C can run on these spaces (Box observations, vector or uint8
     image frames; Discrete or Box actions)."""
@@ -123,6 +160,20 @@ ALGOS: dict[str, AlgoSpec] = {
                  impl="deeprl.algos.tabular:QLearning", aliases=("sarsamax", "qlearning"), **_TABULAR),
         AlgoSpec("mc", "First-visit Monte Carlo control (constant-α), the notes' contrast to TD",
                  impl="deeprl.algos.tabular:MonteCarlo", aliases=("monte-carlo",), **_TABULAR),
+        AlgoSpec("ddpg", "DDPG: deterministic actor-critic, target y = r + γQ'(s', μ'(s')), OU/Gaussian noise",
+                 config_cls=DDPGConfig, impl="deeprl.algos.ddpg:DDPG", **_CONTINUOUS),
+        AlgoSpec("td3", "TD3: DDPG with clipped double Q, target policy smoothing, delayed actor updates",
+                 config_cls=TD3Config, impl="deeprl.algos.td3:TD3", **_CONTINUOUS),
+        AlgoSpec("sac", "SAC: squashed Gaussian policy, twin soft Q critics, automatic entropy tuning",
+                 config_cls=SACConfig, impl="deeprl.algos.sac:SAC", **_CONTINUOUS),
+        AlgoSpec("dqn", "DQN: replay + target network, target r + γ max_a q(s',a;w⁻); --double --dueling "
+                 "--prioritized --n-step", config_cls=DQNConfig, impl="deeprl.algos.dqn:DQN", support=dqn_support,
+                 observation_spaces="Box (vector or uint8 images)", action_spaces="Discrete",
+                 default_budget={"total_steps": 100_000}, vectorized=True),
+        AlgoSpec("a3c", "A3C: asynchronous n-step advantage actor-critic, --workers processes, Hogwild updates",
+                 config_cls=A3CConfig, impl="deeprl.algos.a3c:A3C", support=policy_gradient_support,
+                 observation_spaces="Box (vector or uint8 images)", action_spaces="Discrete, Box",
+                 default_budget={"total_steps": 500_000}),
         AlgoSpec("reinforce", "REINFORCE: ∇ log π · R over m parallel trajectories; --future-rewards "
                  "--normalize-rewards --baseline, --reuse K through the IS surrogate", config_cls=ReinforceConfig,
                  impl="deeprl.algos.reinforce:Reinforce", default_budget={"total_steps": 300_000}, **_POLICY_GRADIENT),
@@ -130,10 +181,6 @@ ALGOS: dict[str, AlgoSpec] = {
                  impl="deeprl.algos.ppo:PPO", default_budget={"total_steps": 1_000_000}, **_POLICY_GRADIENT),
         AlgoSpec("a2c", "A2C: synchronous n-step advantage actor-critic on vector envs", config_cls=A2CConfig,
                  impl="deeprl.algos.a2c:A2C", default_budget={"total_steps": 1_000_000}, **_POLICY_GRADIENT),
-        AlgoSpec("a3c", "A3C: asynchronous n-step advantage actor-critic, --workers processes, Hogwild updates",
-                 config_cls=A3CConfig, impl="deeprl.algos.a3c:A3C", support=policy_gradient_support,
-                 observation_spaces="Box (vector or uint8 images)", action_spaces="Discrete, Box",
-                 default_budget={"total_steps": 500_000}),
     ]
 }
 

@@ -19,11 +19,17 @@ from deeprl.math.surrogate import (
     value_loss,
 )
 from deeprl.math.targets import (
+    ddpg_target,
+    double_dqn_target,
+    dqn_target,
     epsilon_greedy_expectation,
     epsilon_greedy_probs,
     expected_sarsa_target,
+    sac_target,
     sarsa_target,
     sarsamax_target,
+    smoothed_target_actions,
+    td3_target,
     td_update,
 )
 
@@ -40,14 +46,20 @@ __all__ = [
     "reinforce_loss",
     "trajectory_returns",
     "value_loss",
+    "ddpg_target",
     "discounted_returns",
+    "double_dqn_target",
+    "dqn_target",
     "epsilon_at",
     "epsilon_greedy_expectation",
     "epsilon_greedy_probs",
     "expected_sarsa_target",
     "glie_epsilon",
     "linear_schedule",
+    "sac_target",
     "sarsa_target",
     "sarsamax_target",
+    "smoothed_target_actions",
+    "td3_target",
     "td_update",
 ]

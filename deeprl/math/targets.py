@@ -57,3 +57,77 @@ def epsilon_greedy_expectation(q: np.ndarray, epsilon: float) -> float:
 def td_update(q_old: float, target: float, alpha: float) -> float:
     """The TD step Q(S,A) ← Q(S,A) + α (target − Q(S,A))."""
     return q_old + alpha * (target - q_old)
+
+
+# --- Continuous control: the critic targets of DDPG, TD3 and SAC (notes, "DDPG") ---------------------
+# Batched over transitions (torch tensors or numpy arrays). `discounts` is γ, or the per-transition
+# γ^k a k-step buffer returns. `terminated` is 1.0 only where the episode *terminated*: the notes'
+# `(1 - dones)` must not include time-limit truncations (erratum), which still bootstrap.
+
+
+def ddpg_target(rewards, q_next, discounts, terminated):
+    """DDPG critic target y = r + γ (1 − terminated) Q'(s', μ'(s')) (Lillicrap et al. 2016; notes, "DDPG").
+
+    `q_next` is the target critic at the target actor's action, Q'(s', μ'(s')).
+    """
+    return rewards + discounts * (1.0 - terminated) * q_next
+
+
+def td3_target(rewards, q1_next, q2_next, discounts, terminated):
+    """TD3 clipped double-Q target y = r + γ (1 − terminated) min(Q'_1, Q'_2)(s', ã') (Fujimoto et al. 2018).
+
+    The caller evaluates both target critics at the *smoothed* target action
+    ã' = clip(μ'(s') + clip(ε, −c, c), low, high), ε ~ N(0, σ²) (`smoothed_target_actions`), because
+    that needs the target actor; this function takes the two values and the minimum.
+    """
+    return rewards + discounts * (1.0 - terminated) * _minimum(q1_next, q2_next)
+
+
+def sac_target(rewards, q1_next, q2_next, next_log_prob, alpha, discounts, terminated):
+    """SAC soft target y = r + γ (1 − terminated) (min(Q'_1, Q'_2)(s', a') − α log π(a'|s')), a' ~ π(·|s')
+    (Haarnoja et al. 2018): the soft value of s' adds the entropy bonus −α log π to the clipped double Q."""
+    return rewards + discounts * (1.0 - terminated) * (_minimum(q1_next, q2_next) - alpha * next_log_prob)
+
+
+def smoothed_target_actions(target_actions, noise, noise_clip, low=-1.0, high=1.0):
+    """TD3's target policy smoothing ã' = clip(μ'(s') + clip(ε, −c, c), low, high): the target
+    averages Q' over a small neighbourhood of the target action, so the critic cannot exploit a
+    narrow peak. `noise` is ε (already scaled by σ); actions live in [low, high]."""
+    return _clip(target_actions + _clip(noise, -noise_clip, noise_clip), low, high)
+
+
+# --- DQN (notes, "Deep QRLN"): batched over transitions, torch tensors or numpy arrays ---------------
+# `q_next_*` are (batch, n_actions) action values at s'. `discounts` is γ, or γ^k for k-step returns.
+
+
+def dqn_target(rewards, q_next_target, discounts, terminated):
+    """DQN's TD target y = r + γ (1 − terminated) max_a q(s', a; w⁻) (Mnih et al. 2015; notes, "Deep
+    QRLN"): w⁻ are the frozen weights of the target network (erratum 4). With k-step returns, r is the
+    discounted k-reward sum and γ is γ^k."""
+    return rewards + discounts * (1.0 - terminated) * _max_last(q_next_target)
+
+
+def double_dqn_target(rewards, q_next_online, q_next_target, discounts, terminated):
+    """Double DQN target y = r + γ (1 − terminated) q(s', argmax_a q(s', a; w); w⁻) (van Hasselt et al.
+    2016): the online network picks the action and the target network values it, which removes the
+    upward bias of taking the max of noisy estimates."""
+    greedy = q_next_online.argmax(-1)
+    return rewards + discounts * (1.0 - terminated) * _take(q_next_target, greedy)
+
+
+def _max_last(x):
+    return x.amax(-1) if hasattr(x, "amax") else np.max(x, axis=-1)
+
+
+def _take(x, index):
+    if hasattr(x, "gather"):
+        return x.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+    return np.take_along_axis(x, index[..., None], axis=-1)[..., 0]
+
+
+def _minimum(a, b):  # torch tensors (no torch import here: the CLI loads this module before torch)
+    return a.minimum(b) if hasattr(a, "minimum") else np.minimum(a, b)
+
+
+def _clip(x, low, high):
+    return x.clamp(low, high) if hasattr(x, "clamp") else np.clip(x, low, high)

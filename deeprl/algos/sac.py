@@ -1,0 +1,159 @@
+"""SAC: Soft Actor-Critic (Haarnoja et al. 2018, "Soft actor-critic algorithms and applications").
+
+Maximum-entropy RL: the agent maximises E[Σ γ^t (r_t + α H(π(·|s_t)))]. Next to DDPG (notes, "DDPG"):
+
+    policy:   a = tanh(u), u ~ N(mean(s), std(s)²), with log π(a|s) = log N(u) − Σ log(1 − tanh(u)²)
+    critics:  y = r + γ (1 − terminated) (min(Q'_1, Q'_2)(s', a') − α log π(a'|s')),  a' ~ π(·|s')
+    actor:    minimise E_s[α log π(a|s) − min(Q_1, Q_2)(s, a)],  a = tanh(mean + std·ε) (reparameterised)
+    α:        minimise E[−α (log π(a|s) + H̄)], which raises α when the entropy falls below H̄ = −dim(A)
+
+Exploration comes from sampling the policy, so there is no added noise; evaluation uses tanh(mean).
+Only the critics have target copies (Polyak τ). Terminated (not truncated) stops the bootstrap.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from deeprl.algos import Episode
+from deeprl.buffers import ReplayBuffer
+from deeprl.config import SACConfig
+from deeprl.continuous import Collector, QEnsemble, SquashedGaussianActor, adam, check_losses, flat_dims, scale_action
+from deeprl.errors import DivergenceError
+from deeprl.math import sac_target
+from deeprl.nets import soft_update
+
+
+class SAC:
+    metric_names = ("critic_loss", "actor_loss", "alpha")
+
+    def __init__(self, config: SACConfig, env: Any, *, seed: int, device: Any = "cpu"):
+        self.cfg, self.env, self.seed = config, env, seed
+        self.device = torch.device(device)
+        obs_space, act_space, obs_dim, self.act_dim = flat_dims(env)
+        self.low, self.high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
+        hidden = tuple(config.hidden)
+        self.actor = SquashedGaussianActor(obs_dim, self.act_dim, hidden).to(self.device)
+        self.critic = QEnsemble(obs_dim, self.act_dim, hidden, n=2).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = adam(self.actor.parameters(), config.actor_lr, self.device)
+        self.critic_opt = adam(self.critic.parameters(), config.critic_lr, self.device)
+        self.target_entropy = -float(self.act_dim) if config.target_entropy is None else config.target_entropy
+        self.log_alpha = torch.tensor(float(np.log(config.alpha)), device=self.device, requires_grad=config.autotune)
+        self.alpha_opt = adam([self.log_alpha], config.alpha_lr, self.device) if config.autotune else None
+        self.alpha = self.log_alpha.detach().exp()
+        self.rng = np.random.default_rng(seed)  # uniform actions before learning starts
+        self.generator = torch.Generator(self.device).manual_seed(seed)  # the policy's ε, in acting and training
+        self.updates = 0
+        self.losses = (float("nan"), float("nan"), config.alpha)
+        self.collector = None
+        if isinstance(env, gym.vector.VectorEnv):  # deeprl.load gives a single env: policy only, no buffer
+            unit_box = gym.spaces.Box(-1.0, 1.0, act_space.shape, np.float32)  # the buffer stores unit actions
+            self.buffer = ReplayBuffer(config.buffer_size, obs_space, unit_box, n_envs=env.num_envs,
+                                       device=self.device, gamma=config.gamma, seed=seed + 2)
+            self.collector = Collector(env, self.buffer)
+
+    @torch.inference_mode()
+    def policy(self, obs: np.ndarray) -> np.ndarray:
+        """tanh(mean(s)) scaled to the env's bounds: the deterministic policy for evaluation."""
+        unit = self.actor.deterministic(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
+        return scale_action(unit, self.low, self.high)
+
+    def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
+        cfg, c = self.cfg, self.collector
+        if c.obs is None:
+            c.reset(seed=self.seed + c.episodes)
+        finished: list[Episode] = []
+        start = c.env_steps
+        for _ in range(-(-max_steps // c.n_envs)):
+            if c.env_steps < cfg.learning_starts:
+                actions = self.rng.uniform(-1.0, 1.0, (c.n_envs, self.act_dim)).astype(np.float32)
+            else:
+                with torch.inference_mode():
+                    obs = torch.as_tensor(c.obs, dtype=torch.float32, device=self.device)
+                    actions = self.actor.sample(obs, self.generator)[0].cpu().numpy()
+                if not np.isfinite(actions).all():
+                    raise DivergenceError(f"the policy produced non-finite actions at env step {c.env_steps}")
+            finished += c.step(actions, self.losses)
+            vector_steps = c.env_steps // c.n_envs
+            if c.env_steps >= cfg.learning_starts and len(self.buffer) >= cfg.batch_size \
+                    and vector_steps % cfg.train_freq == 0:
+                self.train(cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * c.n_envs)
+            if max_episodes is not None and len(finished) >= max_episodes:
+                break
+        return c.env_steps - start, finished
+
+    def train(self, n_updates: int) -> None:
+        """n_updates gradient steps on the critics, the policy and α, each on its own minibatch."""
+        cfg = self.cfg
+        batch = self.buffer.sample(cfg.batch_size * n_updates)  # n_updates independent uniform minibatches at once
+        for k in range(n_updates):
+            mb = slice(k * cfg.batch_size, (k + 1) * cfg.batch_size)
+            obs, actions, next_obs = batch.obs[mb], batch.actions[mb], batch.next_obs[mb]
+
+            # Critics: soft target with a fresh a' ~ π(·|s') and its entropy bonus −α log π(a'|s').
+            with torch.no_grad():
+                next_actions, next_log_prob = self.actor.sample(next_obs, self.generator)
+                q1_next, q2_next = self.critic_target(next_obs, next_actions)
+                td_target = sac_target(batch.rewards[mb], q1_next, q2_next, next_log_prob, self.alpha,
+                                       batch.discounts[mb], batch.terminated[mb])
+            q = self.critic(obs, actions)  # (2, batch)
+            critic_loss = (q - td_target).pow(2).mean(dim=1).sum()
+            self.critic_opt.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            self.critic_opt.step()
+
+            # Policy: reparameterised a = tanh(mean + std·ε), minimise α log π(a|s) − min Q(s, a).
+            pi_actions, log_prob = self.actor.sample(obs, self.generator)
+            actor_loss = (self.alpha * log_prob - self.critic(obs, pi_actions).min(dim=0).values).mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_opt.step()
+
+            # Temperature: move log α so that E[−log π] tracks the target entropy H̄.
+            if self.alpha_opt is not None:
+                alpha_loss = -(self.log_alpha.exp() * (log_prob.detach() + self.target_entropy)).mean()
+                self.alpha_opt.zero_grad(set_to_none=True)
+                alpha_loss.backward()
+                self.alpha_opt.step()
+                self.alpha = self.log_alpha.detach().exp()
+
+            soft_update(self.critic_target, self.critic, cfg.tau)
+            self.updates += 1
+        self.losses = tuple(check_losses(torch.stack([critic_loss.detach(), actor_loss.detach(), self.alpha]),
+                                         ("critic loss", "actor loss", "entropy coefficient α"),
+                                         self.updates, self.collector.env_steps))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+            "log_alpha": self.log_alpha.detach().cpu(),
+            "alpha_opt": None if self.alpha_opt is None else self.alpha_opt.state_dict(),
+            "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
+            "updates": self.updates, "losses": self.losses,
+        }
+        if self.collector is not None:
+            state.update(buffer=self.buffer.state_dict(), collector=self.collector.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
+        for name in ("actor", "critic", "critic_target", "actor_opt", "critic_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        if self.alpha_opt is not None:
+            self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self.alpha = self.log_alpha.detach().exp()
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        self.updates, self.losses = state["updates"], tuple(state["losses"])
+        if self.collector is not None:
+            self.buffer.load_state_dict(state["buffer"])
+            self.collector.load_state_dict(state["collector"], env_restored)

@@ -1,0 +1,216 @@
+"""Pieces DDPG, TD3 and SAC share: action scaling, the actor and critic networks, the squashed-Gaussian
+log-probability, the off-policy collector that feeds the replay buffer, and divergence checks.
+
+Actors act in the unit box [-1, 1]^d (a tanh output); `scale_action` maps that box onto the env's
+bounds [low, high] at the env boundary, and the replay buffer stores unit actions, so critics,
+noise scales and TD3's smoothing noise mean the same thing on every env.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from deeprl.algos import Episode
+from deeprl.envs import autoreset_mode
+from deeprl.errors import DivergenceError, UsageError
+from deeprl.nets import mlp
+
+
+# ---------------------------------------------------------------- action scaling (pure functions)
+def scale_action(unit_action, low, high):
+    """[-1, 1] → [low, high]: low + (a + 1)(high − low)/2. Works on numpy arrays and torch tensors."""
+    return low + (unit_action + 1.0) * (0.5 * (high - low))
+
+
+def unscale_action(action, low, high):
+    """[low, high] → [-1, 1], the inverse of `scale_action`: 2(a − low)/(high − low) − 1."""
+    return 2.0 * (action - low) / (high - low) - 1.0
+
+
+# ---------------------------------------------------------------- networks
+class DeterministicActor(nn.Module):
+    """μ(s | θ^μ) ∈ [-1, 1]^d: an MLP with tanh on the output (notes, "DDPG": the actor network)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        self.net = mlp([obs_dim, *hidden, act_dim], "relu", output_gain=None)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+
+class QEnsemble(nn.Module):
+    """n independent critics Q_k(s, a | θ^Q_k) evaluated together: each layer is one batched matmul
+    over the n members (torch.baddbmm), so TD3's and SAC's twin critics cost the Python and kernel
+    launches of one. forward(obs, actions) -> (n, batch). DDPG uses n = 1 (notes, "DDPG": the critic).
+
+    Each member is initialised like PyTorch's nn.Linear (U(±1/√fan_in)), as in SB3 and CleanRL's
+    DDPG/TD3/SAC.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], n: int = 2):
+        super().__init__()
+        sizes = [obs_dim + act_dim, *hidden, 1]
+        self.n = n
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / math.sqrt(n_in)
+            self.weights.append(nn.Parameter(torch.empty(n, n_in, n_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, n_out).uniform_(-bound, bound)))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, actions], dim=-1)
+        h = x.unsqueeze(0).expand(self.n, *x.shape)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = torch.relu(h)
+        return h.squeeze(-1)
+
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+def squashed_gaussian_log_prob(eps: torch.Tensor, log_std: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """log π(a|s) of a = tanh(u), u = mean + std·eps, summed over action dimensions (SAC, Haarnoja
+    et al. 2018, appendix C): log N(u; mean, std) − Σ log(1 − tanh(u)²).
+
+    log N(u; mean, std) = −eps²/2 − log std − log(2π)/2 per dimension, and the change of variables
+    uses log(1 − tanh(u)²) = 2(log 2 − u − softplus(−2u)), which stays finite where tanh(u) rounds to ±1.
+    """
+    gaussian = -0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+    log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+    return (gaussian - log_det).sum(-1)
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's policy: a ~ tanh(N(mean(s), std(s)²)) in [-1, 1]^d; log std bounded to [-5, 2] through a tanh
+    (as in SpinningUp/CleanRL) so the policy can neither collapse nor explode early on."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        self.trunk = mlp([obs_dim, *hidden], "relu", output_gain=math.sqrt(2), output_activation=True)
+        self.head = nn.Linear(hidden[-1], 2 * act_dim)  # mean and log std in one matmul
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.head(self.trunk(obs)).chunk(2, dim=-1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
+        return mean, log_std
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample a = tanh(mean + std·eps) and its log π(a|s)."""
+        mean, log_std = self(obs)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        u = mean + log_std.exp() * eps
+        return torch.tanh(u), squashed_gaussian_log_prob(eps, log_std, u)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self(obs)[0])
+
+
+def adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused kernel (one kernel for all parameters: far less Python per step on small nets)."""
+    return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
+
+
+def flat_dims(env: Any) -> tuple[gym.spaces.Box, gym.spaces.Box, int, int]:
+    """(observation space, action space, obs_dim, act_dim) of a single env or a vector env."""
+    obs_space = getattr(env, "single_observation_space", env.observation_space)
+    act_space = getattr(env, "single_action_space", env.action_space)
+    return obs_space, act_space, int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
+
+
+def check_losses(losses: torch.Tensor, names: Sequence[str], updates: int, env_steps: int) -> list[float]:
+    """The losses as floats (one device sync per round); DivergenceError naming the first non-finite one."""
+    values = losses.tolist()
+    for name, value in zip(names, values):
+        if not math.isfinite(value):
+            raise DivergenceError(f"the {name} became {value} at gradient step {updates} (env step {env_steps}); "
+                                  "try a smaller learning rate")
+    return values
+
+
+# ---------------------------------------------------------------- collection
+class Collector:
+    """Steps a vector env (autoreset NEXT_STEP) with unit actions, stores the real transitions in the
+    replay buffer and tracks the episodes.
+
+    With NEXT_STEP autoreset, the step after an episode ends only returns the reset observation: it is
+    no transition, so it goes to the buffer with valid=False (DESIGN.md, convention 3). The step
+    that ends the episode returns the true final observation, stored as next_obs with `terminated`
+    and `truncated` kept apart (a truncated Pendulum episode still bootstraps). Exploration noise is
+    reset at the envs that have just been handed their reset observation, so every episode's first
+    action starts from a fresh noise state.
+    """
+
+    def __init__(self, env: Any, buffer: Any, noise: Any = None):
+        if not isinstance(env, gym.vector.VectorEnv):
+            raise TypeError("Collector needs a Gymnasium vector env (the registry marks DDPG/TD3/SAC vectorized)")
+        if autoreset_mode(env) != gym.vector.AutoresetMode.NEXT_STEP:
+            raise UsageError(f"DDPG/TD3/SAC need a vector env with NEXT_STEP autoreset; got {autoreset_mode(env)}.")
+        self.env, self.buffer, self.noise = env, buffer, noise
+        self.n_envs = env.num_envs
+        space = env.single_action_space
+        self.low = space.low.astype(np.float32)
+        self.high = space.high.astype(np.float32)
+        self.obs: np.ndarray | None = None
+        self.autoreset = np.zeros(self.n_envs, dtype=bool)  # env i's next step returns its reset observation
+        self.ep_return = np.zeros(self.n_envs)
+        self.ep_length = np.zeros(self.n_envs, dtype=np.int64)
+        self.env_steps = 0
+        self.episodes = 0
+
+    def reset(self, seed: int | None) -> None:
+        self.obs, _ = self.env.reset(seed=seed)
+        self.autoreset[:] = False
+        self.ep_return[:] = 0.0
+        self.ep_length[:] = 0
+        if self.noise is not None:
+            self.noise.reset()
+
+    def step(self, unit_actions: np.ndarray, extras: tuple = ()) -> list[Episode]:
+        next_obs, rewards, terminated, truncated, _ = self.env.step(scale_action(unit_actions, self.low, self.high))
+        valid = ~self.autoreset
+        self.buffer.add(self.obs, unit_actions, rewards, next_obs, terminated, truncated, valid=valid)
+        self.env_steps += self.n_envs
+        self.ep_return += np.where(valid, rewards, 0.0)
+        self.ep_length += valid
+        done = (terminated | truncated) & valid
+        finished = []
+        if done.any():
+            now = time.perf_counter()
+            for i in np.flatnonzero(done):
+                self.episodes += 1
+                finished.append(Episode(self.env_steps, float(self.ep_return[i]), int(self.ep_length[i]), now, extras))
+            self.ep_return[done] = 0.0
+            self.ep_length[done] = 0
+        if self.noise is not None and self.autoreset.any():
+            self.noise.reset(self.autoreset)  # these envs now hold a new episode's first observation
+        self.autoreset = done
+        self.obs = next_obs
+        return finished
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"obs": None if self.obs is None else np.array(self.obs), "autoreset": self.autoreset.copy(),
+                "ep_return": self.ep_return.copy(), "ep_length": self.ep_length.copy(),
+                "env_steps": self.env_steps, "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
+        self.env_steps, self.episodes = state["env_steps"], state["episodes"]
+        if env_restored:
+            self.obs = state["obs"]
+            self.autoreset[:] = state["autoreset"]
+            self.ep_return[:] = state["ep_return"]
+            self.ep_length[:] = state["ep_length"]
+        else:  # the env could not be saved: the next learn() starts fresh episodes
+            self.obs = None
