@@ -61,8 +61,16 @@ def _make(env_id: str, render_mode: str | None, max_episode_steps: int | None, *
         kwargs["render_mode"] = render_mode
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
+    atari = env_id.startswith("ALE/") and kwargs.pop("atari_preprocessing", True)
+    if atari:  # the standard Atari preprocessing (deeprl/atari.py) skips frames itself
+        kwargs.setdefault("frameskip", 1)
     try:
-        return gym.make(env_id, **kwargs)
+        env = gym.make(env_id, **kwargs)
+        if atari:
+            from deeprl.atari import wrap_atari
+
+            env = wrap_atari(env)
+        return env
     except gym.error.DependencyNotInstalled as e:
         extra = next((x for k, x in _EXTRAS.items() if k.lower() in str(e).lower()), None)
         fix = f"pip install 'gymnasium[{extra}]'" if extra else "install the package it names"
@@ -92,7 +100,9 @@ def make_vec_env(env_id: str, n_envs: int, *, vectorization: Literal["auto", "sy
     `venv.reset(seed=s)`: copy i gets seed s + i.
     """
     spec = env_spec(env_id)
-    if vectorization == "auto" and spec.vector_entry_point is not None and not kwargs.get("render_mode"):
+    # Atari ids take the wrapped single envs (deeprl/atari.py), the same preprocessing as make_env.
+    if (vectorization == "auto" and spec.vector_entry_point is not None and not kwargs.get("render_mode")
+            and not env_id.startswith("ALE/")):
         extra = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
         venv = gym.make_vec(env_id, n_envs, vectorization_mode="vector_entry_point", **extra, **kwargs)
     else:
