@@ -220,3 +220,17 @@ def test_rollout_returns_are_the_n_step_returns_with_n_t_max(end: str) -> None:
     torch.testing.assert_close(got, n_step_returns(rewards, next_values, terminated, truncated, 0.9, n=5))
     bootstrap = 0.0 if end == "terminated" else 10.0
     assert got[0].item() == pytest.approx(1.0 + 0.9 * 0.5 + 0.81 * -2.0 + 0.729 * 3.0 + 0.9**4 * bootstrap)
+
+
+def test_box_actions_gaussian_policy_clipped_to_the_bounds() -> None:
+    torch.manual_seed(0)
+    algo = A3C(A3CConfig(workers=1), make_env("Pendulum-v1"), seed=0)
+    try:
+        steps, episodes = algo.learn(450, None)
+    finally:
+        algo.close()
+    assert steps == 450 and [e.episode_length for e in episodes] == [200, 200]  # Pendulum truncates at 200
+    assert algo.updates == 450 // 5  # t_max = 5; a truncation ends a rollout, and 200 is a multiple of 5
+    obs = np.random.default_rng(0).uniform(-1, 1, size=(8, 3)).astype(np.float32) * [1, 1, 8]
+    actions = algo.policy(obs)
+    assert actions.shape == (8, 1) and np.all(np.abs(actions) <= 2.0)
