@@ -10,7 +10,7 @@ scaling: training env steps/s of `A3C.learn` on CartPole-v1 made slow on purpose
   repeat; medians over repeats. The pool's start (the first learn) is excluded. A worker spends the
   sleep waiting, not computing, so more workers than cores still add throughput, which is what the
   asynchronous method buys. Also the same on the plain CartPole-v1, where the cores are the limit.
-start: seconds from the first learn() to the first env step of every worker, fork vs spawn.
+start: seconds from the first learn() until every worker runs (has reached the step counter), fork vs spawn.
 solve: `deeprl train a3c CartPole-v1 --workers N --stop-when-solved` per seed: env steps and
   training seconds to the first periodic evaluation (10 episodes) at the threshold, 475.
 """
@@ -47,8 +47,8 @@ class SlowCartPole(gym.Wrapper):
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
+    with open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
     return (f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}; python "
             f"{platform.python_version()}, torch {torch.__version__}, gymnasium {gym.__version__}")
 
@@ -93,11 +93,11 @@ def scaling(args: argparse.Namespace) -> None:
 def start(args: argparse.Namespace) -> None:
     times: dict[str, list[float]] = {"fork": [], "spawn": []}
     for r in range(args.repeats):
-        for method in times:
+        for method, ts in times.items():
             algo = A3C(A3CConfig(workers=args.workers[0], start_method=method), make_env("CartPole-v1"), seed=r)
             t0 = time.perf_counter()
-            algo.learn(args.workers[0], None)  # one step per worker: returns once every worker has started
-            times[method].append(time.perf_counter() - t0)
+            algo.learn(args.workers[0], None)  # returns once every worker runs and waits at the step counter
+            ts.append(time.perf_counter() - t0)
             algo.close()
     print(f"Machine: {machine()}\n")
     print(f"| start method | pool start with {args.workers[0]} workers (median of {args.repeats}) |\n|---|---:|")

@@ -142,6 +142,22 @@ def test_worker_crash_stops_the_others_fast_and_keeps_the_checkpoint(tmp_path: P
     assert 500 <= load_checkpoint(tmp_path / "run")["loop"]["env_steps"] <= 3_000
 
 
+def test_a_killed_worker_is_noticed_and_the_others_stopped() -> None:
+    from deeprl.errors import WorkerError
+
+    algo = A3C(A3CConfig(workers=2), make_env("CartPole-v1"), seed=0)
+    try:
+        algo.learn(100, None)
+        os.kill(algo._procs[0].pid, signal.SIGKILL)  # as the OOM killer would
+        start = time.monotonic()
+        with pytest.raises(WorkerError, match=r"A3C worker 0 failed \(it exited with code -9 \(killed by signal 9\)\)"):
+            algo.learn(1_000_000, None)
+        assert time.monotonic() - start < 3.0
+    finally:
+        algo.close()
+    assert _no_workers_left()
+
+
 def test_non_finite_loss_is_a_divergence(tmp_path: Path, quiet: dict) -> None:
     gym.register("deeprl-test/NanCartPole-v0", entry_point=FailingCartPole, kwargs={"mode": "nan", "fail_after": 300})
     with pytest.raises(UsageError, match="non-finite loss"):

@@ -25,7 +25,6 @@ counters; a resumed run starts fresh episodes in new workers (worker RNG and env
 
 from __future__ import annotations
 
-import math
 import queue
 import signal
 import sys
@@ -163,8 +162,8 @@ def _worker_loop(rank: int, cfg: A3CConfig, env_spec: Any, seed: int, model: Act
         loss = (reinforce_loss(log_prob, advantages) + cfg.value_coef * value_loss(values, returns)
                 - cfg.entropy_coef * entropy.mean())
         if not torch.isfinite(loss):
-            errors.put((rank, "diverged", f"worker {rank} computed a non-finite loss ({loss.item()}) "
-                                          f"near env step {sync.steps.value}"))
+            message = f"worker {rank} computed a non-finite loss ({loss.item()}) near env step {sync.steps.value}"
+            errors.put((rank, "diverged", message))
             return
         local.zero_grad(set_to_none=False)
         loss.backward()
@@ -232,9 +231,10 @@ class A3C:
         if not self._procs:
             return
         sync = self._sync
-        with sync.cond:
+        if sync.cond.acquire(timeout=1.0):  # a worker killed inside the lock never releases it: terminate below
             sync.stop.value = 1
             sync.cond.notify_all()
+            sync.cond.release()
         deadline = time.monotonic() + 2.0
         for p in self._procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -262,12 +262,17 @@ class A3C:
             sync.cond.notify_all()
         finished: list[Episode] = []
         while True:
-            with sync.cond:
+            if not sync.cond.acquire(timeout=1.0):  # held by a worker that died inside it: found below
+                self._check_workers()
+                continue
+            try:
                 done = sync.paused.value == len(self._procs) and (
                     sync.steps.value >= sync.step_target.value or sync.episodes.value >= sync.episode_target.value)
                 if not done:
                     sync.cond.wait(POLL_S)
                 steps, episodes, updates = sync.steps.value, sync.episodes.value, sync.updates.value
+            finally:
+                sync.cond.release()
             self._drain(finished, episodes - start_episodes, block=done)
             self._check_workers()
             if done:
