@@ -199,8 +199,23 @@ class ActorCritic(nn.Module):
     def entropy(self, dist: torch.distributions.Distribution) -> torch.Tensor:
         return dist.entropy() if self.discrete else dist.entropy().sum(-1)
 
+    def _discrete(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """log π(·|s) for every action, and V(s): the Categorical's numbers without building a
+        torch.distributions object (half the cost of a small network's forward pass on a CPU)."""
+        features = self.actor_torso(obs)
+        log_pi = torch.log_softmax(self.policy_head(features), dim=-1)
+        if self.value_head is None:
+            return log_pi, None
+        value_features = features if self.critic_torso is None else self.critic_torso(obs)
+        return log_pi, self.value_head(value_features).squeeze(-1)
+
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Sample: (raw action, log π(a|s), V(s))."""
+        if self.discrete:
+            log_pi, value = self._discrete(obs)
+            # Gumbel-max: argmax(log π + Gumbel noise) is a sample of π
+            raw_action = (log_pi - torch.empty_like(log_pi).exponential_().log()).argmax(-1)
+            return raw_action, log_pi.gather(-1, raw_action.unsqueeze(-1)).squeeze(-1), value
         dist, value = self(obs)
         raw_action = dist.sample()
         return raw_action, self.log_prob(dist, raw_action), value
@@ -208,6 +223,10 @@ class ActorCritic(nn.Module):
     def evaluate(self, obs: torch.Tensor, raw_action: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(log π(a|s), entropy of π(·|s), V(s)) for the update."""
+        if self.discrete:
+            log_pi, value = self._discrete(obs)
+            entropy = -(log_pi.exp() * log_pi).sum(-1)
+            return log_pi.gather(-1, raw_action.long().unsqueeze(-1)).squeeze(-1), entropy, value
         dist, value = self(obs)
         return self.log_prob(dist, raw_action), self.entropy(dist), value
 
