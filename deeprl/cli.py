@@ -224,6 +224,7 @@ def report(result: Any) -> None:
     print(f"  saved to {result.run_dir}")
     print(f"  next:  deeprl eval {result.run_dir}")
     print(f"         deeprl train --resume {result.run_dir} --total-steps {2 * s['env_steps']}")
+    print(f"  watch: deeprl render {result.run_dir} --out {Path(result.run_dir) / 'episode.gif'}")
 
 
 def cmd_eval(argv: list[str]) -> None:
