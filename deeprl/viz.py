@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -457,7 +458,7 @@ class LiveDisplay:
         self.updates += 1
 
 
-_LIVE: dict[int, LiveDisplay] = {}
+_LIVE: weakref.WeakKeyDictionary[Any, LiveDisplay] = weakref.WeakKeyDictionary()  # one picture per env
 
 
 def show_state(env: gym.Env, step: int = 0, info: str = "") -> None:
@@ -466,7 +467,7 @@ def show_state(env: gym.Env, step: int = 0, info: str = "") -> None:
     if env.render_mode != "rgb_array":
         raise UsageError(f"show_state needs an env made with render_mode='rgb_array' (this one has "
                          f"{env.render_mode!r}): gymnasium.make(env_id, render_mode='rgb_array').")
-    key = id(env.unwrapped)
+    key = env.unwrapped
     if key not in _LIVE:
         _LIVE[key] = LiveDisplay()
     _LIVE[key].update(env.render(), caption=f"step {step}" + (f" | {info}" if info else ""))
@@ -598,7 +599,7 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def _band(xs: list[np.ndarray], ys: list[np.ndarray], points: int = 300) -> tuple[np.ndarray, ...]:
-    """Runs' curves on one grid: mean, min and max over the runs that reach each point."""
+    """Runs' curves on one grid: mean, min and max over the runs that reach each point, and how many do."""
     top = max(x[-1] for x in xs)
     grid = np.linspace(min(x[0] for x in xs), top, points)
     stacked = np.vstack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in zip(xs, ys)])
@@ -607,7 +608,8 @@ def _band(xs: list[np.ndarray], ys: list[np.ndarray], points: int = 300) -> tupl
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return grid, np.nanmean(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)
+            return (grid, np.nanmean(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0),
+                    np.isfinite(stacked).sum(0))
 
 
 def _group_label(group: list[RunCurves], groups: list[list[RunCurves]]) -> str:
@@ -619,6 +621,21 @@ def _group_label(group: list[RunCurves], groups: list[list[RunCurves]]) -> str:
         label += f" ({', '.join(diffs[:3])})" if diffs else ""
     n = len(group)
     return label + (f", {n} seeds" if n > 1 else "")
+
+
+@lru_cache(maxsize=1)
+def _curves_figure_class() -> type:  # matplotlib is imported when a plot is made, not with deeprl
+    from matplotlib.figure import Figure
+
+    class CurvesFigure(Figure):
+        """A plain matplotlib Figure (no pyplot: no GUI backend, no global state) that Jupyter shows inline."""
+
+        def _repr_png_(self) -> bytes:
+            buf = io.BytesIO()
+            self.savefig(buf, format="png")
+            return buf.getvalue()
+
+    return CurvesFigure
 
 
 def plot(run_dirs: Sequence[Path | str] | Path | str, out: Path | str | None = None, *,
@@ -662,12 +679,9 @@ def plot(run_dirs: Sequence[Path | str] | Path | str, out: Path | str | None = N
     lengths = [len(r.train["ret"]) for r in runs if len(r.train["ret"])]
     window = smoothing or max(1, min(100, (min(lengths) if lengths else 1) // 20))
 
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline") and out:
-        matplotlib.use("Agg")
-    from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter
 
-    fig = Figure(figsize=(12, 4.6), dpi=110, layout="constrained")
+    fig = _curves_figure_class()(figsize=(12, 4.6), dpi=110, layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     colors = matplotlib.colormaps["tab10"].colors
     for color, group in zip(colors * 10, group_list):
@@ -680,11 +694,15 @@ def plot(run_dirs: Sequence[Path | str] | Path | str, out: Path | str | None = N
                 ax.plot(r.train[xkey], smooth(r.train["ret"], window), color=color, lw=2,
                         label=f"{label}: training episodes" + (f" (mean of {window})" if window > 1 else ""))
             elif trains:
-                grid, mean, lo, hi = _band([r.train[xkey] for r in trains],
-                                           [smooth(r.train["ret"], window) for r in trains])
+                grid, mean, lo, hi, count = _band([r.train[xkey] for r in trains],
+                                                  [smooth(r.train["ret"], window) for r in trains])
                 ax.fill_between(grid, lo, hi, color=color, alpha=0.2, lw=0)
-                ax.plot(grid, mean, color=color, lw=2,
+                every = count == len(trains)  # where a seed has stopped (solved early), the mean is of fewer runs
+                ax.plot(grid, np.where(every, mean, np.nan), color=color, lw=2,
                         label=f"{label}: training episodes (mean of {window}; mean, min-max over seeds)")
+                if not every.all():
+                    ax.plot(grid, np.where(every, np.nan, mean), color=color, lw=1.5, alpha=0.7, ls=":",
+                            label=f"{label}: mean of the seeds still running")
             evals = [r for r in group if len(r.eval["ret"]) > 0]
             if len(evals) == 1:
                 r = evals[0]

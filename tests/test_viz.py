@@ -218,6 +218,7 @@ def test_plot_draws_curves_spread_and_threshold(cliff_runs, tmp_path):
     fig = deeprl.plot(cliff_runs, out, threshold=-13)
     mask, colors = _non_background(out)
     assert mask.mean() > 0.05 and colors > 100  # curves, bands and text, not an empty canvas
+    assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"  # Jupyter shows the returned figure inline
     axes = fig.axes
     assert [a.get_xlabel() for a in axes] == ["env steps", "training wall time (s)"]
     for ax in axes:
