@@ -200,7 +200,8 @@ def _resolve(agent_or_run_dir: Any, env_id: str | None) -> tuple[Callable[[Any],
     if callable(agent_or_run_dir):
         if env_id is None:
             raise UsageError("A policy given as a function needs the env: pass env_id='CartPole-v1', say.")
-        return agent_or_run_dir, getattr(agent_or_run_dir, "__name__", "policy"), env_id, None, 0
+        name = getattr(agent_or_run_dir, "__name__", "policy")
+        return agent_or_run_dir, "policy" if name == "<lambda>" else name, env_id, None, 0
     raise UsageError(f"Expected an Agent (deeprl.load), a run directory or a function obs -> action; "
                      f"got {type(agent_or_run_dir).__name__}.")
 
@@ -311,7 +312,7 @@ class Recording:
 def _default_fps(env: gym.Env) -> float:
     fps = env.metadata.get("render_fps") or 30
     if env.spec is not None and env.spec.id.startswith("ALE/"):
-        fps /= 4  # the agent acts (and we render) every 4th game frame: real time is render_fps / 4
+        fps = 60 / 4  # Atari games run at 60 Hz and the agent acts (we render) every 4th frame: real time
     return float(min(fps, 50))
 
 
