@@ -188,3 +188,15 @@ def test_bad_hyperparameters_name_the_flag():
         PPOConfig(hidden=())
     with pytest.raises(UsageError, match="a2c cannot train"):
         deeprl.train("a2c", "FrozenLake-v1", total_steps=10, progress="off")
+
+
+def test_ppo_on_atari_frames_with_the_shared_nature_cnn(tmp_path):
+    """Atari through deeprl's wrappers (84x84 uint8 frame stacks): the rollout stores bytes, one
+    Nature CNN torso (--shared) feeds both heads, and training and evaluation run end to end."""
+    result = deeprl.train("ppo", "ALE/Pong-v5", total_steps=128, n_envs=2, n_steps=32, minibatch_size=32,
+                          n_epochs=1, shared=True, eval_every=128, eval_episodes=1, max_episode_steps=50,
+                          run_dir=tmp_path / "r", progress="off")
+    algo = deeprl.load(result.run_dir).algo
+    assert algo.rollout.obs.dtype == torch.uint8
+    assert algo.model.critic_torso is None and type(algo.model.actor_torso).__name__ == "NatureCNN"
+    assert np.isfinite(result.summary["eval_mean_return"])
