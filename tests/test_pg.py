@@ -200,3 +200,18 @@ def test_ppo_on_atari_frames_with_the_shared_nature_cnn(tmp_path):
     assert algo.rollout.obs.dtype == torch.uint8
     assert algo.model.critic_torso is None and type(algo.model.actor_torso).__name__ == "NatureCNN"
     assert np.isfinite(result.summary["eval_mean_return"])
+
+
+def test_resume_without_a_picklable_env_drops_the_partial_batch_and_starts_fresh_episodes(tmp_path, monkeypatch,
+                                                                                          capsys):
+    from deeprl import run as run_module
+
+    monkeypatch.setattr(run_module, "env_state", lambda env: None)
+    opts = dict(seed=1, eval_every=1000, eval_episodes=2, progress="off", n_envs=4, n_steps=40)
+    deeprl.train("ppo", "CartPole-v1", total_steps=1100, run_dir=tmp_path / "r", **opts)  # mid-batch
+    result = deeprl.resume(tmp_path / "r", total_steps=2000)
+    assert "resuming with fresh episodes" in capsys.readouterr().err
+    assert result.summary["env_steps"] == 2000
+    # no episode straddles the resume: every training episode is a real CartPole episode (≥ 8 steps)
+    rows = [r for r in read_metrics(tmp_path / "r") if r["kind"] == "train"]
+    assert all(int(r["episode_length"]) >= 8 and float(r["episode_return"]) == int(r["episode_length"]) for r in rows)
