@@ -148,7 +148,8 @@ def test_a_killed_worker_is_noticed_and_the_others_stopped() -> None:
     algo = A3C(A3CConfig(workers=2), make_env("CartPole-v1"), seed=0)
     try:
         algo.learn(100, None)
-        os.kill(algo._procs[0].pid, signal.SIGKILL)  # as the OOM killer would
+        os.kill(algo._procs[0].pid, signal.SIGKILL)  # as the OOM killer would, between two chunks
+        algo._procs[0].join()
         start = time.monotonic()
         with pytest.raises(WorkerError, match=r"A3C worker 0 failed \(it exited with code -9 \(killed by signal 9\)\)"):
             algo.learn(1_000_000, None)

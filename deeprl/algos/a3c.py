@@ -60,6 +60,9 @@ class _Sync:
         self.updates = ctx.RawValue("q", updates)
         self.paused = ctx.RawValue("i", 0)
         self.stop = ctx.RawValue("b", 0)
+        # Workers post it as they pause. The parent waits on it, not on `cond`: Condition.wait takes the
+        # lock back without a timeout, and a worker killed while holding the lock would hang the parent.
+        self.wakeup = ctx.Semaphore(0)
 
     def claim_step(self) -> int:
         """T ← T + 1 and return T; wait while the chunk is done; 0 when the pool is stopping."""
@@ -67,7 +70,7 @@ class _Sync:
             while not self.stop.value and (self.steps.value >= self.step_target.value
                                            or self.episodes.value >= self.episode_target.value):
                 self.paused.value += 1
-                self.cond.notify_all()  # the parent waits for every worker to pause
+                self.wakeup.release()  # the parent waits for every worker to pause
                 self.cond.wait()
                 self.paused.value -= 1
             if self.stop.value:
@@ -231,7 +234,9 @@ class A3C:
         if not self._procs:
             return
         sync = self._sync
-        if sync.cond.acquire(timeout=1.0):  # a worker killed inside the lock never releases it: terminate below
+        # A dead worker breaks the Condition (notify_all waits for every sleeper, the dead one too, and
+        # one killed inside the lock never releases it): then skip the graceful stop and terminate below.
+        if all(p.exitcode is None for p in self._procs) and sync.cond.acquire(timeout=1.0):
             sync.stop.value = 1
             sync.cond.notify_all()
             sync.cond.release()
@@ -255,21 +260,21 @@ class A3C:
         if not self._procs:
             self._start()
         sync = self._sync
-        with sync.cond:
+        self._check_workers()  # before notify_all, which would wait forever on a dead worker
+        self._lock()
+        try:
             start_steps, start_episodes = sync.steps.value, sync.episodes.value
             sync.step_target.value = start_steps + max_steps
             sync.episode_target.value = NO_LIMIT if max_episodes is None else start_episodes + max_episodes
             sync.cond.notify_all()
+        finally:
+            sync.cond.release()
         finished: list[Episode] = []
         while True:
-            if not sync.cond.acquire(timeout=1.0):  # held by a worker that died inside it: found below
-                self._check_workers()
-                continue
+            self._lock()
             try:
                 done = sync.paused.value == len(self._procs) and (
                     sync.steps.value >= sync.step_target.value or sync.episodes.value >= sync.episode_target.value)
-                if not done:
-                    sync.cond.wait(POLL_S)
                 steps, episodes, updates = sync.steps.value, sync.episodes.value, sync.updates.value
             finally:
                 sync.cond.release()
@@ -277,9 +282,16 @@ class A3C:
             self._check_workers()
             if done:
                 break
+            sync.wakeup.acquire(timeout=POLL_S)  # until a worker pauses (or the next check for crashes)
         self.env_steps, self.episodes, self.updates = steps, episodes, updates
         finished.sort(key=lambda ep: ep.env_steps)  # workers report out of order
         return steps - start_steps, finished
+
+    def _lock(self) -> None:
+        """Take the shared lock, checking on the workers while it is busy: one killed inside it never
+        releases it (then _check_workers raises)."""
+        while not self._sync.cond.acquire(timeout=1.0):
+            self._check_workers()
 
     def _drain(self, finished: list[Episode], expected: int, block: bool) -> None:
         while len(finished) < expected:
