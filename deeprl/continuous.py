@@ -170,6 +170,28 @@ class Collector:
         self.env_steps = 0
         self.episodes = 0
 
+    def run(self, agent: Any, max_steps: int, max_episodes: int | None) -> tuple[int, list[Episode]]:
+        """The collection loop DDPG, TD3 and SAC share (`learn` of each): uniform random unit actions
+        until `learning_starts`, then `agent.explore(obs)`; every `train_freq` vector steps
+        `agent.train(n)`, n = gradient_steps (-1: one per env step since the last round)."""
+        cfg = agent.cfg
+        if self.obs is None:
+            self.reset(seed=agent.seed + self.episodes)
+        finished: list[Episode] = []
+        start = self.env_steps
+        for _ in range(-(-max_steps // self.n_envs)):
+            if self.env_steps < cfg.learning_starts:
+                actions = agent.rng.uniform(-1.0, 1.0, (self.n_envs, agent.act_dim)).astype(np.float32)
+            else:
+                actions = agent.explore(self.obs)
+            finished += self.step(actions, agent.losses)
+            if self.env_steps >= cfg.learning_starts and len(self.buffer) >= cfg.batch_size \
+                    and (self.env_steps // self.n_envs) % cfg.train_freq == 0:
+                agent.train(cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * self.n_envs)
+            if max_episodes is not None and len(finished) >= max_episodes:
+                break
+        return self.env_steps - start, finished
+
     def reset(self, seed: int | None) -> None:
         self.obs, _ = self.env.reset(seed=seed)
         self.autoreset[:] = False

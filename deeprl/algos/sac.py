@@ -65,28 +65,16 @@ class SAC:
         return scale_action(unit, self.low, self.high)
 
     def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
-        cfg, c = self.cfg, self.collector
-        if c.obs is None:
-            c.reset(seed=self.seed + c.episodes)
-        finished: list[Episode] = []
-        start = c.env_steps
-        for _ in range(-(-max_steps // c.n_envs)):
-            if c.env_steps < cfg.learning_starts:
-                actions = self.rng.uniform(-1.0, 1.0, (c.n_envs, self.act_dim)).astype(np.float32)
-            else:
-                with torch.inference_mode():
-                    obs = torch.as_tensor(c.obs, dtype=torch.float32, device=self.device)
-                    actions = self.actor.sample(obs, self.generator)[0].cpu().numpy()
-                if not np.isfinite(actions).all():
-                    raise DivergenceError(f"the policy produced non-finite actions at env step {c.env_steps}")
-            finished += c.step(actions, self.losses)
-            vector_steps = c.env_steps // c.n_envs
-            if c.env_steps >= cfg.learning_starts and len(self.buffer) >= cfg.batch_size \
-                    and vector_steps % cfg.train_freq == 0:
-                self.train(cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * c.n_envs)
-            if max_episodes is not None and len(finished) >= max_episodes:
-                break
-        return c.env_steps - start, finished
+        return self.collector.run(self, max_steps, max_episodes)
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """An action sampled from the squashed Gaussian policy (after learning_starts)."""
+        with torch.inference_mode():
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+            actions = self.actor.sample(obs_t, self.generator)[0].cpu().numpy()
+        if not np.isfinite(actions).all():
+            raise DivergenceError(f"the policy produced non-finite actions at env step {self.collector.env_steps}")
+        return actions
 
     def train(self, n_updates: int) -> None:
         """n_updates gradient steps on the critics, the policy and α, each on its own minibatch."""

@@ -67,28 +67,15 @@ class TD3:
         return scale_action(unit, self.low, self.high)
 
     def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
-        cfg, c = self.cfg, self.collector
-        if c.obs is None:
-            c.reset(seed=self.seed + c.episodes)
-        finished: list[Episode] = []
-        start = c.env_steps
-        for _ in range(-(-max_steps // c.n_envs)):
-            if c.env_steps < cfg.learning_starts:
-                actions = self.rng.uniform(-1.0, 1.0, (c.n_envs, self.act_dim)).astype(np.float32)
-            else:
-                with torch.inference_mode():
-                    mu = self.actor(torch.as_tensor(c.obs, dtype=torch.float32, device=self.device)).cpu().numpy()
-                if not np.isfinite(mu).all():
-                    raise DivergenceError(f"the actor produced non-finite actions at env step {c.env_steps}")
-                actions = np.clip(mu + self.noise(), -1.0, 1.0)
-            finished += c.step(actions, self.losses)
-            vector_steps = c.env_steps // c.n_envs
-            if c.env_steps >= cfg.learning_starts and len(self.buffer) >= cfg.batch_size \
-                    and vector_steps % cfg.train_freq == 0:
-                self.train(cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * c.n_envs)
-            if max_episodes is not None and len(finished) >= max_episodes:
-                break
-        return c.env_steps - start, finished
+        return self.collector.run(self, max_steps, max_episodes)
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """μ(s) plus exploration noise, clipped to the unit box (after learning_starts)."""
+        with torch.inference_mode():
+            mu = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
+        if not np.isfinite(mu).all():
+            raise DivergenceError(f"the actor produced non-finite actions at env step {self.collector.env_steps}")
+        return np.clip(mu + self.noise(), -1.0, 1.0)
 
     def train(self, n_updates: int) -> None:
         """n_updates critic updates (each on its own minibatch); the actor on every policy_delay-th."""
