@@ -5,7 +5,10 @@ machine hits both alike. Both buffers hold the same 2000 random transitions' wor
 This is the per-update half of time-to-solve (the other half is how many steps each needs); it is
 what a loaded machine can still measure fairly when full time-to-solve runs do not fit.
 
-    .venv/bin/python benchmarks/continuous_update_cost.py --updates 100 --rounds 3
+    .venv/bin/python benchmarks/continuous_update_cost.py --updates 100 --rounds 3 [--threads 1]
+
+--threads sets torch.set_num_threads for both libraries (default: torch's own, the core count); run it
+with and without to see what intra-op threads do to small updates (deeprl's runs default to 1).
 """
 
 from __future__ import annotations
@@ -51,7 +54,10 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--algos", nargs="+", default=["ddpg", "td3", "sac"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"Machine: {machine_line()}; torch threads {torch.get_num_threads()}\n")
     print("| algo | deeprl ms/update | SB3 ms/update | SB3 / deeprl |\n|---|---|---|---|")
     for algo in args.algos:

@@ -211,7 +211,7 @@ class Evaluator:
             max_episode_steps = EVAL_STEP_CAP  # a greedy policy can walk in circles forever
         self.n = min(episodes, batch)
         self.venv = make_vec_env(env_id, self.n, vectorization="auto", max_episode_steps=max_episode_steps,
-                                 record_stats=False, **(env_kwargs or {}))
+                                 **(env_kwargs or {}))
 
     def __call__(self, policy: Callable[[Any], np.ndarray]) -> np.ndarray:
         returns: list[float] = []
@@ -269,6 +269,21 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def set_torch_threads(requested: int | None, env: Any) -> None:
+    """torch.set_num_threads(requested), or by default 1 for vector observations: a small MLP's
+    kernels are too short to split, and on 2 busy cores synchronising threads made updates 3-10x
+    slower (benchmarks/continuous_update_cost.py --threads); image observations keep torch's default."""
+    import torch
+
+    from deeprl.nets import is_image_space
+
+    if requested is None:
+        obs_space = getattr(env, "single_observation_space", env.observation_space)
+        requested = None if is_image_space(obs_space) else 1
+    if requested is not None:
+        torch.set_num_threads(requested)
 
 
 def default_run_dir(algo: str, env_id: str, seed: int) -> Path:
@@ -378,6 +393,7 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions,
     opts = dataclasses.replace(opts, run_dir=run_dir)
 
     seed_everything(opts.seed)
+    set_torch_threads(opts.torch_threads, env)
     algo = spec.load()(config, env, seed=opts.seed, device=device)
     state = LoopState(next_eval=opts.eval_every, next_checkpoint=opts.checkpoint_every)
     if resuming:

@@ -19,7 +19,7 @@ from deeprl.math import double_dqn_target, dqn_target
 from deeprl.run import build_config
 
 FAST = {"progress": "off", "eval_every": 1000, "eval_episodes": 2, "n_envs": 4, "learning_starts": 200, "batch_size": 32,
-            "buffer_size": 2000, "train_freq": 4, "gradient_steps": 1, "hidden": (32,), "torch_threads": 1}
+            "buffer_size": 2000, "train_freq": 4, "gradient_steps": 1, "hidden": (32,)}
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

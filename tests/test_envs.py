@@ -172,10 +172,21 @@ def test_make_vec_env_sync_when_asked_for_cartpole():
         venv.close()
 
 
-def test_make_vec_env_record_stats_wrapper_is_optional():
-    venv = make_vec_env("FrozenLake-v1", 2, vectorization="sync", record_stats=False)
+def test_make_vec_env_record_stats_wrapper_is_opt_in():
+    venv = make_vec_env("FrozenLake-v1", 2, vectorization="sync")
     try:
-        assert venv is venv.unwrapped
+        assert venv is venv.unwrapped  # off by default: the algorithms count returns themselves
+    finally:
+        venv.close()
+    venv = make_vec_env("CartPole-v1", 2, record_stats=True)
+    try:
+        assert isinstance(venv, gym.wrappers.vector.RecordEpisodeStatistics)
+        venv.reset(seed=0)
+        for _ in range(600):
+            *_, info = venv.step(np.zeros(2, np.int64))
+            if "episode" in info:
+                break
+        assert info["episode"]["r"].max() > 0
     finally:
         venv.close()
 

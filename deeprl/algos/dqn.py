@@ -63,8 +63,6 @@ class DQN:
     def __init__(self, config: DQNConfig, env: Any, *, seed: int, device: Any = "cpu"):
         self.cfg, self.env, self.seed = config, env, seed
         self.device = torch.device(device)
-        if config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
         obs_space = getattr(env, "single_observation_space", env.observation_space)
         act_space = getattr(env, "single_action_space", env.action_space)
         self.n_actions = int(act_space.n)

@@ -28,8 +28,6 @@ class OnPolicyAgent:
     def __init__(self, config: Any, env: Any, *, seed: int, device: Any = "cpu"):
         cfg = self.cfg = config
         self.env, self.seed, self.device = env, seed, torch.device(device or "cpu")
-        if cfg.torch_threads is not None:
-            torch.set_num_threads(cfg.torch_threads)
         obs_space = getattr(env, "single_observation_space", env.observation_space)
         act_space = getattr(env, "single_action_space", env.action_space)
         self.model = ActorCritic(obs_space, act_space, cfg.hidden, cfg.activation, shared=cfg.shared,
