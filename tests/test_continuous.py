@@ -260,8 +260,8 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path,
     import deeprl.algos.ddpg as ddpg_module
 
     monkeypatch.setattr(ddpg_module, "ddpg_target", lambda r, q, d, t: r * float("nan"))
-    opts = {**SMALL, "checkpoint_every": 100}
-    with pytest.raises(UsageError, match=r"Training stopped at env step \d+: the critic loss became nan at gradient "
+    opts = {**SMALL, "checkpoint_every": 100, "train_freq": 1, "gradient_steps": 1}  # checked after every step
+    with pytest.raises(UsageError, match=r"Training stopped at env step \d+: the critic loss became nan by gradient "
                                          r"step 1 \(env step 200\)"):
         deeprl.train("ddpg", "Pendulum-v1", seed=0, run_dir=tmp_path / "r", **opts)
     assert (tmp_path / "r" / "checkpoint.pt").is_file()

@@ -23,7 +23,8 @@ import torch
 from deeprl.algos import Episode
 from deeprl.buffers import ReplayBuffer
 from deeprl.config import DDPGConfig
-from deeprl.continuous import Collector, DeterministicActor, QEnsemble, adam, check_losses, flat_dims, scale_action
+from deeprl.continuous import (Collector, DeterministicActor, QEnsemble, adam, check_losses, flat_dims, frozen,
+                               scale_action)
 from deeprl.errors import DivergenceError
 from deeprl.math import ddpg_target
 from deeprl.nets import soft_update
@@ -94,7 +95,8 @@ class DDPG:
             self.critic_opt.step()
 
             # Actor: ascend Q(s, μ(s)) through the critic (the deterministic policy gradient).
-            actor_loss = -self.critic(obs, self.actor(obs))[0].mean()
+            with frozen(self.critic):  # the gradient reaches μ through Q's action input only
+                actor_loss = -self.critic(obs, self.actor(obs))[0].mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()

@@ -23,7 +23,8 @@ import torch
 from deeprl.algos import Episode
 from deeprl.buffers import ReplayBuffer
 from deeprl.config import SACConfig
-from deeprl.continuous import Collector, QEnsemble, SquashedGaussianActor, adam, check_losses, flat_dims, scale_action
+from deeprl.continuous import (Collector, QEnsemble, SquashedGaussianActor, adam, check_losses, flat_dims, frozen,
+                               scale_action)
 from deeprl.errors import DivergenceError
 from deeprl.math import sac_target
 from deeprl.nets import soft_update
@@ -41,11 +42,14 @@ class SAC:
         self.actor = SquashedGaussianActor(obs_dim, self.act_dim, hidden).to(self.device)
         self.critic = QEnsemble(obs_dim, self.act_dim, hidden, n=2).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = adam(self.actor.parameters(), config.actor_lr, self.device)
         self.critic_opt = adam(self.critic.parameters(), config.critic_lr, self.device)
         self.target_entropy = -float(self.act_dim) if config.target_entropy is None else config.target_entropy
         self.log_alpha = torch.tensor(float(np.log(config.alpha)), device=self.device, requires_grad=config.autotune)
-        self.alpha_opt = adam([self.log_alpha], config.alpha_lr, self.device) if config.autotune else None
+        # log α is a second parameter group of the policy's optimizer (its own step size): the policy and
+        # temperature losses share one backward pass and one Adam step.
+        self.actor_opt = adam([{"params": list(self.actor.parameters())}]
+                              + ([{"params": [self.log_alpha], "lr": config.alpha_lr}] if config.autotune else []),
+                              config.actor_lr, self.device)
         self.alpha = self.log_alpha.detach().exp()
         self.rng = np.random.default_rng(seed)  # uniform actions before learning starts
         self.generator = torch.Generator(self.device).manual_seed(seed)  # the policy's ε, in acting and training
@@ -98,18 +102,18 @@ class SAC:
 
             # Policy: reparameterised a = tanh(mean + std·ε), minimise α log π(a|s) − min Q(s, a).
             pi_actions, log_prob = self.actor.sample(obs, self.generator)
-            actor_loss = (self.alpha * log_prob - self.critic(obs, pi_actions).min(dim=0).values).mean()
+            with frozen(self.critic):  # gradients flow through Q to the action, not into the critics' weights
+                q_pi = self.critic(obs, pi_actions).min(dim=0).values
+            actor_loss = (self.alpha * log_prob - q_pi).mean()
+            # Temperature: move log α so that E[−log π] tracks the target entropy H̄. The two losses share
+            # no parameter (α is detached above, log π below), so one backward gives each its own gradient.
+            loss = actor_loss
+            if self.cfg.autotune:
+                loss = loss - (self.log_alpha.exp() * (log_prob.detach() + self.target_entropy)).mean()
             self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
+            loss.backward()
             self.actor_opt.step()
-
-            # Temperature: move log α so that E[−log π] tracks the target entropy H̄.
-            if self.alpha_opt is not None:
-                alpha_loss = -(self.log_alpha.exp() * (log_prob.detach() + self.target_entropy)).mean()
-                self.alpha_opt.zero_grad(set_to_none=True)
-                alpha_loss.backward()
-                self.alpha_opt.step()
-                self.alpha = self.log_alpha.detach().exp()
+            self.alpha = self.log_alpha.detach().exp()
 
             soft_update(self.critic_target, self.critic, cfg.tau)
             self.updates += 1
@@ -123,7 +127,6 @@ class SAC:
             "critic_target": self.critic_target.state_dict(),
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
             "log_alpha": self.log_alpha.detach().cpu(),
-            "alpha_opt": None if self.alpha_opt is None else self.alpha_opt.state_dict(),
             "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
             "updates": self.updates, "losses": self.losses,
         }
@@ -136,8 +139,6 @@ class SAC:
             getattr(self, name).load_state_dict(state[name])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        if self.alpha_opt is not None:
-            self.alpha_opt.load_state_dict(state["alpha_opt"])
         self.alpha = self.log_alpha.detach().exp()
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])

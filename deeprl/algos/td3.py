@@ -23,7 +23,8 @@ import torch
 from deeprl.algos import Episode
 from deeprl.buffers import ReplayBuffer
 from deeprl.config import TD3Config
-from deeprl.continuous import Collector, DeterministicActor, QEnsemble, adam, check_losses, flat_dims, scale_action
+from deeprl.continuous import (Collector, DeterministicActor, QEnsemble, adam, check_losses, flat_dims, frozen,
+                               scale_action)
 from deeprl.errors import DivergenceError
 from deeprl.math import smoothed_target_actions, td3_target
 from deeprl.nets import soft_update
@@ -101,7 +102,8 @@ class TD3:
 
             # Delayed policy update: the actor ascends Q_1(s, μ(s)); then the targets follow.
             if self.updates % cfg.policy_delay == 0:
-                actor_loss = -self.critic(obs, self.actor(obs))[0].mean()
+                with frozen(self.critic):  # the gradient reaches μ through Q_1's action input only
+                    actor_loss = -self.critic(obs, self.actor(obs))[0].mean()
                 self.actor_opt.zero_grad(set_to_none=True)
                 actor_loss.backward()
                 self.actor_opt.step()
