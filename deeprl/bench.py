@@ -377,10 +377,13 @@ def machine_line() -> str:
 
 def run_bench(algos: tuple[str, ...] = (), envs: tuple[str, ...] = (), seeds: int = 5, vs: str = "none",
               long: bool = False, timeout_s: float = 900.0, out: Path | None = None,
-              log=print) -> str:
-    """Run the benchmark and return the markdown report (also written to `out` when given)."""
+              log=print, first_seed: int = 0) -> str:
+    """Run the benchmark on seeds first_seed .. first_seed + seeds - 1 and return the markdown report
+    (also written to `out` when given)."""
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {seeds}.")
+    if first_seed < 0:
+        raise UsageError(f"--first-seed must be 0 or more, got {first_seed}.")
     if vs not in ("none", "sb3"):
         raise UsageError(f"--vs takes sb3 (or none), got {vs!r}.")
     if vs == "sb3":
@@ -393,7 +396,7 @@ def run_bench(algos: tuple[str, ...] = (), envs: tuple[str, ...] = (), seeds: in
     settings = {row: trial_settings(*row) for row in rows}
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     started = time.perf_counter()
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         for algo, env_id in rows:
             libs = ["deeprl"] + (["sb3"] if vs == "sb3" and (algo, env_id) in SB3_ZOO else [])
             if seed % 2:
@@ -409,14 +412,15 @@ def run_bench(algos: tuple[str, ...] = (), envs: tuple[str, ...] = (), seeds: in
     stats = {key: summarize(v) for key, v in results.items()}
     speed = {row: run_trial(Trial("throughput", *row, 0, *settings[row], timeout_s)) for row in rows}
     command = "deeprl bench" + (f" --algos {' '.join(algos)}" if algos else "") + \
-        (f" --envs {' '.join(envs)}" if envs else "") + f" --seeds {seeds}" + (" --vs sb3" if vs == "sb3" else "") + \
+        (f" --envs {' '.join(envs)}" if envs else "") + f" --seeds {seeds}" + \
+        (f" --first-seed {first_seed}" if first_seed else "") + (" --vs sb3" if vs == "sb3" else "") + \
         (" --long" if long else "")
     errors = [f"- {lib} {a} {e}: {err}" for (lib, a, e), s in stats.items() for err in s["errors"]]
     report = "\n".join([
         f"Command: `{command}`  ",
         f"Machine: {machine_line()}  ",
         (f"Date: {time.strftime('%Y-%m-%d')}; total {time.perf_counter() - started:.0f} s; medians over {seeds} "
-         "seeds (an unsolved seed counts as +inf)."),
+         f"seeds ({first_seed}..{first_seed + seeds - 1}; an unsolved seed counts as +inf)."),
         "",
         markdown_table(rows, stats, vs == "sb3"),
         "",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -343,6 +344,17 @@ class ReplayBuffer:
             weights=to(weights),
             indices=idx,
         )
+
+    def minibatches(self, n: int, batch_size: int) -> Iterator[ReplayBatch]:
+        """n independent uniform minibatches from one draw (one index sample and one host-to-device copy
+        for a whole round of gradient steps, as DDPG/TD3/SAC take). Uniform replay only: prioritized
+        minibatches must be drawn one at a time, after the previous update's new priorities."""
+        if self.prioritized:
+            raise RuntimeError("minibatches() draws uniformly; sample() one minibatch at a time with priorities")
+        batch = self.sample(n * batch_size)
+        for k in range(n):
+            rows = slice(k * batch_size, (k + 1) * batch_size)
+            yield ReplayBatch(*(field[rows] for field in batch))
 
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray | torch.Tensor) -> None:
         """Set p_i = |delta_i| + eps for sampled slots still in the buffer (prioritized only)."""

@@ -30,7 +30,7 @@ usage: deeprl COMMAND ...
                               a video of the trained agent playing (headless, no display needed)
   plot RUN_DIR [RUN_DIR ...] --out FILE.png [--threshold X]
                               learning curves: return vs env steps and vs wall time, mean and spread over seeds
-  bench [--algos ..] [--envs ..] [--seeds N] [--vs sb3]
+  bench [--algos ..] [--envs ..] [--seeds N] [--first-seed S] [--vs sb3]
                               time-to-solve benchmark, side by side with Stable-Baselines3
 
 Example: deeprl train q-learning CliffWalking-v1 && deeprl eval runs/<the printed dir>
@@ -148,7 +148,9 @@ class BenchArgs:
     envs: tuple[str, ...] = ()
     """Only these env ids (default: every row of the default set)."""
     seeds: int = 5
-    """Seeds per row (0..N-1)."""
+    """Seeds per row (first_seed .. first_seed + N - 1)."""
+    first_seed: int = 0
+    """The first seed: e.g. --first-seed 5 runs seeds a preset was not tuned on (held out)."""
     vs: Literal["none", "sb3"] = "none"
     """Also run Stable-Baselines3 (needs `pip install 'deeprl[bench]'`)."""
     long: bool = False
@@ -164,9 +166,10 @@ def cmd_bench(argv: list[str]) -> None:
 
     args = tyro.cli(BenchArgs, args=argv, prog="deeprl bench")
     check_range(args, "seeds", 1)
+    check_range(args, "first_seed", 0)
     check_range(args, "timeout_s", 0, low_open=True)
     report_md = run_bench(args.algos, args.envs, args.seeds, args.vs, args.long, args.timeout_s, args.out,
-                          log=lambda line: print(line, file=sys.stderr, flush=True))
+                          log=lambda line: print(line, file=sys.stderr, flush=True), first_seed=args.first_seed)
     print(report_md)
 
 

@@ -255,32 +255,16 @@ _MC_CLIFF = {"episodes": 2_000, "alpha": 0.1, "gamma": 1.0, "epsilon": 0.1, "max
 _MC_TAXI = {**_TAXI, "episodes": 20_000, "alpha": 0.1, "epsilon_decay_episodes": 10_000, "eval_every": 50_000}
 
 # --- Continuous control: DDPG, TD3, SAC (issue 6) ---------------------------------------------------
-def _check_off_policy(cfg: Any) -> None:
-    """Checks DDPG, TD3 and SAC share: sizes, rates, γ, τ and the replay schedule."""
-    if not cfg.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in cfg.hidden):
-        raise UsageError(f"hidden must be one or more positive layer sizes, got {cfg.hidden!r}. "
-                         "Pass them with --hidden 256 256.")
-    check_range(cfg, "gamma", 0.0, 1.0)
-    check_range(cfg, "tau", 0.0, 1.0, low_open=True)
-    check_range(cfg, "batch_size", 1)
-    check_range(cfg, "buffer_size", 1)
-    check_range(cfg, "learning_starts", 0)
-    check_range(cfg, "train_freq", 1)
-    if cfg.gradient_steps != -1:
-        check_range(cfg, "gradient_steps", 1)
-    check_choices(cfg)
-
-
 @dataclass(frozen=True)
-class DDPGConfig:
-    """DDPG (Lillicrap et al. 2016; notes, "DDPG"): deterministic actor μ(s), critic Q(s, a), target copies."""
+class OffPolicyConfig:
+    """What DDPG, TD3 and SAC share: networks, step sizes, γ, τ and the replay schedule."""
 
     hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer sizes of the actor and of the critic."""
+    """Hidden layer sizes of the actor and of each critic."""
     actor_lr: float = 1e-3
-    """Adam step size of the actor μ(s | θ^μ)."""
+    """Adam step size of the actor (the policy)."""
     critic_lr: float = 1e-3
-    """Adam step size of the critic Q(s, a | θ^Q)."""
+    """Adam step size of the critic(s)."""
     gamma: float = 0.99
     """Discount factor γ."""
     tau: float = 0.005
@@ -295,6 +279,28 @@ class DDPGConfig:
     """Vector-env steps between rounds of gradient steps."""
     gradient_steps: int = -1
     """Gradient steps per round; -1: one per env step collected since the last round."""
+
+    def __post_init__(self) -> None:
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise UsageError(f"hidden must be one or more positive layer sizes, got {self.hidden!r}. "
+                             "Pass them with --hidden 256 256.")
+        check_range(self, "actor_lr", 0.0, low_open=True)
+        check_range(self, "critic_lr", 0.0, low_open=True)
+        check_range(self, "gamma", 0.0, 1.0)
+        check_range(self, "tau", 0.0, 1.0, low_open=True)
+        check_range(self, "batch_size", 1)
+        check_range(self, "buffer_size", 1)
+        check_range(self, "learning_starts", 0)
+        check_range(self, "train_freq", 1)
+        if self.gradient_steps != -1:
+            check_range(self, "gradient_steps", 1)
+        check_choices(self)
+
+
+@dataclass(frozen=True)
+class DDPGConfig(OffPolicyConfig):
+    """DDPG (Lillicrap et al. 2016; notes, "DDPG"): deterministic actor μ(s), critic Q(s, a), target copies."""
+
     noise: Literal["ou", "gaussian"] = "ou"
     """Exploration noise added to μ(s): ou (Ornstein-Uhlenbeck, as in the DDPG paper) or gaussian."""
     noise_sigma: float = 0.2
@@ -303,87 +309,43 @@ class DDPGConfig:
     """Mean reversion θ of the Ornstein-Uhlenbeck noise."""
 
     def __post_init__(self) -> None:
-        _check_off_policy(self)
-        check_range(self, "actor_lr", 0.0, low_open=True)
-        check_range(self, "critic_lr", 0.0, low_open=True)
+        super().__post_init__()
         check_range(self, "noise_sigma", 0.0)
         check_range(self, "noise_theta", 0.0, 1.0, low_open=True)
 
 
 @dataclass(frozen=True)
-class TD3Config:
+class TD3Config(DDPGConfig):
     """TD3 (Fujimoto et al. 2018): DDPG with clipped double Q, target policy smoothing, delayed actor updates."""
 
-    hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer sizes of the actor and of each critic."""
-    actor_lr: float = 1e-3
-    """Adam step size of the actor."""
-    critic_lr: float = 1e-3
-    """Adam step size of the twin critics."""
-    gamma: float = 0.99
-    """Discount factor γ."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity (transitions)."""
-    learning_starts: int = 10_000
-    """Env steps of uniform random actions before learning starts."""
-    train_freq: int = 1
-    """Vector-env steps between rounds of gradient steps."""
-    gradient_steps: int = -1
-    """Gradient steps per round; -1: one per env step collected since the last round."""
+    noise: Literal["gaussian", "ou"] = "gaussian"
+    """Exploration noise added to μ(s): gaussian (as in the TD3 paper) or ou."""
+    noise_sigma: float = 0.1
+    """Scale σ of the exploration noise, in units of half the action range."""
     policy_delay: int = 2
     """Critic updates per actor (and target) update."""
     target_policy_noise: float = 0.2
     """σ of the smoothing noise on the target action (units of half the action range)."""
     target_noise_clip: float = 0.5
     """The smoothing noise is clipped to ±this."""
-    noise: Literal["gaussian", "ou"] = "gaussian"
-    """Exploration noise added to μ(s): gaussian (as in the TD3 paper) or ou."""
-    noise_sigma: float = 0.1
-    """Scale σ of the exploration noise, in units of half the action range."""
-    noise_theta: float = 0.15
-    """Mean reversion θ of the Ornstein-Uhlenbeck noise."""
 
     def __post_init__(self) -> None:
-        _check_off_policy(self)
-        check_range(self, "actor_lr", 0.0, low_open=True)
-        check_range(self, "critic_lr", 0.0, low_open=True)
+        super().__post_init__()
         check_range(self, "policy_delay", 1)
         check_range(self, "target_policy_noise", 0.0)
         check_range(self, "target_noise_clip", 0.0)
-        check_range(self, "noise_sigma", 0.0)
-        check_range(self, "noise_theta", 0.0, 1.0, low_open=True)
 
 
 @dataclass(frozen=True)
-class SACConfig:
+class SACConfig(OffPolicyConfig):
     """SAC (Haarnoja et al. 2018): squashed Gaussian policy, twin critics, automatic entropy tuning."""
 
-    hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer sizes of the policy and of each critic."""
     actor_lr: float = 3e-4
     """Adam step size of the policy."""
-    critic_lr: float = 1e-3
-    """Adam step size of the twin critics."""
-    alpha_lr: float = 1e-3
-    """Adam step size of log α (automatic entropy tuning)."""
-    gamma: float = 0.99
-    """Discount factor γ."""
-    tau: float = 0.005
-    """Polyak rate of the target critics."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity (transitions)."""
     learning_starts: int = 5_000
     """Env steps of uniform random actions before learning starts."""
-    train_freq: int = 1
-    """Vector-env steps between rounds of gradient steps."""
-    gradient_steps: int = -1
-    """Gradient steps per round; -1: one per env step collected since the last round."""
+    alpha_lr: float = 1e-3
+    """Adam step size of log α (automatic entropy tuning)."""
     alpha: float = 0.2
     """Entropy coefficient α (its starting value when --autotune)."""
     autotune: bool = True
@@ -392,9 +354,7 @@ class SACConfig:
     """Entropy the tuning aims for (default: −(number of action dimensions))."""
 
     def __post_init__(self) -> None:
-        _check_off_policy(self)
-        check_range(self, "actor_lr", 0.0, low_open=True)
-        check_range(self, "critic_lr", 0.0, low_open=True)
+        super().__post_init__()
         check_range(self, "alpha_lr", 0.0, low_open=True)
         check_range(self, "alpha", 0.0, low_open=True)
         check_range(self, "target_entropy")

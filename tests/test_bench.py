@@ -94,6 +94,28 @@ def test_cli_rejects_bad_flags_before_any_work():
     proc = subprocess.run([sys.executable, "-m", "deeprl.cli", "bench", "--seeds", "0"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "--seeds" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "deeprl.cli", "bench", "--first-seed", "-1"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and "--first-seed" in proc.stderr
+
+
+def test_held_out_seeds_are_the_ones_run(monkeypatch):
+    """--first-seed S --seeds N runs seeds S..S+N-1 (e.g. seeds a preset was not tuned on)."""
+    from deeprl import bench
+
+    seen = []
+
+    def fake_trial(t):
+        seen.append((t.library, t.seed))
+        if t.library == "throughput":
+            return {"raw_steps_per_s": 1.0, "acting_steps_per_s": 1.0, "n_envs": 1}
+        return {"solved_at_wall_s": 1.0, "solved_at_env_steps": 100, "final_return": 0.0, "env_steps": 100,
+                "train_wall_s": 1.0}
+
+    monkeypatch.setattr(bench, "run_trial", fake_trial)
+    report = bench.run_bench(("q-learning",), ("CliffWalking-v1",), seeds=2, first_seed=5, log=lambda line: None)
+    assert [seed for lib, seed in seen if lib == "deeprl"] == [5, 6]
+    assert "--seeds 2 --first-seed 5" in report and "seeds (5..6;" in report
 
 
 @pytest.mark.timeout(180)

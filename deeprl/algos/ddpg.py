@@ -33,6 +33,7 @@ from deeprl.noise import make_noise
 
 class DDPG:
     metric_names = ("critic_loss", "actor_loss")
+    n_critics = 1  # TD3 (a subclass) keeps everything here but the update, with twin critics
 
     def __init__(self, config: DDPGConfig, env: Any, *, seed: int, device: Any = "cpu"):
         self.cfg, self.env, self.seed = config, env, seed
@@ -41,7 +42,7 @@ class DDPG:
         self.low, self.high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
         hidden = tuple(config.hidden)
         self.actor = DeterministicActor(obs_dim, self.act_dim, hidden).to(self.device)
-        self.critic = QEnsemble(obs_dim, self.act_dim, hidden, n=1).to(self.device)
+        self.critic = QEnsemble(obs_dim, self.act_dim, hidden, n=self.n_critics).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = adam(self.actor.parameters(), config.actor_lr, self.device)
@@ -78,17 +79,12 @@ class DDPG:
 
     def train(self, n_updates: int) -> None:
         """n_updates gradient steps on the critic and the actor, each on its own minibatch."""
-        cfg = self.cfg
-        batch = self.buffer.sample(cfg.batch_size * n_updates)  # n_updates independent uniform minibatches at once
-        for k in range(n_updates):
-            mb = slice(k * cfg.batch_size, (k + 1) * cfg.batch_size)
-            obs, actions, next_obs = batch.obs[mb], batch.actions[mb], batch.next_obs[mb]
-
+        for mb in self.buffer.minibatches(n_updates, self.cfg.batch_size):
             # Critic: regress Q(s, a) onto y = r + γ (1 − terminated) Q'(s', μ'(s')).
             with torch.no_grad():
-                q_next = self.critic_target(next_obs, self.actor_target(next_obs))[0]
-                td_target = ddpg_target(batch.rewards[mb], q_next, batch.discounts[mb], batch.terminated[mb])
-            q = self.critic(obs, actions)[0]
+                q_next = self.critic_target(mb.next_obs, self.actor_target(mb.next_obs))[0]
+                td_target = ddpg_target(mb.rewards, q_next, mb.discounts, mb.terminated)
+            q = self.critic(mb.obs, mb.actions)[0]
             critic_loss = (q - td_target).pow(2).mean()
             self.critic_opt.zero_grad(set_to_none=True)
             critic_loss.backward()
@@ -96,13 +92,13 @@ class DDPG:
 
             # Actor: ascend Q(s, μ(s)) through the critic (the deterministic policy gradient).
             with frozen(self.critic):  # the gradient reaches μ through Q's action input only
-                actor_loss = -self.critic(obs, self.actor(obs))[0].mean()
+                actor_loss = -self.critic(mb.obs, self.actor(mb.obs))[0].mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
 
-            soft_update(self.critic_target, self.critic, cfg.tau)
-            soft_update(self.actor_target, self.actor, cfg.tau)
+            soft_update(self.critic_target, self.critic, self.cfg.tau)
+            soft_update(self.actor_target, self.actor, self.cfg.tau)
             self.updates += 1
         self.losses = tuple(check_losses(torch.stack([critic_loss.detach(), actor_loss.detach()]),
                                          ("critic loss", "actor loss"), self.updates, self.collector.env_steps))

@@ -83,27 +83,23 @@ class SAC:
     def train(self, n_updates: int) -> None:
         """n_updates gradient steps on the critics, the policy and α, each on its own minibatch."""
         cfg = self.cfg
-        batch = self.buffer.sample(cfg.batch_size * n_updates)  # n_updates independent uniform minibatches at once
-        for k in range(n_updates):
-            mb = slice(k * cfg.batch_size, (k + 1) * cfg.batch_size)
-            obs, actions, next_obs = batch.obs[mb], batch.actions[mb], batch.next_obs[mb]
-
+        for mb in self.buffer.minibatches(n_updates, cfg.batch_size):
             # Critics: soft target with a fresh a' ~ π(·|s') and its entropy bonus −α log π(a'|s').
             with torch.no_grad():
-                next_actions, next_log_prob = self.actor.sample(next_obs, self.generator)
-                q1_next, q2_next = self.critic_target(next_obs, next_actions)
-                td_target = sac_target(batch.rewards[mb], q1_next, q2_next, next_log_prob, self.alpha,
-                                       batch.discounts[mb], batch.terminated[mb])
-            q = self.critic(obs, actions)  # (2, batch)
+                next_actions, next_log_prob = self.actor.sample(mb.next_obs, self.generator)
+                q1_next, q2_next = self.critic_target(mb.next_obs, next_actions)
+                td_target = sac_target(mb.rewards, q1_next, q2_next, next_log_prob, self.alpha, mb.discounts,
+                                       mb.terminated)
+            q = self.critic(mb.obs, mb.actions)  # (2, batch)
             critic_loss = (q - td_target).pow(2).mean(dim=1).sum()
             self.critic_opt.zero_grad(set_to_none=True)
             critic_loss.backward()
             self.critic_opt.step()
 
             # Policy: reparameterised a = tanh(mean + std·ε), minimise α log π(a|s) − min Q(s, a).
-            pi_actions, log_prob = self.actor.sample(obs, self.generator)
+            pi_actions, log_prob = self.actor.sample(mb.obs, self.generator)
             with frozen(self.critic):  # gradients flow through Q to the action, not into the critics' weights
-                q_pi = self.critic(obs, pi_actions).min(dim=0).values
+                q_pi = self.critic(mb.obs, pi_actions).min(dim=0).values
             actor_loss = (self.alpha * log_prob - q_pi).mean()
             # Temperature: move log α so that E[−log π] tracks the target entropy H̄. The two losses share
             # no parameter (α is detached above, log π below), so one backward gives each its own gradient.
