@@ -361,7 +361,7 @@ def render(agent_or_run_dir: Any, out: Path | str, env_id: str | None = None, *,
 
 
 class EvalVideoRecorder:
-    """`--video-every N`: one deterministic evaluation episode, written to RUN_DIR/videos/step_XXXXXXX.mp4.
+    """`--video-every N`: one deterministic evaluation episode, written to RUN_DIR/videos/step_<env steps, 7 digits>.mp4.
 
     It has its own env and reset seed and calls only `policy`, so training (its env, its RNGs,
     its metrics) is the same with or without it.

@@ -9,6 +9,7 @@ learn(a); learn(b) does exactly what learn(a + b) does.
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -21,7 +22,7 @@ from deeprl.nets import ActorCritic, is_image_space
 from deeprl.rollout import ObsNormalizer, RewardScaler, Rollout
 
 
-class OnPolicyAgent:
+class OnPolicyAgent(abc.ABC):
     metric_names: tuple[str, ...] = ()
     uses_critic = True
 
@@ -53,9 +54,9 @@ class OnPolicyAgent:
             return 1.0
         return max(0.0, 1.0 - self.rollout.env_steps / self.cfg.anneal_steps)
 
+    @abc.abstractmethod
     def update(self) -> tuple[float, ...]:
-        """Learn from the full rollout; returns the values of `metric_names`."""
-        raise NotImplementedError
+        """Learn from the full rollout; returns the values of `metric_names` (each algorithm's own file)."""
 
     def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
         rollout = self.rollout
