@@ -169,6 +169,28 @@ def test_box_actions_and_float_storage():
     assert b.obs.shape == (8, 3) and b.weights.tolist() == [1.0] * 8
 
 
+def test_minibatches_are_consecutive_slices_of_one_draw():
+    """A round of n minibatches is one sample(n * batch) cut in order: the same transitions, RNG use
+    and tensors as drawing them at once; prioritized replay must draw one at a time."""
+    buf = ReplayBuffer(500, VEC, DISCRETE, n_envs=2, seed=3)
+    for obs, a, r, nxt, term, trunc in _episodes_stream(2, 200, end_every=30):
+        buf.add(obs, a, r, nxt, term, trunc)
+    twin = ReplayBuffer(500, VEC, DISCRETE, n_envs=2, seed=3)
+    twin.load_state_dict(buf.state_dict())
+    whole = twin.sample(3 * 16)
+    parts = list(buf.minibatches(3, 16))
+    assert len(parts) == 3
+    for k, part in enumerate(parts):
+        for name, field, ref in zip(part._fields, part, whole):
+            expected = ref[16 * k:16 * (k + 1)]
+            assert len(field) == 16, name
+            assert (np.array_equal(field, expected) if isinstance(field, np.ndarray)
+                    else torch.equal(field, expected)), name
+    prioritized = ReplayBuffer(50, VEC, DISCRETE, prioritized=True)
+    with pytest.raises(RuntimeError, match="one minibatch at a time"):
+        next(prioritized.minibatches(2, 4))
+
+
 def test_observation_that_does_not_continue_starts_a_new_stream():
     """A caller whose obs is not the previous next_obs (no episode end) is stored correctly: the
     open n-step sums are cut there and bootstrap (like truncation)."""

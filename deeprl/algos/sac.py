@@ -104,12 +104,13 @@ class SAC:
             # Temperature: move log α so that E[−log π] tracks the target entropy H̄. The two losses share
             # no parameter (α is detached above, log π below), so one backward gives each its own gradient.
             loss = actor_loss
-            if self.cfg.autotune:
+            if cfg.autotune:
                 loss = loss - (self.log_alpha.exp() * (log_prob.detach() + self.target_entropy)).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.actor_opt.step()
-            self.alpha = self.log_alpha.detach().exp()
+            if cfg.autotune:  # a fixed α never moves
+                self.alpha = self.log_alpha.detach().exp()
 
             soft_update(self.critic_target, self.critic, cfg.tau)
             self.updates += 1
