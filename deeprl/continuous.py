@@ -119,11 +119,6 @@ class SquashedGaussianActor(nn.Module):
         return torch.tanh(self(obs)[0])
 
 
-def adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam with the fused kernel (one kernel for all parameters: far less Python per step on small nets)."""
-    return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
-
-
 @contextlib.contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:
     """Inside, `module`'s parameters take no gradient: the actor's loss backpropagates through the critic to

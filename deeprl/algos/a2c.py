@@ -18,6 +18,7 @@ import torch
 from deeprl.algos.onpolicy import OnPolicyAgent, flat_valid
 from deeprl.math.returns import gae
 from deeprl.math.surrogate import reinforce_loss, value_loss
+from deeprl.nets import adam
 
 
 class A2C(OnPolicyAgent):
@@ -27,7 +28,7 @@ class A2C(OnPolicyAgent):
         params, cfg = self.model.parameters(), self.cfg
         if cfg.optimizer == "rmsprop":
             return torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps, foreach=True)
-        return torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.optimizer_eps, foreach=True)
+        return adam(params, cfg.learning_rate, self.device, eps=cfg.optimizer_eps)
 
     def update(self) -> tuple[float, ...]:
         cfg, r = self.cfg, self.rollout

@@ -23,11 +23,11 @@ import torch
 from deeprl.algos import Episode
 from deeprl.buffers import ReplayBuffer
 from deeprl.config import DDPGConfig
-from deeprl.continuous import (Collector, DeterministicActor, QEnsemble, adam, check_losses, flat_dims, frozen,
+from deeprl.continuous import (Collector, DeterministicActor, QEnsemble, check_losses, flat_dims, frozen,
                                scale_action)
 from deeprl.errors import DivergenceError
 from deeprl.math import ddpg_target
-from deeprl.nets import soft_update
+from deeprl.nets import adam, soft_update
 from deeprl.noise import make_noise
 
 

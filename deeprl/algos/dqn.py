@@ -35,7 +35,7 @@ from deeprl.config import DQNConfig
 from deeprl.envs import autoreset_mode
 from deeprl.errors import DivergenceError, UsageError
 from deeprl.math import double_dqn_target, dqn_target, linear_schedule
-from deeprl.nets import layer_init, make_encoder, soft_update
+from deeprl.nets import adam, layer_init, make_encoder, soft_update
 
 
 class QNetwork(nn.Module):
@@ -69,8 +69,7 @@ class DQN:
         self.q = QNetwork(obs_space, self.n_actions, tuple(config.hidden), config.dueling).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)  # w⁻
         self.params = list(self.q.parameters())
-        # foreach: one kernel per step for all tensors (the per-tensor loop dominated small-net updates)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.learning_rate, foreach=True)
+        self.optimizer = adam(self.q.parameters(), config.learning_rate, self.device)
         self.rng = np.random.default_rng(seed)  # exploration
         self.env_steps = self.vec_steps = self.updates = self.episodes = 0
         self.last_target_update = 0

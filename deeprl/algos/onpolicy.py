@@ -18,7 +18,7 @@ import torch
 
 from deeprl.algos import Episode
 from deeprl.errors import DivergenceError
-from deeprl.nets import ActorCritic, is_image_space
+from deeprl.nets import ActorCritic, adam, is_image_space
 from deeprl.rollout import ObsNormalizer, RewardScaler, Rollout
 
 
@@ -45,8 +45,7 @@ class OnPolicyAgent(abc.ABC):
         self.last_metrics: tuple[float, ...] = (math.nan,) * len(self.metric_names)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        # foreach: one kernel per step for all parameters (on CPU PyTorch defaults to a loop over them)
-        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
+        return adam(self.model.parameters(), self.cfg.learning_rate, self.device, eps=1e-5)
 
     def progress_left(self) -> float:
         """1 − (env steps so far) / anneal_steps, floored at 0: the factor of linear annealing."""

@@ -25,37 +25,43 @@ class PPO(OnPolicyAgent):
     metric_names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
 
     def update(self) -> tuple[float, ...]:
+        """K epochs of minibatch steps on the clipped surrogate. The metrics are the means over the
+        last epoch's minibatches (or the epoch that target_kl stopped), where the policy has moved
+        furthest from θ_old: computing them in every epoch cost a fifth of a CartPole update."""
         cfg, r = self.cfg, self.rollout
         advantages = gae(r.rewards, r.values, r.next_values, r.terminated, r.truncated, cfg.gamma, cfg.gae_lambda)
         returns = advantages + r.values  # the critic's target (TD(λ) return)
-        b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns = flat_valid(
-            r, r.obs, r.actions, r.log_probs, r.values, advantages, returns)
+        batch = flat_valid(r, r.obs, r.actions, r.log_probs, r.values, advantages, returns)
         clip_eps = cfg.clip_eps * (self.progress_left() if cfg.anneal_clip else 1.0)
         clip_eps = max(clip_eps, 1e-8)
-        n = len(b_obs)
-        stats = []
+        n = len(batch[0])
+        whole = cfg.minibatch_size >= n  # one minibatch per epoch: the whole batch, in any order
         for epoch in range(cfg.n_epochs):
-            order = torch.randperm(n, device=self.device)
+            record = epoch == cfg.n_epochs - 1 or cfg.target_kl is not None
+            stats = []
+            order = None if whole else torch.randperm(n, device=self.device)
             for start in range(0, n, cfg.minibatch_size):
-                idx = order[start:start + cfg.minibatch_size]
-                log_prob, entropy, values = self.model.evaluate(b_obs[idx], b_actions[idx])
-                mb_advantages = b_advantages[idx]
-                if cfg.normalize_advantages and len(idx) > 1:
+                mb_obs, mb_actions, mb_log_probs, mb_values, mb_advantages, mb_returns = batch if whole else \
+                    (x[order[start:start + cfg.minibatch_size]] for x in batch)
+                log_prob, entropy, values = self.model.evaluate(mb_obs, mb_actions)
+                if cfg.normalize_advantages and len(mb_advantages) > 1:
                     mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
-                policy_loss = clipped_surrogate(log_prob, b_log_probs[idx], mb_advantages, clip_eps)
+                policy_loss = clipped_surrogate(log_prob, mb_log_probs, mb_advantages, clip_eps)
                 if cfg.value_clip is None:
-                    v_loss = value_loss(values, b_returns[idx])
+                    v_loss = value_loss(values, mb_returns)
                 else:
-                    v_loss = clipped_value_loss(values, b_values[idx], b_returns[idx], cfg.value_clip)
-                entropy = entropy.mean()
-                loss = policy_loss + cfg.value_coef * v_loss - cfg.entropy_coef * entropy
+                    v_loss = clipped_value_loss(values, mb_values, mb_returns, cfg.value_clip)
+                loss = policy_loss + cfg.value_coef * v_loss
+                if cfg.entropy_coef:  # with a zero weight the entropy stays out of the backward pass
+                    loss = loss - cfg.entropy_coef * entropy.mean()
                 self.clip_and_step(loss)
-                with torch.no_grad():
-                    log_ratio = log_prob - b_log_probs[idx]
-                    approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()  # k3 estimator of KL(π_θ || π_θ')
-                    clip_fraction = ((log_ratio.exp() - 1).abs() > clip_eps).float().mean()
-                stats.append(torch.stack([policy_loss.detach(), v_loss.detach(), entropy.detach(),
-                                          approx_kl, clip_fraction]))
+                if record:
+                    with torch.no_grad():
+                        log_ratio = log_prob - mb_log_probs
+                        ratio = log_ratio.exp()
+                        approx_kl = ((ratio - 1) - log_ratio).mean()  # k3 estimator of KL(π_θ || π_θ')
+                        clip_fraction = ((ratio - 1).abs() > clip_eps).float().mean()
+                        stats.append(torch.stack([policy_loss, v_loss, entropy.mean(), approx_kl, clip_fraction]))
             if cfg.target_kl is not None and approx_kl.item() > cfg.target_kl:  # one sync per epoch
                 break
-        return tuple(torch.stack(stats).mean(0).tolist())  # the update's one host sync
+        return tuple(torch.stack(stats).detach().mean(0).tolist())  # the update's one host sync
