@@ -215,3 +215,25 @@ def test_resume_without_a_picklable_env_drops_the_partial_batch_and_starts_fresh
     # no episode straddles the resume: every training episode is a real CartPole episode (≥ 8 steps)
     rows = [r for r in read_metrics(tmp_path / "r") if r["kind"] == "train"]
     assert all(int(r["episode_length"]) >= 8 and float(r["episode_return"]) == int(r["episode_length"]) for r in rows)
+
+
+def test_ppo_minibatches_visit_every_transition_once_per_epoch():
+    """With several minibatches per epoch, each epoch is a shuffle of the whole batch cut into
+    minibatch_size pieces: every valid transition is learnt from exactly once per epoch."""
+    from deeprl.algos.ppo import PPO
+
+    env = deeprl.envs.make_vec_env("CartPole-v1", 4)
+    algo = PPO(PPOConfig(n_steps=32, minibatch_size=40, n_epochs=3), env, seed=0)
+    seen, evaluate = [], algo.model.evaluate
+    algo.model.evaluate = lambda obs, actions: (seen.append(obs.clone()), evaluate(obs, actions))[1]
+    algo.learn(32 * 4)                                  # one full batch, one update
+    assert algo.updates == 1
+    n = len(torch.cat(seen)) // 3                        # transitions per epoch (autoreset rows dropped)
+    assert 100 < n <= 128
+    batches_per_epoch = -(-n // 40)
+    assert len(seen) == 3 * batches_per_epoch and all(len(x) <= 40 for x in seen)
+    epochs = [torch.cat(seen[i * batches_per_epoch:(i + 1) * batches_per_epoch]) for i in range(3)]
+    key = lambda rows: sorted(map(tuple, rows.tolist()))  # noqa: E731
+    assert key(epochs[0]) == key(epochs[1]) == key(epochs[2])   # the same transitions each epoch
+    assert not torch.equal(epochs[0], epochs[1])                # in a new order
+    assert len(set(key(epochs[0]))) == n                        # each once (CartPole states do not repeat)
