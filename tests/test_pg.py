@@ -225,7 +225,12 @@ def test_ppo_minibatches_visit_every_transition_once_per_epoch():
     env = deeprl.envs.make_vec_env("CartPole-v1", 4)
     algo = PPO(PPOConfig(n_steps=32, minibatch_size=40, n_epochs=3), env, seed=0)
     seen, evaluate = [], algo.model.evaluate
-    algo.model.evaluate = lambda obs, actions: (seen.append(obs.clone()), evaluate(obs, actions))[1]
+
+    def recording_evaluate(obs, actions):  # the minibatches the update learns from, in order
+        seen.append(obs.clone())
+        return evaluate(obs, actions)
+
+    algo.model.evaluate = recording_evaluate
     algo.learn(32 * 4)                                  # one full batch, one update
     assert algo.updates == 1
     n = len(torch.cat(seen)) // 3                        # transitions per epoch (autoreset rows dropped)
@@ -233,7 +238,10 @@ def test_ppo_minibatches_visit_every_transition_once_per_epoch():
     batches_per_epoch = -(-n // 40)
     assert len(seen) == 3 * batches_per_epoch and all(len(x) <= 40 for x in seen)
     epochs = [torch.cat(seen[i * batches_per_epoch:(i + 1) * batches_per_epoch]) for i in range(3)]
-    key = lambda rows: sorted(map(tuple, rows.tolist()))  # noqa: E731
+
+    def key(rows):
+        return sorted(map(tuple, rows.tolist()))
+
     assert key(epochs[0]) == key(epochs[1]) == key(epochs[2])   # the same transitions each epoch
     assert not torch.equal(epochs[0], epochs[1])                # in a new order
     assert len(set(key(epochs[0]))) == n                        # each once (CartPole states do not repeat)
