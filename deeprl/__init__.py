@@ -4,14 +4,16 @@
     result = deeprl.train("q-learning", "CliffWalking-v1", seed=0)
     agent = deeprl.load(result.run_dir)
     deeprl.evaluate(agent, episodes=10)
+
+This module only re-exports: no module of the package imports it.
 """
 
-__version__ = "0.1.0"
-
-from deeprl.algos import ALGOS  # noqa: E402
-from deeprl.errors import UsageError  # noqa: E402
-from deeprl.run import Agent, RunResult, evaluate, load, resume, train  # noqa: E402
-from deeprl.viz import plot, render, show  # noqa: E402
+from deeprl._version import __version__
+from deeprl.agent import Agent, evaluate, load
+from deeprl.driver import RunResult, resume, train
+from deeprl.errors import UsageError
+from deeprl.registry import ALGOS
+from deeprl.viz import plot, render, show
 
 __all__ = ["ALGOS", "Agent", "RunResult", "UsageError", "evaluate", "load", "plot", "render", "resume", "show", "train",
            "__version__"]

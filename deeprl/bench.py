@@ -98,7 +98,7 @@ class Trial:
 
 # ---------------------------------------------------------------- running one trial (in a subprocess)
 def _deeprl_trial(t: Trial, run_root: Path) -> dict[str, Any]:
-    from deeprl.run import train
+    from deeprl.driver import train
     result = train(t.algo, t.env_id, seed=t.seed, stop_when_solved=True, threshold=t.threshold,
                    eval_every=t.eval_every, eval_episodes=t.eval_episodes,
                    progress="off", run_dir=run_root / f"{t.algo}__{t.env_id.replace('/', '-')}__s{t.seed}")
@@ -123,7 +123,7 @@ def _sb3_trial(t: Trial) -> dict[str, Any]:
     from stable_baselines3.common.vec_env import VecNormalize
 
     from deeprl.envs import env_spec
-    from deeprl.run import EVAL_SEED_OFFSET, Evaluator
+    from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
 
     hp = dict(SB3_ZOO[(t.algo, t.env_id)])
     n_envs = hp.pop("n_envs", 1)
@@ -189,7 +189,7 @@ def _throughput_trial(t: Trial, seconds: float = 2.0) -> dict[str, Any]:
     same env driven by the algorithm's batched deterministic policy (acting, no learning); each
     measured for about `seconds`. Training steps/s comes from the time-to-solve trials."""
     from deeprl.envs import make_env, make_vec_env, seed_everything
-    from deeprl.run import build_config
+    from deeprl.driver import build_config
 
     spec, config, opts = build_config(t.algo, t.env_id, seed=t.seed)
     seed_everything(t.seed)
@@ -254,8 +254,8 @@ def run_trial(t: Trial) -> dict[str, Any]:
 def plan_rows(algos: tuple[str, ...], envs: tuple[str, ...], long: bool) -> list[tuple[str, str]]:
     """The (algo, env) rows to run: the default set (+ --long), filtered by --algos/--envs. An
     --algos/--envs pair outside the sets is run too, when a preset exists for it."""
-    from deeprl.algos import ALGOS, get_algo
-    from deeprl.config import PRESETS
+    from deeprl.registry import ALGOS, get_algo
+    from deeprl.presets import PRESETS
 
     algos = tuple(get_algo(a).name for a in algos)  # unknown names fail here, with suggestions
     rows = DEFAULT_ROWS + (LONG_ROWS if long else [])
@@ -278,7 +278,8 @@ def plan_rows(algos: tuple[str, ...], envs: tuple[str, ...], long: bool) -> list
 def trial_settings(algo: str, env_id: str) -> tuple[int, int, float]:
     """(eval_every, eval_episodes, threshold) from deeprl's preset and the env's threshold. Each
     library trains with its own preset's budget."""
-    from deeprl.config import PRESETS, RunOptions
+    from deeprl.config import RunOptions
+    from deeprl.presets import PRESETS
     from deeprl.envs import env_spec
 
     preset = PRESETS.get(algo, {}).get(env_id, {})
@@ -431,7 +432,7 @@ def run_bench(algos: tuple[str, ...] = (), envs: tuple[str, ...] = (), seeds: in
         *(["", "Errors:", *errors] if errors else []),
     ])
     if out is not None:
-        from deeprl.run import atomic_write
+        from deeprl.rundir import atomic_write
         atomic_write(Path(out), lambda f: f.write(report + "\n"), mode="w")
     return report
 

@@ -373,19 +373,34 @@ class ReplayBuffer:
     _ARRAYS = ("frames", "actions", "rewards", "terminated", "truncated", "n_return", "n_k", "n_terminated",
                "has_transition", "ready", "head", "chain", "new_episode")
 
+    _PER_ENV = ("head", "chain", "new_episode")  # shape (n_envs,): saved whole
+
     def state_dict(self) -> dict[str, Any]:
-        state = {name: getattr(self, name).copy() for name in self._ARRAYS}
-        state.update(n_ready=self.n_ready, max_priority=self.max_priority, beta=self.beta,
-                     rng=self.rng.bit_generator.state,
-                     tree=None if self.tree is None else self.tree.tree.copy())
+        """The buffer's arrays as views (no copy) of their filled slots only: the run directory streams
+        each to its own file, so a checkpoint costs the filled part on disk and almost nothing in memory.
+        Save it before the buffer changes again."""
+        filled = int(min(self.head.max(initial=0), self.slots))
+        state = {name: getattr(self, name) if name in self._PER_ENV else getattr(self, name)[:, :filled]
+                 for name in self._ARRAYS}
+        state.update(filled=filled, slots=self.slots, n_envs=self.n_envs, n_ready=self.n_ready, max_priority=self.max_priority, beta=self.beta,
+                     rng=self.rng.bit_generator.state, tree=None if self.tree is None else self.tree.tree)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        filled = int(state["filled"])
+        if (state["slots"], state["n_envs"]) != (self.slots, self.n_envs):
+            raise ValueError(f"the replay buffer was saved with {state['slots']} slots for each of {state['n_envs']} "
+                             f"envs, this one has {self.slots} for {self.n_envs}: was it saved with another "
+                             "--buffer-size/--n-envs?")
         for name in self._ARRAYS:
-            if state[name].shape != getattr(self, name).shape:
+            target = getattr(self, name) if name in self._PER_ENV else getattr(self, name)[:, :filled]
+            if state[name].shape != target.shape or filled > self.slots:
                 raise ValueError(f"replay buffer {name} has shape {state[name].shape}, expected "
-                                 f"{getattr(self, name).shape}: was it saved with another --buffer-size/--n-envs?")
-            getattr(self, name)[...] = state[name]
+                                 f"{target.shape}: was it saved with another --buffer-size/--n-envs?")
+            target[...] = state[name]
+            if name not in self._PER_ENV and name not in ("frames", "actions"):
+                getattr(self, name)[:, filled:] = 0  # flags of slots past the saved ones (the frames are
+                # left alone: touching them would make a fresh 7 GB Atari buffer resident at once)
         self.n_ready, self.max_priority, self.beta = int(state["n_ready"]), float(state["max_priority"]), state["beta"]
         self.rng.bit_generator.state = state["rng"]
         if self.tree is not None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import tyro
 
 from deeprl.config import check_range
-from deeprl.errors import UsageError, did_you_mean
+from deeprl.errors import Interrupted, UsageError, did_you_mean
 
 C = TypeVar("C")
 
@@ -174,9 +174,9 @@ def cmd_bench(argv: list[str]) -> None:
 
 
 def cmd_train(argv: list[str]) -> None:
-    from deeprl.algos import get_algo
+    from deeprl.registry import get_algo
     from deeprl.config import RunOptions
-    from deeprl.run import build_config, resume, run_training
+    from deeprl.driver import build_config, resume, run_training
 
     if any(a == "--resume" or a.startswith("--resume=") for a in argv):
         args = tyro.cli(ResumeArgs, args=argv, prog="deeprl train")
@@ -231,7 +231,7 @@ def report(result: Any) -> None:
 
 
 def cmd_eval(argv: list[str]) -> None:
-    from deeprl.run import evaluate
+    from deeprl.agent import evaluate
 
     args = tyro.cli(EvalArgs, args=argv, prog="deeprl eval")
     out = evaluate(args.run_dir, episodes=args.episodes, seed=args.seed)
@@ -293,8 +293,8 @@ def _action_glyphs(env: Any) -> dict[int, str]:
 
 
 def cmd_list(argv: list[str]) -> None:
-    from deeprl.algos import ALGOS
-    from deeprl.config import PRESETS
+    from deeprl.registry import ALGOS
+    from deeprl.presets import PRESETS
 
     args = tyro.cli(ListArgs, args=argv, prog="deeprl list")
     rows = [{"algo": s.name, "aliases": list(s.aliases), "summary": s.summary,
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     if argv[0] in ("-V", "--version"):
-        from deeprl import __version__
+        from deeprl._version import __version__
 
         print(f"deeprl {__version__}")
         return 0
@@ -358,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"deeprl: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:  # SIGINT/SIGTERM after saving: the shell's 128 + signal number
+        return 128 + e.signum
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `deeprl list --json | head`: the reader left, nothing to report

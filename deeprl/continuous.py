@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deeprl.algos import Episode
+from deeprl.protocol import Episode
 from deeprl.envs import autoreset_mode
 from deeprl.errors import DivergenceError, UsageError
 from deeprl.nets import mlp

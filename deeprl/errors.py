@@ -37,3 +37,12 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     hits = close_matches(name, candidates)
     return f" Did you mean {', '.join(repr(h) for h in hits)}?" if hits else ""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a run after saving it; the CLI exits with 128 + the signal number
+    (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process killed by that signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from deeprl.algos import Episode
+from deeprl.protocol import Episode
 from deeprl.envs import autoreset_mode
 from deeprl.nets import is_image_space
 

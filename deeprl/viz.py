@@ -189,7 +189,8 @@ def _single_actor(policy: Callable[[Any], np.ndarray], observation_space: gym.Sp
 
 def _resolve(agent_or_run_dir: Any, env_id: str | None) -> tuple[Callable[[Any], Any], str, str, int | None, int]:
     """(act, label, env_id, max_episode_steps, default seed) for an Agent, a run directory or a callable."""
-    from deeprl.run import EVAL_SEED_OFFSET, Agent, load
+    from deeprl.agent import Agent, load
+    from deeprl.evaluation import EVAL_SEED_OFFSET
 
     if isinstance(agent_or_run_dir, (str, os.PathLike)):
         agent_or_run_dir = load(agent_or_run_dir)

@@ -127,7 +127,7 @@ deeprl.plot([sarsa.run_dir, qlearn.run_dir], threshold=-13)'''),
         new_code_cell('''deeprl.show(sarsa.run_dir)'''),
         new_code_cell('''deeprl.show(qlearn.run_dir)'''),
     ]
-    from deeprl.algos import ALGOS
+    from deeprl.registry import ALGOS
 
     if "dqn" in ALGOS:
         cells += [

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import deeprl
-from deeprl.algos import Episode
+from deeprl.protocol import Episode
 from deeprl.buffers import ReplayBuffer
 from deeprl.continuous import (
     Collector,

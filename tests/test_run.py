@@ -16,7 +16,8 @@ import torch
 
 import deeprl
 from deeprl import run as run_module
-from deeprl.algos import ALGOS, AlgoSpec, Episode, tabular_support
+from deeprl.protocol import Episode
+from deeprl.registry import ALGOS, AlgoSpec, tabular_support
 from deeprl.config import TabularConfig
 from deeprl.errors import DivergenceError, UsageError
 from deeprl.run import Evaluator, atomic_write, load_checkpoint

@@ -17,7 +17,7 @@ import pytest
 
 import deeprl
 from deeprl import viz
-from deeprl.algos import ALGOS
+from deeprl.registry import ALGOS
 from deeprl.cli import main
 from deeprl.errors import UsageError
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from deeprl.algos import Episode
+from deeprl.protocol import Episode
 from deeprl.config import A3CConfig
 from deeprl.errors import DivergenceError, WorkerError
 from deeprl.math.returns import future_returns
@@ -305,6 +305,12 @@ class A3C:
     def policy(self, obs: Any) -> np.ndarray:
         with torch.inference_mode():
             return self.model.env_action(self.model.mode(torch.as_tensor(np.asarray(obs), dtype=torch.float32)))
+
+    def policy_state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict()}
+
+    def load_policy_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
 
     def state_dict(self) -> dict[str, Any]:
         opt = self.optimizer.state_dict()

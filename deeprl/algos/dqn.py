@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deeprl.algos import Episode
+from deeprl.protocol import Episode
 from deeprl.buffers import ReplayBuffer
 from deeprl.config import DQNConfig
 from deeprl.envs import autoreset_mode
@@ -191,6 +191,12 @@ class DQN:
         if not np.isfinite(loss):
             raise DivergenceError(f"the DQN loss became {loss} at env step {self.env_steps}; lower --learning-rate")
         return round(loss, 6)
+
+    def policy_state(self) -> dict[str, Any]:
+        return {"q": self.q.state_dict()}
+
+    def load_policy_state(self, state: dict[str, Any]) -> None:
+        self.q.load_state_dict(state["q"])
 
     def state_dict(self) -> dict[str, Any]:
         return {

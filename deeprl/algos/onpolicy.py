@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deeprl.algos import Episode
+from deeprl.protocol import Episode
 from deeprl.errors import DivergenceError
 from deeprl.nets import ActorCritic, adam, is_image_space
 from deeprl.rollout import ObsNormalizer, RewardScaler, Rollout
@@ -95,6 +95,16 @@ class OnPolicyAgent(abc.ABC):
         if self.obs_normalizer is not None:
             obs = self.obs_normalizer(obs)
         return self.model.env_action(self.model.mode(torch.as_tensor(obs, device=self.device)))
+
+    def policy_state(self) -> dict[str, Any]:
+        """The weights and the observation statistics policy() normalises with."""
+        return {"model": self.model.state_dict(),
+                "obs_normalizer": None if self.obs_normalizer is None else self.obs_normalizer.state_dict()}
+
+    def load_policy_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(state["obs_normalizer"])
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from deeprl.algos import Episode
+from deeprl.protocol import Episode
 from deeprl.buffers import ReplayBuffer
 from deeprl.config import SACConfig
 from deeprl.continuous import (Collector, QEnsemble, SquashedGaussianActor, check_losses, flat_dims, frozen,
@@ -117,6 +117,12 @@ class SAC:
         self.losses = tuple(check_losses(torch.stack([critic_loss.detach(), actor_loss.detach(), self.alpha]),
                                          ("critic loss", "actor loss", "entropy coefficient α"),
                                          self.updates, self.collector.env_steps))
+
+    def policy_state(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict()}
+
+    def load_policy_state(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
 
     def state_dict(self) -> dict[str, Any]:
         state = {

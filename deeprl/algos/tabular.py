@@ -16,7 +16,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from deeprl.algos import Episode
+from deeprl.protocol import Episode
 from deeprl.config import TabularConfig
 from deeprl.envs import ObservationIndex
 from deeprl.math import (
@@ -140,6 +140,14 @@ class TabularAgent:
             if pair not in seen:
                 seen.add(pair)
                 self.q[pair] = td_update(self.q[pair], returns[t], self.cfg.alpha)
+
+    def policy_state(self) -> dict[str, Any]:
+        return {"q": self.q}
+
+    def load_policy_state(self, state: dict[str, Any]) -> None:
+        if state["q"].shape != self.q.shape:
+            raise ValueError(f"the Q-table has shape {state['q'].shape}, this env needs {self.q.shape}")
+        self.q[...] = state["q"]
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,107 @@
+"""Using a trained agent: `load(RUN_DIR)` and `evaluate`. They read config.json and the policy artefact
+(policy.safetensors) only, never the resume state: loading a run directory someone sent you runs no code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from deeprl._version import __version__
+from deeprl.config import RunOptions
+from deeprl.envs import make_env
+from deeprl.errors import UsageError
+from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
+from deeprl.registry import AlgoSpec, get_algo
+from deeprl.rundir import POLICY, load_policy, read_config
+
+
+class Agent:
+    """A trained policy loaded from a run directory: `act(obs)` for one observation, `act_batch` for many."""
+
+    def __init__(self, algo: Any, algo_name: str, env_id: str, config: Any, run: RunOptions,
+                 observation_space: gym.Space, action_space: gym.Space, info: dict[str, Any] | None = None):
+        self.algo, self.algo_name, self.env_id, self.config, self.run = algo, algo_name, env_id, config, run
+        self.observation_space, self.action_space = observation_space, action_space
+        self.info = info or {}  # the policy file's header: env steps when it was saved
+
+    def act_batch(self, obs: Any) -> np.ndarray:
+        return self.algo.policy(obs)
+
+    def act(self, obs: Any) -> Any:
+        batch = gym.vector.utils.create_empty_array(self.observation_space, 1)
+        batch = gym.vector.utils.concatenate(self.observation_space, [obs], batch)
+        action = self.algo.policy(batch)[0]
+        return action.item() if isinstance(self.action_space, gym.spaces.Discrete) else action
+
+    def __repr__(self) -> str:
+        return f"Agent({self.algo_name} on {self.env_id})"
+
+
+def configs_from_record(record: dict[str, Any], source: str) -> tuple[AlgoSpec, Any, RunOptions]:
+    """The algorithm spec, config and run options of a config.json (or a resume state's header).
+
+    Options this version does not know (a run from another deeprl version, or an edited file) are a
+    UsageError naming them; values out of range fail the dataclasses' validation, as on the CLI.
+    """
+    spec = get_algo(record["algo"])
+    for cls, values in ((spec.config_cls, record["config"]), (RunOptions, record["run"])):
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            written_by = record.get("versions", {}).get("deeprl", "?")
+            raise UsageError(
+                f"{source} was written by deeprl {written_by} with options this version ({__version__}) "
+                f"does not know: {', '.join(unknown)}. Use that version of deeprl to evaluate or resume it."
+            )
+    run = dict(record["run"])
+    if run.get("run_dir") is not None:
+        run["run_dir"] = Path(run["run_dir"])
+    try:
+        return spec, spec.config_cls(**record["config"]), RunOptions(**run)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{source} holds an invalid setting: {e}") from None
+
+
+def load(run_dir: Path | str, policy_file: str = POLICY) -> Agent:
+    """The trained agent of a run directory: its config.json and its policy file (weights and
+    normalisation statistics, read as data)."""
+    record = read_config(run_dir)
+    spec, config, run = configs_from_record(record, f"{str(Path(run_dir) / 'config.json')!r}")
+    policy_state, info = load_policy(run_dir, policy_file)
+    env = make_env(run.env_id, max_episode_steps=run.max_episode_steps)
+    algo = spec.load()(config, env, seed=run.seed, device="cpu")
+    try:
+        algo.load_policy_state(policy_state)
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise UsageError(f"{str(Path(run_dir) / policy_file)!r} does not fit {spec.name} with this config.json "
+                         f"({type(e).__name__}: {str(e)[:200]}). The files come from different runs, or were "
+                         "changed after deeprl wrote them.") from None
+    return Agent(algo, spec.name, run.env_id, config, run, env.observation_space, env.action_space, info)
+
+
+def evaluate(agent_or_run_dir: Agent | Path | str, episodes: int | None = None,
+             seed: int | None = None) -> dict[str, Any]:
+    """Deterministic evaluation: {"mean_return", "std_return", "episodes", "returns", ...}.
+
+    By default it repeats the run's own final evaluation (its episodes and seeds), so the mean
+    matches summary.json's eval_mean_return.
+    """
+    agent = agent_or_run_dir if isinstance(agent_or_run_dir, Agent) else load(agent_or_run_dir)
+    episodes = agent.run.eval_episodes if episodes is None else episodes
+    seed = agent.run.seed + EVAL_SEED_OFFSET if seed is None else seed
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise UsageError(f"episodes must be a positive integer, got {episodes!r}. Pass --episodes 10, say.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32 - episodes:
+        raise UsageError(f"seed must be an integer in [0, 2**32 - episodes), got {seed!r}. Pass --seed 0, say.")
+    evaluator = Evaluator(agent.env_id, episodes, seed, agent.run.max_episode_steps)
+    try:
+        returns = evaluator(agent.act_batch)
+    finally:
+        evaluator.close()
+    return {"mean_return": float(returns.mean()), "std_return": float(returns.std()), "episodes": episodes,
+            "min_return": float(returns.min()), "max_return": float(returns.max()),
+            "algo": agent.algo_name, "env_id": agent.env_id, "seed": seed, "returns": returns.tolist()}

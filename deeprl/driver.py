@@ -1,0 +1,441 @@
+"""The training driver every algorithm shares: build a config, train, resume.
+
+A run is opened (env, algorithm, run directory, metrics), then its loop alternates `algo.learn(chunk)`
+with the periodic events (evaluation, checkpoint, video) that land on exact env steps, then it is
+finished (a last checkpoint, the final evaluation, summary.json). The run directory's files and
+formats are `deeprl.rundir`'s; this module decides when they are written.
+
+A checkpoint records how many metrics rows it covers, so `--resume` after a kill truncates the rows
+written since and continues exactly where the checkpoint left off: the resumed run ends with the
+uninterrupted run's results. SIGINT and SIGTERM ask the loop to stop after the current chunk, save,
+and exit (130 and 143 from the CLI); a second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deeprl._version import __version__
+from deeprl.agent import configs_from_record
+from deeprl.config import RunOptions, split_options, to_jsonable
+from deeprl.envs import env_spec, env_state, global_rng_state, make_env, make_vec_env, seed_everything, \
+    set_global_rng_state
+from deeprl.errors import DivergenceError, Interrupted, UsageError, WorkerError
+from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
+from deeprl.presets import PRESETS
+from deeprl.progress import ProgressDisplay
+from deeprl.registry import AlgoSpec, check_spaces, get_algo
+from deeprl.rundir import (CONFIG, FORMAT, SUMMARY, MetricsLog, ResumeState, check_writable, claim_run_dir,
+                           load_resume_state, read_config, remove_stray_temp_files, save_policy, save_resume_state,
+                           versions, write_json)
+
+MAX_CHUNK = 5_000              # env steps between progress updates
+
+
+@dataclass
+class LoopState:
+    """Counters of a run; saved in every checkpoint so a resumed run picks them up exactly."""
+
+    env_steps: int = 0
+    episodes: int = 0
+    train_wall_s: float = 0.0
+    next_eval: int = 0
+    next_checkpoint: int | None = None
+    metrics_rows: int = 0
+    solved_at_env_steps: int | None = None
+    solved_at_wall_s: float | None = None
+    last_eval: tuple[int, float, float] | None = None  # (env_steps, mean, std)
+    recent_returns: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What `deeprl.train` returns: where the run is and its summary.json."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"RunResult(run_dir={str(self.run_dir)!r}, eval_mean_return={s['eval_mean_return']:.3f}, "
+                f"solved={s['solved']}, env_steps={s['env_steps']})")
+
+
+# ---------------------------------------------------------------- entry points
+def build_config(algo: str, env_id: str, **options: Any) -> tuple[AlgoSpec, Any, RunOptions]:
+    """Resolve algorithm, preset and overrides into (spec, algorithm config, run options).
+
+    Precedence: dataclass defaults < the preset for (algo, env_id) < `options`. Validation runs in
+    the dataclasses' __post_init__, so a bad value fails here, before any env is made.
+    """
+    spec = get_algo(algo)
+    preset = PRESETS.get(spec.name, {}).get(env_id, {})
+    values = {**spec.default_budget, **preset, **options}
+    if "total_steps" in options or "episodes" in options:  # a budget the user names replaces the preset's
+        for key in ("total_steps", "episodes"):
+            if key not in options:
+                values.pop(key, None)
+    run_values, algo_values = split_options(spec.config_cls, values)
+    return spec, spec.config_cls(**algo_values), RunOptions(env_id=env_id, **run_values)
+
+
+def train(algo: str, env_id: str, **options: Any) -> RunResult:
+    """Train `algo` on `env_id` exactly as `deeprl train ALGO ENV_ID --flag value` does.
+
+    `options` are the CLI flags with underscores: seed=0, run_dir="runs/x", total_steps=...,
+    episodes=..., and any hyperparameter of the algorithm's config (see `deeprl train ALGO --help`).
+    """
+    spec, config, run_options = build_config(algo, env_id, **options)
+    return run_training(spec, config, run_options)
+
+
+def resume(run_dir: Path | str, *, total_steps: int | None = None, episodes: int | None = None,
+           progress: str | None = None) -> RunResult:
+    """Continue a run from its resume state; a larger budget (total_steps/episodes) trains further.
+
+    Everything is checked before anything in the directory changes: the run directory's format, that
+    the resume state's algorithm, env id and settings match config.json, and that the directory is
+    writable. With a new budget, training runs to that budget: a run that stopped because it was
+    solved (--stop-when-solved) does not stop again at once.
+    """
+    run_dir = Path(run_dir)
+    record = read_config(run_dir)
+    saved = load_resume_state(run_dir)
+    check_matches_config(saved, record, run_dir)
+    check_writable(run_dir)
+    spec, config, run_options = configs_from_record(saved.header, f"The resume state of {str(run_dir)!r}")
+    changes: dict[str, Any] = {"run_dir": run_dir}
+    if total_steps is not None or episodes is not None:
+        done = saved.state["loop"]
+        if total_steps is not None and total_steps <= done["env_steps"]:
+            raise UsageError(f"--total-steps {total_steps} is not more than the {done['env_steps']} env steps "
+                             "this run has already trained. Give a larger budget.")
+        if episodes is not None and episodes <= done["episodes"]:
+            raise UsageError(f"--episodes {episodes} is not more than the {done['episodes']} episodes this run "
+                             "has already trained. Give a larger budget.")
+        changes.update(total_steps=total_steps, episodes=episodes, stop_when_solved=False)
+    if progress is not None:
+        changes["progress"] = progress
+    return run_training(spec, config, dataclasses.replace(run_options, **changes), saved)
+
+
+def check_matches_config(saved: ResumeState, record: dict[str, Any], run_dir: Path) -> None:
+    """A resume state that belongs to another run (another algorithm, env or settings) is refused."""
+    header = saved.header
+    budget = {"total_steps", "episodes", "stop_when_solved", "progress", "run_dir"}
+    differences = [
+        f"{key}: config.json has {record.get(key)!r}, the resume state {header.get(key)!r}"
+        for key in ("algo", "env_id", "seed") if record.get(key) != header.get(key)
+    ]
+    if header.get("format") != FORMAT:
+        differences.insert(0, f"format: the resume state is format {header.get('format')!r}, this deeprl reads {FORMAT}")
+    if not differences:
+        differences += [f"config.{k}: {record['config'].get(k)!r} vs {v!r}"
+                        for k, v in header.get("config", {}).items() if record["config"].get(k) != v]
+        differences += [f"run.{k}: {record['run'].get(k)!r} vs {v!r}" for k, v in header.get("run", {}).items()
+                        if k not in budget and record["run"].get(k) != v]
+    if differences:
+        raise UsageError(f"The resume state in {str(run_dir)!r} does not belong to its config.json "
+                         f"({'; '.join(differences[:5])}). Nothing was changed. Resume the directory the "
+                         "resume state came from, or train again.")
+
+
+# ---------------------------------------------------------------- a run
+@dataclass
+class _Run:
+    """Everything an open run holds; the loop and the events read and change it."""
+
+    spec: AlgoSpec
+    config: Any
+    opts: RunOptions
+    run_dir: Path
+    env: Any
+    algo: Any
+    state: LoopState
+    metrics: MetricsLog
+    evaluator: Evaluator
+    video: Any
+    threshold: float | None
+    saved_at: list[int] = field(default_factory=list)  # env steps of the checkpoints this process wrote
+    next_video: int | None = None
+
+    def save(self) -> None:
+        s = self.state
+        self.saved_at.append(s.env_steps)
+        self.metrics.flush()
+        s.metrics_rows = self.metrics.rows
+        info = {"algo": self.spec.name, "env_id": self.opts.env_id, "env_steps": s.env_steps}
+        save_policy(self.run_dir, self.algo.policy_state(), info)
+        header = {**info, "format": FORMAT, "seed": self.opts.seed, "deeprl_version": __version__,
+                  "config": to_jsonable(self.config), "run": to_jsonable(self.opts)}
+        tree = {"algo": self.algo.state_dict(), "loop": dataclasses.asdict(s), "rng": global_rng_state()}
+        save_resume_state(self.run_dir, header, tree, env_state(self.env))
+
+    def evaluate(self, periodic: bool = True) -> None:
+        s = self.state
+        returns = self.evaluator(self.algo.policy)
+        mean, std = float(returns.mean()), float(returns.std())
+        s.last_eval = (s.env_steps, mean, std)
+        self.metrics.write("eval", s.env_steps, s.episodes, s.train_wall_s, mean, "", std)
+        # Time-to-solve counts periodic evaluations only (DESIGN.md, benchmark protocol).
+        if periodic and self.threshold is not None and mean >= self.threshold and s.solved_at_env_steps is None:
+            s.solved_at_env_steps, s.solved_at_wall_s = s.env_steps, s.train_wall_s
+
+    def close(self) -> None:
+        close = getattr(self.algo, "close", None)  # algorithms with worker processes (A3C) stop them here
+        if close is not None:
+            close()
+        self.metrics.close()
+        self.evaluator.close()
+        self.env.close()
+        if self.video is not None:
+            self.video.close()
+
+
+def run_training(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | None = None) -> RunResult:
+    run = _open(spec, config, opts, saved)
+    stopped = "budget"
+    try:
+        stopped = _loop(run)
+        # The checkpoint comes before the final evaluation: that evaluation is a report on the finished
+        # policy, not a step of training, so a resume with a larger budget drops its row and continues
+        # exactly as a run that had the larger budget from the start.
+        run.save()
+        if run.state.last_eval is None or run.state.last_eval[0] != run.state.env_steps:
+            run.evaluate(periodic=False)
+        if run.video is not None and not (run.run_dir / "videos" / f"step_{run.state.env_steps:07d}.mp4").exists():
+            run.video(run.algo.policy, run.state.env_steps, run.run_dir / "videos")  # the final policy
+    except (DivergenceError, WorkerError) as e:
+        last = run.saved_at[-1] if run.saved_at else saved.header["env_steps"] if saved else None
+        kept = f"The last good checkpoint (env step {last}) is kept in {run.run_dir}." if last is not None \
+            else f"No checkpoint had been written yet ({run.run_dir} holds the metrics so far)."
+        raise UsageError(f"Training stopped: {e}. {kept}") from None
+    except KeyboardInterrupt:
+        last = run.saved_at[-1] if run.saved_at else saved.header["env_steps"] if saved else None
+        if last is not None:
+            print(f"\nInterrupted; saved at env step {last}. "
+                  f"Continue with `deeprl train --resume {run.run_dir}`.", file=sys.stderr)
+        else:
+            print(f"\nInterrupted before any checkpoint; nothing to resume. Delete {run.run_dir} and train again.",
+                  file=sys.stderr)
+        raise
+    finally:
+        run.close()
+    return _finish(run, stopped)
+
+
+def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | None) -> _Run:
+    """Check everything that can fail before a file is written, then claim the run directory."""
+    if opts.n_envs != 1 and not spec.vectorized:
+        raise UsageError(f"{spec.name} learns from a single env; drop --n-envs {opts.n_envs}.")
+    if opts.total_steps is None and opts.episodes is None:
+        raise UsageError("Give a training budget: --total-steps N or --episodes N.")
+    if opts.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+
+    # The env first: an unknown id or a space the algorithm cannot handle fails before any file is written.
+    env, env_restored = _training_env(spec, opts, saved)
+    obs_space = getattr(env, "single_observation_space", env.observation_space)
+    act_space = getattr(env, "single_action_space", env.action_space)
+    check_spaces(spec, opts.env_id, obs_space, act_space)
+    threshold = opts.threshold if opts.threshold is not None else env_spec(opts.env_id).reward_threshold
+    if opts.stop_when_solved and threshold is None:
+        raise UsageError(f"--stop-when-solved needs a threshold, and {opts.env_id} has no reward_threshold. "
+                         "Pass the return that counts as solved with --threshold X.")
+    video = None
+    if opts.video_every is not None:  # an env that cannot draw frames fails here, before any file is written
+        from deeprl.viz import EvalVideoRecorder
+
+        video = EvalVideoRecorder(opts.env_id, seed=opts.seed + EVAL_SEED_OFFSET, label=spec.name,
+                                  max_episode_steps=opts.max_episode_steps)
+    device = resolve_device(opts.device)
+    if saved is None:
+        run_dir = claim_run_dir(opts.run_dir, spec.name, opts.env_id, opts.seed)
+    else:
+        run_dir = opts.run_dir
+        remove_stray_temp_files(run_dir)
+    opts = dataclasses.replace(opts, run_dir=run_dir)
+
+    seed_everything(opts.seed)
+    set_torch_threads(opts.torch_threads, env)
+    algo = spec.load()(config, env, seed=opts.seed, device=device)
+    state = LoopState(next_eval=opts.eval_every, next_checkpoint=opts.checkpoint_every)
+    if saved is not None:
+        algo.load_state_dict(saved.state["algo"], env_restored=env_restored)
+        set_global_rng_state(saved.state["rng"])
+        state = LoopState(**saved.state["loop"])
+        state.next_checkpoint = (state.env_steps // opts.checkpoint_every + 1) * opts.checkpoint_every \
+            if opts.checkpoint_every else None
+        if not env_restored:
+            why = saved.env_note or f"{opts.env_id} could not be saved in the checkpoint"
+            print(f"note: {why}; resuming with fresh episodes.", file=sys.stderr)
+
+    write_json(run_dir / CONFIG, {
+        "format": FORMAT, "algo": spec.name, "env_id": opts.env_id, "seed": opts.seed,
+        "config": to_jsonable(config), "run": to_jsonable(opts),
+        "preset": opts.env_id if opts.env_id in PRESETS.get(spec.name, {}) else None,
+        "versions": versions(),
+    })
+    metrics = MetricsLog(run_dir, algo.metric_names, state.metrics_rows if saved else None,
+                         opts.tensorboard, state.env_steps if saved else None)
+    evaluator = Evaluator(opts.env_id, opts.eval_episodes, opts.seed + EVAL_SEED_OFFSET, opts.max_episode_steps)
+    run = _Run(spec, config, opts, run_dir, env, algo, state, metrics, evaluator, video, threshold)
+    # --video-every: at the end of the first chunk at or after each multiple of N (chunks end on evaluations,
+    # so N a multiple of --eval-every lands exactly); training never sees it (viz.video.EvalVideoRecorder).
+    if video is not None:
+        run.next_video = (state.env_steps // opts.video_every + 1) * opts.video_every
+    return run
+
+
+def _loop(run: _Run) -> str:
+    """Train until the budget is spent (or the run is solved, with --stop-when-solved); returns why it stopped."""
+    state, opts, algo = run.state, run.opts, run.algo
+    with ProgressDisplay(opts, run.spec.name, state) as progress, _GracefulInterrupt() as interrupt:
+        while _budget_left(state, opts):
+            if opts.stop_when_solved and state.solved_at_env_steps is not None:
+                return "solved"
+            episodes_left = None if opts.episodes is None else opts.episodes - state.episodes
+            start = time.perf_counter()
+            steps, finished = algo.learn(_chunk_size(state, opts), episodes_left)
+            elapsed = time.perf_counter() - start
+            for ep in finished:
+                state.episodes += 1
+                run.metrics.write("train", ep.env_steps, state.episodes, state.train_wall_s + (ep.time - start),
+                                  ep.episode_return, ep.episode_length, "", ep.extras)
+                state.recent_returns.append(ep.episode_return)
+            del state.recent_returns[:-100]  # the progress bar's window
+            state.env_steps += steps
+            state.train_wall_s += elapsed
+            run.metrics.scalar("time/steps_per_s", steps / max(elapsed, 1e-9), state.env_steps)
+            _periodic_events(run)
+            progress.update()
+            if interrupt.signum is not None:  # the chunk is complete, so its state is consistent
+                run.save()
+                raise Interrupted(interrupt.signum)
+    return "solved" if opts.stop_when_solved and state.solved_at_env_steps is not None else "budget"
+
+
+def _periodic_events(run: _Run) -> None:
+    state, opts = run.state, run.opts
+    if state.env_steps >= state.next_eval:
+        run.evaluate()
+        while state.next_eval <= state.env_steps:
+            state.next_eval += opts.eval_every
+    if state.next_checkpoint is not None and state.env_steps >= state.next_checkpoint:
+        run.save()
+        while state.next_checkpoint <= state.env_steps:
+            state.next_checkpoint += opts.checkpoint_every
+    if run.next_video is not None and state.env_steps >= run.next_video:
+        run.video(run.algo.policy, state.env_steps, run.run_dir / "videos")
+        while run.next_video <= state.env_steps:
+            run.next_video += opts.video_every
+
+
+def _finish(run: _Run, stopped: str) -> RunResult:
+    state, opts = run.state, run.opts
+    _, mean, std = state.last_eval
+    summary = {
+        "algo": run.spec.name, "env_id": opts.env_id, "seed": opts.seed,
+        "env_steps": state.env_steps, "episodes": state.episodes,
+        "train_wall_s": round(state.train_wall_s, 4),
+        "steps_per_s": round(state.env_steps / max(state.train_wall_s, 1e-9), 1),
+        "eval_mean_return": mean, "eval_std_return": std, "eval_episodes": opts.eval_episodes,
+        "reward_threshold": run.threshold, "solved": state.solved_at_env_steps is not None,
+        "solved_at_env_steps": state.solved_at_env_steps,
+        "solved_at_wall_s": None if state.solved_at_wall_s is None else round(state.solved_at_wall_s, 4),
+        "stopped": stopped, "run_dir": str(run.run_dir),
+    }
+    write_json(run.run_dir / SUMMARY, summary)
+    return RunResult(run.run_dir, summary)
+
+
+class _GracefulInterrupt:
+    """The first SIGINT (Ctrl-C) or SIGTERM (`timeout`, `docker stop`, Kubernetes, Slurm) asks the loop to
+    stop after the current chunk (it then saves a checkpoint); a second one interrupts at once. Only the
+    main thread can install signal handlers."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise Interrupted(signum)
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this chunk and saving a checkpoint "
+              "(signal again to stop at once)...", file=sys.stderr)
+
+    def __enter__(self) -> _GracefulInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+
+
+def _training_env(spec: AlgoSpec, opts: RunOptions, saved: ResumeState | None) -> tuple[Any, bool]:
+    """The env to learn from, and whether it is the snapshot's own (restored mid-episode). The snapshot
+    is unpickled only when `rundir` verified this user's signature on it."""
+    if saved is not None and saved.env_snapshot is not None:
+        return pickle.loads(saved.env_snapshot), True
+    if spec.vectorized:
+        return make_vec_env(opts.env_id, opts.n_envs, vectorization=opts.vectorization,
+                            max_episode_steps=opts.max_episode_steps), False
+    return make_env(opts.env_id, max_episode_steps=opts.max_episode_steps), False
+
+
+def _budget_left(state: LoopState, opts: RunOptions) -> bool:
+    if opts.total_steps is not None:
+        return state.env_steps < opts.total_steps
+    return state.episodes < opts.episodes
+
+
+def _chunk_size(state: LoopState, opts: RunOptions) -> int:
+    """Env steps until the next event (evaluation, checkpoint, end of budget), at most MAX_CHUNK,
+    so that evaluations and checkpoints land on exact env steps."""
+    chunk = min(MAX_CHUNK, max(1, state.next_eval - state.env_steps))
+    if opts.total_steps is not None:
+        chunk = min(chunk, opts.total_steps - state.env_steps)
+    if state.next_checkpoint is not None:
+        chunk = min(chunk, max(1, state.next_checkpoint - state.env_steps))
+    return chunk
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but torch sees no CUDA GPU. Use --device cpu or auto.")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def set_torch_threads(requested: int | None, env: Any) -> None:
+    """torch.set_num_threads(requested), or by default 1 for vector observations: a small MLP's
+    kernels are too short to split, and on 2 busy cores synchronising threads made updates 3-10x
+    slower (benchmarks/continuous_update_cost.py --threads); image observations keep torch's default."""
+    import torch
+
+    from deeprl.nets import is_image_space
+
+    if requested is None:
+        obs_space = getattr(env, "single_observation_space", env.observation_space)
+        requested = None if is_image_space(obs_space) else 1
+    if requested is not None:
+        torch.set_num_threads(requested)
