@@ -22,7 +22,7 @@ import torch
 
 from deeprl.bench import SB3_ZOO, SB3_ALGOS, machine_line
 from deeprl.envs import make_vec_env
-from deeprl.run import build_config
+from deeprl.driver import build_config
 
 ENV = "Pendulum-v1"
 

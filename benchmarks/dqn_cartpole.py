@@ -2,7 +2,7 @@
 rl-baselines3-zoo preset, same evaluation protocol, alternating per seed in one invocation.
 
 Protocol (both libraries): a deterministic evaluation every --eval-every env steps, 10 episodes on
-deeprl.run.Evaluator (the same env seeds for both), solved at the first evaluation with mean >= 475;
+deeprl.evaluation.Evaluator (the same env seeds for both), solved at the first evaluation with mean >= 475;
 the clock counts training only (evaluation time is excluded: deeprl's driver keeps a training
 clock, SB3's callback pauses it). Each trial runs in a fresh subprocess with torch on 1 thread for
 both libraries (the small-network setting deeprl's preset uses; measured faster for SB3 too).
@@ -49,7 +49,7 @@ def run_sb3(seed: int, eval_every: int) -> dict:
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from deeprl.run import EVAL_SEED_OFFSET, Evaluator
+    from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
 
     torch.set_num_threads(1)
     evaluator = Evaluator("CartPole-v1", 10, seed + EVAL_SEED_OFFSET)

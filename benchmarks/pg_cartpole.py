@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import deeprl
-from deeprl.run import EVAL_SEED_OFFSET, Evaluator
+from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
 
 THRESHOLD = 475.0
 BUDGET = {"ppo": 100_000, "a2c": 500_000, "reinforce": 300_000}

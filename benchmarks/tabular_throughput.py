@@ -38,7 +38,7 @@ import numpy as np
 
 import deeprl
 from deeprl.envs import make_env
-from deeprl.run import build_config
+from deeprl.driver import build_config
 
 ENVS = ("FrozenLake-v1", "CliffWalking-v1", "Taxi-v4", "Blackjack-v1")
 ALGOS = ("sarsa", "expected-sarsa", "q-learning", "mc")

@@ -5,15 +5,42 @@
     agent = deeprl.load(result.run_dir)
     deeprl.evaluate(agent, episodes=10)
 
-This module only re-exports: no module of the package imports it.
+This module only re-exports, lazily (PEP 562): `import deeprl.viz.video` or `deeprl list` do not pay
+for torch and the driver. No module of the package imports it.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from deeprl._version import __version__
-from deeprl.agent import Agent, evaluate, load
-from deeprl.driver import RunResult, resume, train
-from deeprl.errors import UsageError
-from deeprl.registry import ALGOS
-from deeprl.viz import plot, render, show
+
+_EXPORTS = {
+    "ALGOS": "deeprl.registry", "Agent": "deeprl.agent", "evaluate": "deeprl.agent", "load": "deeprl.agent",
+    "RunResult": "deeprl.driver", "resume": "deeprl.driver", "train": "deeprl.driver",
+    "UsageError": "deeprl.errors", "plot": "deeprl.viz", "render": "deeprl.viz", "show": "deeprl.viz",
+}
+
+if TYPE_CHECKING:
+    from deeprl.agent import Agent, evaluate, load
+    from deeprl.driver import RunResult, resume, train
+    from deeprl.errors import UsageError
+    from deeprl.registry import ALGOS
+    from deeprl.viz import plot, render, show
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'deeprl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = ["ALGOS", "Agent", "RunResult", "UsageError", "evaluate", "load", "plot", "render", "resume", "show", "train",
            "__version__"]

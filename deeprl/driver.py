@@ -255,7 +255,7 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
                          "Pass the return that counts as solved with --threshold X.")
     video = None
     if opts.video_every is not None:  # an env that cannot draw frames fails here, before any file is written
-        from deeprl.viz import EvalVideoRecorder
+        from deeprl.viz.video import EvalVideoRecorder
 
         video = EvalVideoRecorder(opts.env_id, seed=opts.seed + EVAL_SEED_OFFSET, label=spec.name,
                                   max_episode_steps=opts.max_episode_steps)

@@ -21,7 +21,8 @@ from deeprl.algos.a3c import A3C
 from deeprl.config import A3CConfig
 from deeprl.envs import make_env
 from deeprl.errors import UsageError
-from deeprl.run import build_config, load_checkpoint, resume
+from deeprl.driver import build_config, resume
+from deeprl.rundir import load_resume_state
 
 DEEPRL = Path(sys.executable).parent / "deeprl"
 
@@ -142,7 +143,7 @@ def test_worker_crash_stops_the_others_fast_and_keeps_the_checkpoint(tmp_path: P
     assert reaction_s < 2.0, reaction_s
     assert _no_workers_left()
     # Checkpoints every 500 steps; each worker fails at its 1500th step, so 1000 to 3000 steps were taken.
-    assert 500 <= load_checkpoint(tmp_path / "run")["loop"]["env_steps"] <= 3_000
+    assert 500 <= load_resume_state(tmp_path / "run").state["loop"]["env_steps"] <= 3_000
 
 
 def test_a_killed_worker_is_noticed_and_the_others_stopped() -> None:
@@ -173,7 +174,7 @@ def test_non_finite_loss_is_a_divergence(tmp_path: Path, quiet: dict) -> None:
 def test_resume_continues_from_the_checkpoint(tmp_path: Path, quiet: dict) -> None:
     run_dir = tmp_path / "run"
     deeprl.train("a3c", "CartPole-v1", workers=1, total_steps=1_000, eval_every=500, run_dir=run_dir, **quiet)
-    first = load_checkpoint(run_dir)["algo_state"]
+    first = load_resume_state(run_dir).state["algo"]
     # The resumed algorithm starts from the checkpoint's model and optimizer statistics...
     algo = A3C(A3CConfig(workers=1), make_env("CartPole-v1"), seed=0)
     algo.load_state_dict(first)
@@ -182,7 +183,7 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path, quiet: dict) -> No
     # ...and the run goes on from its step counter, appending to its metrics.
     result = resume(run_dir, total_steps=2_000)
     assert result.summary["env_steps"] == 2_000
-    second = load_checkpoint(run_dir)["algo_state"]
+    second = load_resume_state(run_dir).state["algo"]
     assert second["env_steps"] == 2_000 and second["updates"] > first["updates"]
     rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
     steps = [int(r.split(",")[1]) for r in rows if r.startswith("train")]
@@ -215,7 +216,7 @@ def test_ctrl_c_saves_and_leaves_no_worker_behind(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert "Interrupted; saved at env step" in err, err
-    assert load_checkpoint(run_dir)["loop"]["env_steps"] > 0
+    assert load_resume_state(run_dir).state["loop"]["env_steps"] > 0
     leftovers = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:

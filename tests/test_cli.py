@@ -193,9 +193,9 @@ def test_train_writes_the_run_directory(cliff_run: tuple[Path, Result]) -> None:
     run_dir, result = cliff_run
     ok(result)
     assert str(run_dir) in result.stdout and "saved" in result.stdout.lower(), result.stdout
-    for name in ("config.json", "metrics.csv", "summary.json", "checkpoint.pt"):
+    for name in ("config.json", "metrics.csv", "summary.json", "policy.safetensors", "resume/LATEST"):
         assert (run_dir / name).is_file(), f"{name} missing from {sorted(p.name for p in run_dir.iterdir())}"
-    assert (run_dir / "checkpoint.pt").stat().st_size > 0
+    assert (run_dir / "policy.safetensors").stat().st_size > 0
 
 
 def test_summary_has_every_design_field(cliff_run: tuple[Path, Result]) -> None:
@@ -290,14 +290,14 @@ def test_eval_plain_sentence(cliff_run: tuple[Path, Result]) -> None:
         json.loads(out.stdout)
 
 
-def test_eval_on_corrupt_checkpoint_fails_cleanly(cliff_run: tuple[Path, Result], tmp_path: Path) -> None:
+def test_eval_on_corrupt_policy_fails_cleanly(cliff_run: tuple[Path, Result], tmp_path: Path) -> None:
     run_dir, result = cliff_run
     ok(result)
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
-    (broken / "checkpoint.pt").write_bytes(b"\x00garbage, not a torch file\xff" * 10)
+    (broken / "policy.safetensors").write_bytes(b"\x00garbage, not a safetensors file\xff" * 10)
     msg = fails_cleanly(deeprl_cmd("eval", broken, "--json", cwd=tmp_path))
-    assert "checkpoint.pt" in msg, msg
+    assert "policy.safetensors" in msg, msg
 
 
 def test_existing_run_dir_is_refused(tmp_path: Path) -> None:
@@ -306,7 +306,7 @@ def test_existing_run_dir_is_refused(tmp_path: Path) -> None:
     (run_dir / "notes.txt").write_text("mine")
     msg = fails_cleanly(deeprl_cmd("train", "q-learning", "CliffWalking-v1", "--episodes", 3, "--run-dir", run_dir,
                                    cwd=tmp_path))
-    assert "--resume" in msg, msg
+    assert "already holds files" in msg and "another --run-dir" in msg, msg
     assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
     assert (run_dir / "notes.txt").read_text() == "mine"
 

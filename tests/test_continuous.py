@@ -28,7 +28,8 @@ from deeprl.errors import DivergenceError, UsageError
 from deeprl.math import ddpg_target, sac_target, smoothed_target_actions, td3_target
 from deeprl.nets import soft_update
 from deeprl.noise import GaussianNoise, OrnsteinUhlenbeckNoise
-from deeprl.run import build_config
+from deeprl.presets import PRESETS
+from deeprl.driver import build_config
 
 from conftest import read_metrics, read_summary
 
@@ -261,10 +262,10 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path,
 
     monkeypatch.setattr(ddpg_module, "ddpg_target", lambda r, q, d, t: r * float("nan"))
     opts = {**SMALL, "checkpoint_every": 100, "train_freq": 1, "gradient_steps": 1}  # checked after every step
-    with pytest.raises(UsageError, match=r"Training stopped at env step \d+: the critic loss became nan by gradient "
-                                         r"step 1 \(env step 200\)"):
+    with pytest.raises(UsageError, match=r"Training stopped: the critic loss became nan by gradient "
+                                         r"step 1 \(env step 200\); .*The last good checkpoint \(env step 100\)"):
         deeprl.train("ddpg", "Pendulum-v1", seed=0, run_dir=tmp_path / "r", **opts)
-    assert (tmp_path / "r" / "checkpoint.pt").is_file()
+    assert (tmp_path / "r" / "resume" / "LATEST").is_file() and (tmp_path / "r" / "policy.safetensors").is_file()
 
 
 def test_non_finite_actions_raise_divergence():
@@ -299,7 +300,7 @@ def test_bad_hyperparameters_name_the_flag():
 def test_every_preset_builds_and_takes_a_few_steps(tmp_path, env_id):
     for algo in ("ddpg", "td3", "sac"):
         spec, cfg, run = build_config(algo, env_id)
-        assert env_id in deeprl.config.PRESETS[algo]
+        assert env_id in PRESETS[algo]
     r = deeprl.train("sac", env_id, total_steps=150, learning_starts=100, batch_size=16, hidden=(8,),
                      eval_every=150, eval_episodes=1, max_episode_steps=50, run_dir=tmp_path / "r", progress="off")
     assert r.summary["env_steps"] == 150 and math.isfinite(r.summary["eval_mean_return"])

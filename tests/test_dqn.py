@@ -16,7 +16,7 @@ import deeprl
 from deeprl.algos.dqn import DQN, QNetwork
 from deeprl.errors import UsageError
 from deeprl.math import double_dqn_target, dqn_target
-from deeprl.run import build_config
+from deeprl.driver import build_config
 
 FAST = {"progress": "off", "eval_every": 1000, "eval_episodes": 2, "n_envs": 4, "learning_starts": 200, "batch_size": 32,
             "buffer_size": 2000, "train_freq": 4, "gradient_steps": 1, "hidden": (32,)}
@@ -197,7 +197,7 @@ def test_atari_pong_smoke_run(tmp_path):
            "--max-episode-steps", "50", "--device", "cpu", "--batch-size", "8", "--torch-threads", "1", "--run-dir", str(tmp_path / "pong"), "--progress", "off"]
     out = subprocess.run(cli, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
-    for name in ("config.json", "metrics.csv", "summary.json", "checkpoint.pt"):
+    for name in ("config.json", "metrics.csv", "summary.json", "policy.safetensors", "resume/LATEST"):
         assert (tmp_path / "pong" / name).exists()
     config = (tmp_path / "pong" / "config.json").read_text()
     assert '"clip_rewards": true' in config and '"life_loss_terminal": true' in config

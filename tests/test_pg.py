@@ -204,9 +204,9 @@ def test_ppo_on_atari_frames_with_the_shared_nature_cnn(tmp_path):
 
 def test_resume_without_a_picklable_env_drops_the_partial_batch_and_starts_fresh_episodes(tmp_path, monkeypatch,
                                                                                           capsys):
-    from deeprl import run as run_module
+    from deeprl import driver
 
-    monkeypatch.setattr(run_module, "env_state", lambda env: None)
+    monkeypatch.setattr(driver, "env_state", lambda env: None)
     opts = dict(seed=1, eval_every=1000, eval_episodes=2, progress="off", n_envs=4, n_steps=40)
     deeprl.train("ppo", "CartPole-v1", total_steps=1100, run_dir=tmp_path / "r", **opts)  # mid-batch
     result = deeprl.resume(tmp_path / "r", total_steps=2000)

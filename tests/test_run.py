@@ -15,12 +15,13 @@ import pytest
 import torch
 
 import deeprl
-from deeprl import run as run_module
+from deeprl import driver as driver_module
 from deeprl.protocol import Episode
 from deeprl.registry import ALGOS, AlgoSpec, tabular_support
 from deeprl.config import TabularConfig
 from deeprl.errors import DivergenceError, UsageError
-from deeprl.run import Evaluator, atomic_write, load_checkpoint
+from deeprl.evaluation import Evaluator
+from deeprl.rundir import atomic_write, load_resume_state
 
 from conftest import read_metrics, read_summary
 
@@ -31,7 +32,7 @@ DESIGN_SUMMARY_KEYS = ("algo env_id seed env_steps train_wall_s eval_mean_return
 def test_python_api_writes_the_run_directory_contract(tmp_path):
     result = deeprl.train("q-learning", "FrozenLake-v1", seed=1, episodes=200, eval_every=1000,
                           run_dir=tmp_path / "r", progress="off")
-    for name in ("config.json", "metrics.csv", "summary.json", "checkpoint.pt"):
+    for name in ("config.json", "metrics.csv", "summary.json", "policy.safetensors", "resume/LATEST"):
         assert (tmp_path / "r" / name).is_file(), name
     assert set(DESIGN_SUMMARY_KEYS) <= set(result.summary)
     assert result.summary["episodes"] == 200
@@ -98,13 +99,13 @@ def test_sigkill_then_resume_ends_like_the_uninterrupted_run(tmp_path, family):
     proc = subprocess.Popen(cli + args + ["--run-dir", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (killed / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+    while not (killed / "resume" / "LATEST").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.005)
     assert proc.poll() is None, "the run finished before it could be killed: raise its budget"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "summary.json").exists()
-    checkpoint_steps = load_checkpoint(killed)["loop"]["env_steps"]
+    checkpoint_steps = load_resume_state(killed).state["loop"]["env_steps"]
     assert checkpoint_steps > 0 and checkpoint_steps % every == 0
 
     out = subprocess.run(cli + ["--resume", str(killed)], capture_output=True, text=True)
@@ -120,7 +121,7 @@ def test_sigkill_then_resume_ends_like_the_uninterrupted_run(tmp_path, family):
 
 
 def test_resume_without_a_picklable_env_starts_fresh_episodes(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run_module, "env_state", lambda env: None)
+    monkeypatch.setattr(driver_module, "env_state", lambda env: None)
     deeprl.train("q-learning", "CliffWalking-v1", total_steps=1500, run_dir=tmp_path / "r", progress="off")
     result = deeprl.resume(tmp_path / "r", total_steps=3000)
     assert "resuming with fresh episodes" in capsys.readouterr().err
@@ -176,16 +177,22 @@ class _Diverging:
     def load_state_dict(self, state, env_restored=True):
         self.steps = state["steps"]
 
+    def policy_state(self):
+        return {}
+
+    def load_policy_state(self, state):
+        pass
+
 
 def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     spec = AlgoSpec("diverging", "test", TabularConfig, "unused:unused", tabular_support, "", "",
                     {"total_steps": 1000})
     monkeypatch.setitem(ALGOS, "diverging", spec)
     monkeypatch.setattr(AlgoSpec, "load", lambda self: _Diverging)
-    with pytest.raises(UsageError, match="stopped at env step 300: the loss is nan"):
+    with pytest.raises(UsageError, match="stopped: the loss is nan. The last good checkpoint \\(env step 300\\)"):
         deeprl.train("diverging", "FrozenLake-v1", run_dir=tmp_path / "r", checkpoint_every=100,
                      eval_every=100, progress="off")
-    assert load_checkpoint(tmp_path / "r")["algo_state"] == {"steps": 300}
+    assert load_resume_state(tmp_path / "r").state["algo"] == {"steps": 300}
     assert not (tmp_path / "r" / "summary.json").exists()
 
 
@@ -217,11 +224,13 @@ def test_load_gives_an_agent_that_acts_on_single_observations(tmp_path):
 
 def test_checkpoint_holds_everything_resume_needs(tmp_path):
     deeprl.train("sarsa", "FrozenLake-v1", episodes=20, run_dir=tmp_path / "r", progress="off")
-    checkpoint = load_checkpoint(tmp_path / "r")
-    assert {"algo", "config", "run", "algo_state", "loop", "rng", "env"} <= set(checkpoint)
-    assert set(checkpoint["rng"]) == {"python", "numpy", "torch"}
-    assert {"q", "rng", "epsilon", "state", "next_action"} <= set(checkpoint["algo_state"])
-    env = pickle.loads(checkpoint["env"])  # the env itself, mid-episode state included
+    saved = load_resume_state(tmp_path / "r")
+    assert {"algo", "env_id", "seed", "format", "config", "run", "env_steps"} <= set(saved.header)
+    assert {"algo", "loop", "rng"} <= set(saved.state)
+    assert set(saved.state["rng"]) == {"python", "numpy", "torch"}
+    assert {"q", "rng", "epsilon", "state", "next_action"} <= set(saved.state["algo"])
+    assert isinstance(saved.state["algo"]["q"], np.ndarray)
+    env = pickle.loads(saved.env_snapshot)  # the env itself, mid-episode state included (signed by this user)
     assert env.spec.id == "FrozenLake-v1"
 
 
@@ -244,9 +253,13 @@ def test_bad_options_fail_before_any_file_is_written(tmp_path, options, fragment
 def test_existing_run_dir_is_not_overwritten(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "notes.txt").write_text("mine")
-    with pytest.raises(UsageError, match="--resume"):
+    with pytest.raises(UsageError, match="already holds files .*no resume state.*another --run-dir"):
         deeprl.train("q-learning", "FrozenLake-v1", episodes=5, run_dir=tmp_path / "r", progress="off")
     assert (tmp_path / "r" / "notes.txt").read_text() == "mine"
+    # a directory holding a run that can be continued says how
+    deeprl.train("q-learning", "FrozenLake-v1", episodes=5, run_dir=tmp_path / "run", progress="off")
+    with pytest.raises(UsageError, match="already holds a run. Continue it with `deeprl train --resume"):
+        deeprl.train("q-learning", "FrozenLake-v1", episodes=5, run_dir=tmp_path / "run", progress="off")
 
 
 def test_tensorboard_logs_returns_exploration_and_speed(tmp_path):
@@ -275,7 +288,7 @@ def test_ctrl_c_finishes_the_chunk_saves_and_resumes(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "saved at env step" in err
-    saved = load_checkpoint(run_dir)["loop"]
+    saved = load_resume_state(run_dir).state["loop"]
     assert saved["env_steps"] > 0
     rows = [r for r in read_metrics(run_dir) if r["kind"] == "train"]
     assert len(rows) == saved["episodes"]  # the checkpoint covers exactly the rows on disk
@@ -302,14 +315,14 @@ def test_resume_with_a_budget_already_spent_is_an_error(tmp_path):
 
 
 def test_checkpoint_from_another_version_is_a_clear_error(tmp_path):
-    import torch
+    import json
 
     deeprl.train("q-learning", "CliffWalking-v1", episodes=5, run_dir=tmp_path / "r", progress="off")
-    path = tmp_path / "r" / "checkpoint.pt"
-    payload = torch.load(path, weights_only=False)
-    payload["config"]["beta"] = 0.3
-    payload["deeprl_version"] = "9.9.9"
-    torch.save(payload, path)
+    for path in (tmp_path / "r" / "config.json", *(tmp_path / "r" / "resume").glob("*/state.json")):
+        record = json.loads(path.read_text())
+        record["config"]["beta"] = 0.3
+        record.setdefault("versions", {})["deeprl"] = "9.9.9"
+        path.write_text(json.dumps(record))
     for call in (lambda: deeprl.load(tmp_path / "r"), lambda: deeprl.resume(tmp_path / "r")):
         with pytest.raises(UsageError, match="written by deeprl 9.9.9 .* beta"):
             call()

@@ -8,7 +8,7 @@ import pytest
 import deeprl
 from deeprl.envs import make_env
 from deeprl.oracle import policy_evaluation, tabular_model, value_iteration
-from deeprl.run import Evaluator
+from deeprl.evaluation import Evaluator
 
 from conftest import read_metrics
 

@@ -17,6 +17,7 @@ import pytest
 
 import deeprl
 from deeprl import viz
+from deeprl.viz import video as viz_video  # the module whose internals a test replaces
 from deeprl.registry import ALGOS
 from deeprl.cli import main
 from deeprl.errors import UsageError
@@ -172,10 +173,10 @@ def test_no_gl_backend_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr(viz, "_has_display", lambda: False)
-    monkeypatch.setattr(viz, "_gl_backend_works", lambda backend: False)
+    monkeypatch.setattr(viz_video, "_has_display", lambda: False)
+    monkeypatch.setattr(viz_video, "_gl_backend_works", lambda backend: False)
     with pytest.raises(UsageError, match="neither EGL nor OSMesa"):
-        viz.ensure_mujoco_gl()
+        viz_video.ensure_mujoco_gl()
     assert "MUJOCO_GL" not in os.environ
 
 
