@@ -260,11 +260,7 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         video = EvalVideoRecorder(opts.env_id, seed=opts.seed + EVAL_SEED_OFFSET, label=spec.name,
                                   max_episode_steps=opts.max_episode_steps)
     device = resolve_device(opts.device)
-    if saved is None:
-        run_dir = claim_run_dir(opts.run_dir, spec.name, opts.env_id, opts.seed)
-    else:
-        run_dir = opts.run_dir
-        remove_stray_temp_files(run_dir)
+    run_dir = claim_run_dir(opts.run_dir, spec.name, opts.env_id, opts.seed) if saved is None else opts.run_dir
     opts = dataclasses.replace(opts, run_dir=run_dir)
 
     seed_everything(opts.seed)
@@ -281,14 +277,17 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
             why = saved.env_note or f"{opts.env_id} could not be saved in the checkpoint"
             print(f"note: {why}; resuming with fresh episodes.", file=sys.stderr)
 
+    # On resume, metrics.csv is checked (and cut to the checkpoint's rows) before anything else is written.
+    metrics = MetricsLog(run_dir, algo.metric_names, state.metrics_rows if saved else None,
+                         opts.tensorboard, state.env_steps if saved else None)
+    if saved is not None:
+        remove_stray_temp_files(run_dir)
     write_json(run_dir / CONFIG, {
         "format": FORMAT, "algo": spec.name, "env_id": opts.env_id, "seed": opts.seed,
         "config": to_jsonable(config), "run": to_jsonable(opts),
         "preset": opts.env_id if opts.env_id in PRESETS.get(spec.name, {}) else None,
         "versions": versions(),
     })
-    metrics = MetricsLog(run_dir, algo.metric_names, state.metrics_rows if saved else None,
-                         opts.tensorboard, state.env_steps if saved else None)
     evaluator = Evaluator(opts.env_id, opts.eval_episodes, opts.seed + EVAL_SEED_OFFSET, opts.max_episode_steps)
     run = _Run(spec, config, opts, run_dir, env, algo, state, metrics, evaluator, video, threshold)
     # --video-every: at the end of the first chunk at or after each multiple of N (chunks end on evaluations,

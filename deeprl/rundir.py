@@ -115,13 +115,16 @@ class DiskFullError(UsageError):
 
 def remove_stray_temp_files(run_dir: Path) -> None:
     """Temp files and half-written resume states a killed write left behind (they can be gigabytes)."""
-    for tmp in list(run_dir.glob(".*.tmp")) + list((run_dir / RESUME).glob(".*.tmp")):
-        tmp.unlink(missing_ok=True)
     resume = run_dir / RESUME
+    for tmp in list(run_dir.glob(".*.tmp")) + list(resume.glob(".*.tmp")):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
     if resume.is_dir():
         keep = _latest_name(resume)
         for entry in resume.iterdir():
-            if entry.is_dir() and entry.name != keep:
+            if entry.is_dir() and not entry.is_symlink() and entry.name != keep:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -456,9 +459,9 @@ def load_resume_state(run_dir: Path | str) -> ResumeState:
     snapshot, note = None, None
     if (folder / ENV).is_file():
         blob = (folder / ENV).read_bytes()
-        sig = (folder / ENV_SIG).read_text().strip() if (folder / ENV_SIG).is_file() else ""
+        sig = (folder / ENV_SIG).read_bytes().strip() if (folder / ENV_SIG).is_file() else b""
         key = snapshot_key()
-        if key is not None and hmac.compare_digest(hmac.new(key, blob, hashlib.sha256).hexdigest(), sig):
+        if key is not None and hmac.compare_digest(hmac.new(key, blob, hashlib.sha256).hexdigest().encode(), sig):
             snapshot = blob
         else:
             note = ("its env snapshot was not written by this user on this machine (or was changed), and "
@@ -501,8 +504,11 @@ class MetricsLog:
             atomic_write(self.path, lambda f: csv.writer(f).writerow(self.columns), mode="w")
             self.rows = 0
         else:  # resume: drop the rows written after the checkpoint (and any torn last line)
-            with open(self.path, newline="") as f:
-                lines = list(csv.reader(f))[: keep_rows + 1]
+            try:
+                with open(self.path, newline="") as f:
+                    lines = list(csv.reader(f))[: keep_rows + 1]
+            except (UnicodeDecodeError, csv.Error):
+                lines = []
             if len(lines) - 1 < keep_rows or (lines and tuple(lines[0]) != self.columns):
                 raise UsageError(f"{self.path} holds {len(lines) - 1} rows but the checkpoint covers {keep_rows} "
                                  "(or its columns differ): the file was changed after deeprl wrote it. "
