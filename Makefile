@@ -1,11 +1,12 @@
 # Two commands do all the set-up on a fresh clone:  make run  and  make test.
 # The venv is created if missing; torch is pinned to the CPU build by constraints.txt.
+# make test-fast skips the slow learning tests (pytest -m "not slow"); make test runs the whole suite.
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deeprl-installed
 
-.PHONY: install run test bench docs clean
+.PHONY: install run test test-fast bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(PY) benchmarks/tabular_throughput.py

@@ -9,7 +9,7 @@ it during evaluation); every trial in a fresh subprocess; an unsolved seed count
 SB3 zoo presets (hyperparams/td3.yml and ddpg.yml, Pendulum-v1): n_timesteps 20000, learning_rate 1e-3,
 gamma 0.98, buffer_size 200000, learning_starts 10000, normal noise σ 0.1, train_freq (1, episode),
 gradient_steps -1, net_arch [400, 300]; sac.yml: n_timesteps 20000, learning_rate 1e-3 (defaults
-otherwise). deeprl: the Pendulum-v1 presets of deeprl/config.py ([64, 64] networks, 1000 warm-up steps).
+otherwise). deeprl: the Pendulum-v1 presets of deeprl/presets.py ([64, 64] networks, 1000 warm-up steps).
 
 Results are appended to --jsonl as they arrive, so a cut-short run still reports what finished.
 

@@ -76,6 +76,7 @@ def test_table_shows_the_ratio_and_rows_without_an_sb3_counterpart():
     assert "no SB3 counterpart" in lines[3]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_cli_runs_a_row_end_to_end(tmp_path):
     out = tmp_path / "bench.md"

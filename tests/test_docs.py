@@ -24,7 +24,8 @@ def test_api_docs_build(tmp_path):
     math_page = (tmp_path / "deeprl" / "math.html").read_text()
     for name in deeprl.math.__all__:
         assert name in math_page, name
-    assert (tmp_path / "deeprl" / "run.html").exists()
+    for module in ("driver", "agent", "rundir", "registry", "protocol"):
+        assert (tmp_path / "deeprl" / f"{module}.html").exists(), module
     assert (tmp_path / "deeprl" / "algos.html").exists()
 
 
