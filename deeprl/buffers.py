@@ -7,8 +7,11 @@ One `ReplayBuffer` class, preallocated numpy ring storage, with
 - `terminated` and `truncated` kept apart: a sampled transition has `terminated` = 1 only if the
   episode TERMINATED within the steps summed; a truncated episode is cut but still bootstraps;
 - n-step returns (`n_step`, Sutton & Barto ch. 7; Rainbow, Hessel et al. 2018): computed as the
-  transitions arrive, `rewards` = sum_{j<k} gamma^j r_{t+j}, `next_obs` = s_{t+k},
-  `discounts` = gamma^k with k = n, or fewer when the episode ended first;
+  transitions arrive, `rewards` = sum_{j<k} gamma^j r_{t+j}, `next_obs` = s_{t+k}, and `steps` = k,
+  with k = n, or fewer when the episode ended first. The buffer needs gamma for that sum only: the
+  sum is kept as the rewards arrive so that sampling costs one gather, not n. It hands out k, not
+  gamma^k: the update that bootstraps writes its own gamma ** steps (DESIGN.md: γ flows config →
+  algorithm → math, visibly in every update, never through a buffer);
 - proportional prioritized replay (`prioritized`, Schaul et al. 2016) on a sum-tree:
   P(i) = p_i^alpha / sum_k p_k^alpha, new transitions get the largest priority seen so far, the
   importance-sampling weights w_i = (N P(i))^-beta are divided by the batch's largest weight.
@@ -46,7 +49,7 @@ class ReplayBatch(NamedTuple):
     rewards: torch.Tensor      # (B,) n-step discounted reward sum
     next_obs: torch.Tensor     # (B, *obs_shape): the observation k steps later
     terminated: torch.Tensor   # (B,) 1.0 if the episode terminated within the k steps
-    discounts: torch.Tensor    # (B,) gamma**k
+    steps: torch.Tensor        # (B,) k, the number of rewards summed (float32): the update bootstraps with γ**k
     weights: torch.Tensor      # (B,) importance-sampling weights (ones when not prioritized)
     indices: np.ndarray        # (B,) slots, for update_priorities
 
@@ -122,7 +125,9 @@ class SumTree:
 
 
 class ReplayBuffer:
-    """Ring buffer of transitions from `n_envs` parallel envs; see the module docstring."""
+    """Ring buffer of transitions from `n_envs` parallel envs; see the module docstring. `gamma` sums the
+    n-step rewards and nothing else; `seed` (an int, or a SeedSequence such as
+    `Seeds(seed).sequence("replay")`) seeds the sampling."""
 
     # Per-slot bookkeeping beside the frame and the action: 1-step reward, n-step return (float32),
     # k (uint8), terminated, truncated, n-step terminated, has-transition, ready (bool).
@@ -130,7 +135,7 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_space: gym.Space, action_space: gym.Space, *, n_envs: int = 1,
                  device: str | torch.device = "cpu", n_step: int = 1, gamma: float = 0.99,
-                 prioritized: bool = False, alpha: float = 0.6, seed: int = 0,
+                 prioritized: bool = False, alpha: float = 0.6, seed: int | np.random.SeedSequence = 0,
                  frame_stack: int | None = None, beta: float = 0.4, priority_eps: float = 1e-6):
         self.K, self.frame_shape, self.obs_dtype = _frame_layout(obs_space, frame_stack)
         self.action_shape, self.action_dtype = _action_layout(action_space)
@@ -171,7 +176,7 @@ class ReplayBuffer:
         self.max_priority = 1.0
         self.tree = SumTree(E * S) if prioritized else None
         self.rng = np.random.default_rng(seed)
-        self._gamma_pows = self.gamma ** np.arange(self.n_step + 1)
+        self._gamma_pows = self.gamma ** np.arange(self.n_step)    # γ^j of the n-step sums (their only use of γ)
         self._stack_offsets = np.arange(self.K - 1, -1, -1)     # K-1, ..., 0 frames back
 
     @staticmethod
@@ -277,7 +282,7 @@ class ReplayBuffer:
         back = ((pos[:, None] - j) % self.slots)
         e_idx = np.broadcast_to(envs[:, None], back.shape)[live]
         p_idx = back[live]
-        self.n_return[e_idx, p_idx] += np.broadcast_to(self._gamma_pows[:self.n_step] * r[:, None], back.shape)[live]
+        self.n_return[e_idx, p_idx] += np.broadcast_to(self._gamma_pows * r[:, None], back.shape)[live]
         self.n_k[e_idx, p_idx] = np.broadcast_to(j + 1, back.shape)[live]
         self.chain[envs] += 1
         # The transition n-1 steps back now has its n rewards.
@@ -340,7 +345,7 @@ class ReplayBuffer:
             rewards=to(self.n_return[e, p]),
             next_obs=to(self._stack(e, p + k)),  # s_{t+k} is k frames on
             terminated=to(self.n_terminated[e, p].astype(np.float32)),
-            discounts=to(self._gamma_pows[k].astype(np.float32)),
+            steps=to(k.astype(np.float32)),
             weights=to(weights),
             indices=idx,
         )

@@ -1,5 +1,6 @@
-"""Pieces DDPG, TD3 and SAC share: action scaling, the actor and critic networks, the squashed-Gaussian
-log-probability, the off-policy collector that feeds the replay buffer, and divergence checks.
+"""Pieces DDPG, TD3 and SAC share: action scaling, the actor and critic networks (and DDPG's and TD3's
+construction of them), the squashed-Gaussian log-probability, the off-policy collector that feeds the
+replay buffer, and divergence checks. Each algorithm composes these; none inherits another.
 
 Actors act in the unit box [-1, 1]^d (a tanh output); `scale_action` maps that box onto the env's
 bounds [low, high] at the env boundary, and the replay buffer stores unit actions, so critics,
@@ -9,20 +10,24 @@ noise scales and TD3's smoothing noise mean the same thing on every env.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from deeprl.protocol import Episode
+from deeprl.buffers import ReplayBuffer
 from deeprl.envs import autoreset_mode
 from deeprl.errors import DivergenceError, UsageError
-from deeprl.nets import mlp
+from deeprl.nets import adam, mlp
+from deeprl.noise import make_noise
+from deeprl.protocol import Episode
+from deeprl.seeding import Seeds
 
 
 # ---------------------------------------------------------------- action scaling (pure functions)
@@ -148,6 +153,56 @@ def check_losses(losses: torch.Tensor, names: Sequence[str], updates: int, env_s
     return values
 
 
+# ---------------------------------------------------------------- DDPG's and TD3's construction
+class DeterministicNets(NamedTuple):
+    """μ and its critics, their target copies μ' and Q' (frozen: they move by Polyak averaging only), and
+    one Adam optimizer for the actor and one for the critics."""
+    actor: DeterministicActor
+    critic: QEnsemble
+    actor_target: DeterministicActor
+    critic_target: QEnsemble
+    actor_opt: torch.optim.Optimizer
+    critic_opt: torch.optim.Optimizer
+
+
+def deterministic_nets(config: Any, env: Any, n_critics: int, device: torch.device) -> DeterministicNets:
+    """DDPG's (n_critics = 1) and TD3's (n_critics = 2) networks and optimizers for `env`'s spaces."""
+    _, _, obs_dim, act_dim = flat_dims(env)
+    hidden = tuple(config.hidden)
+    actor = DeterministicActor(obs_dim, act_dim, hidden).to(device)
+    critic = QEnsemble(obs_dim, act_dim, hidden, n=n_critics).to(device)
+    return DeterministicNets(actor, critic, copy.deepcopy(actor).requires_grad_(False),
+                             copy.deepcopy(critic).requires_grad_(False),
+                             adam(actor.parameters(), config.actor_lr, device),
+                             adam(critic.parameters(), config.critic_lr, device))
+
+
+def exploration_noise(config: Any, env: Any, seeds: Seeds) -> Any:
+    """The `--noise` process DDPG and TD3 add to μ(s): one row per env of the vector env."""
+    shape = (env.num_envs, flat_dims(env)[3])
+    return make_noise(config.noise, config.noise_sigma, shape, theta=config.noise_theta, seed=seeds.sequence("noise"))
+
+
+def replay_collector(config: Any, env: Any, seeds: Seeds, device: torch.device,
+                     noise: Any = None) -> tuple[ReplayBuffer, Collector]:
+    """The replay buffer (of unit-box actions; γ only sums n-step rewards there) and the Collector
+    that fills it from the vector env `env`."""
+    obs_space, act_space, _, _ = flat_dims(env)
+    unit_box = gym.spaces.Box(-1.0, 1.0, act_space.shape, np.float32)
+    buffer = ReplayBuffer(config.buffer_size, obs_space, unit_box, n_envs=env.num_envs, device=device,
+                          gamma=config.gamma, seed=seeds.sequence("replay"))
+    return buffer, Collector(env, buffer, noise, seeds=seeds)
+
+
+def noisy_actions(actor: nn.Module, obs: np.ndarray, noise: Any, device: torch.device, env_steps: int) -> np.ndarray:
+    """μ(s) plus exploration noise, clipped to the unit box (DDPG's and TD3's behaviour policy)."""
+    with torch.inference_mode():
+        mu = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+    if not np.isfinite(mu).all():
+        raise DivergenceError(f"the actor produced non-finite actions at env step {env_steps}")
+    return np.clip(mu + noise(), -1.0, 1.0)
+
+
 # ---------------------------------------------------------------- collection
 class Collector:
     """Steps a vector env (autoreset NEXT_STEP) with unit actions, stores the real transitions in the
@@ -158,17 +213,21 @@ class Collector:
     that ends the episode returns the true final observation, stored as next_obs with `terminated`
     and `truncated` kept apart (a truncated Pendulum episode still bootstraps). Exploration noise is
     reset at the envs that have just been handed their reset observation, so every episode's first
-    action starts from a fresh noise state.
+    action starts from a fresh noise state. `seeds` gives the uniform warm-up actions their stream
+    ("exploration") and the env its reset seeds ("env_reset", by env steps).
     """
 
-    def __init__(self, env: Any, buffer: Any, noise: Any = None):
+    def __init__(self, env: Any, buffer: Any, noise: Any = None, *, seeds: Seeds | None = None):
         if not isinstance(env, gym.vector.VectorEnv):
             raise TypeError("Collector needs a Gymnasium vector env (the registry marks DDPG/TD3/SAC vectorized)")
         if autoreset_mode(env) != gym.vector.AutoresetMode.NEXT_STEP:
             raise UsageError(f"DDPG/TD3/SAC need a vector env with NEXT_STEP autoreset; got {autoreset_mode(env)}.")
         self.env, self.buffer, self.noise = env, buffer, noise
+        self.seeds = Seeds(0) if seeds is None else seeds
+        self.rng = self.seeds.generator("exploration")  # uniform actions before learning starts
         self.n_envs = env.num_envs
         space = env.single_action_space
+        self.act_shape = (self.n_envs, *space.shape)
         self.low = space.low.astype(np.float32)
         self.high = space.high.astype(np.float32)
         self.obs: np.ndarray | None = None
@@ -183,13 +242,13 @@ class Collector:
         until `learning_starts`, then `agent.explore(obs)`; every `train_freq` vector steps
         `agent.train(n)`, n = gradient_steps (-1: one per env step since the last round)."""
         cfg = agent.cfg
-        if self.obs is None:
-            self.reset(seed=agent.seed + self.episodes)
+        if self.obs is None:  # the first call, or a resume whose env could not be saved: fresh episodes
+            self.reset(seed=self.seeds.integer("env_reset", self.env_steps))
         finished: list[Episode] = []
         start = self.env_steps
         for _ in range(-(-max_steps // self.n_envs)):
             if self.env_steps < cfg.learning_starts:
-                actions = agent.rng.uniform(-1.0, 1.0, (self.n_envs, agent.act_dim)).astype(np.float32)
+                actions = self.rng.uniform(-1.0, 1.0, self.act_shape).astype(np.float32)
             else:
                 actions = agent.explore(self.obs)
             finished += self.step(actions, agent.losses)
@@ -233,10 +292,11 @@ class Collector:
     def state_dict(self) -> dict[str, Any]:
         return {"obs": None if self.obs is None else np.array(self.obs), "autoreset": self.autoreset.copy(),
                 "ep_return": self.ep_return.copy(), "ep_length": self.ep_length.copy(),
-                "env_steps": self.env_steps, "episodes": self.episodes}
+                "env_steps": self.env_steps, "episodes": self.episodes, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
         self.env_steps, self.episodes = state["env_steps"], state["episodes"]
+        self.rng.bit_generator.state = state["rng"]
         if env_restored:
             self.obs = state["obs"]
             self.autoreset[:] = state["autoreset"]
@@ -244,3 +304,16 @@ class Collector:
             self.ep_length[:] = state["ep_length"]
         else:  # the env could not be saved: the next learn() starts fresh episodes
             self.obs = None
+
+    def replay_state(self) -> dict[str, Any]:
+        """Everything on the collection side of a resume state: the buffer, the noise and this collector."""
+        state = {"buffer": self.buffer.state_dict(), "collector": self.state_dict()}
+        if self.noise is not None:
+            state["noise"] = self.noise.state_dict()
+        return state
+
+    def load_replay_state(self, state: dict[str, Any], env_restored: bool = True) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        if self.noise is not None:
+            self.noise.load_state_dict(state["noise"])
+        self.load_state_dict(state["collector"], env_restored)

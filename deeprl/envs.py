@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import pickle
-import random
 from functools import partial
 from typing import Any, Literal
 
@@ -16,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from deeprl.errors import UsageError, did_you_mean
+from deeprl.seeding import global_rng_state, seed_everything, set_global_rng_state  # noqa: F401 (re-exported)
 
 _EXTRAS = {"box2d": "box2d", "mujoco": "mujoco", "ale_py": "atari", "Box2D": "box2d", "pygame": "classic-control"}
 
@@ -120,29 +120,6 @@ def make_vec_env(env_id: str, n_envs: int, *, vectorization: Literal["auto", "sy
 def autoreset_mode(venv: gym.vector.VectorEnv) -> gym.vector.AutoresetMode:
     """The vector env's autoreset mode (DESIGN.md, convention 3); NEXT_STEP when it does not say."""
     return venv.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's random, numpy's global RNG and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    import torch
-
-    torch.manual_seed(seed)
-
-
-def global_rng_state() -> dict[str, Any]:
-    import torch
-
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def set_global_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
 
 
 def env_state(env: Any) -> bytes | None:

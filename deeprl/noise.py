@@ -3,7 +3,8 @@
 Both work in the actor's unit action space [-1, 1] (the env's bounds are applied after the noise,
 by `deeprl.continuous.scale_action`), so `sigma` is a fraction of half the action range whatever
 the env's units. Each noise keeps one row of state per env of a vector env and its own numpy
-Generator, and `state_dict` holds both, so a resumed run draws the same noise.
+Generator (seeded with an int or a SeedSequence, e.g. `Seeds(seed).sequence("noise")`), and
+`state_dict` holds both, so a resumed run draws the same noise.
 
 Ornstein-Uhlenbeck (Uhlenbeck & Ornstein 1930; used by DDPG, Lillicrap et al. 2016, θ=0.15, σ=0.2)
 is temporally correlated: x ← x + θ(μ − x)dt + σ√dt·N(0, 1). Its state belongs to one episode:
@@ -20,7 +21,7 @@ import numpy as np
 class GaussianNoise:
     """Independent N(0, σ²) per step, env and action dimension (TD3's exploration, Fujimoto et al. 2018)."""
 
-    def __init__(self, sigma: float, shape: tuple[int, ...], seed: int | None = None):
+    def __init__(self, sigma: float, shape: tuple[int, ...], seed: int | np.random.SeedSequence | None = None):
         self.sigma, self.shape = float(sigma), tuple(shape)
         self.rng = np.random.default_rng(seed)
 
@@ -46,7 +47,7 @@ class OrnsteinUhlenbeckNoise:
     """
 
     def __init__(self, sigma: float, shape: tuple[int, ...], theta: float = 0.15, mu: float = 0.0,
-                 dt: float = 1.0, x0: float = 0.0, seed: int | None = None):
+                 dt: float = 1.0, x0: float = 0.0, seed: int | np.random.SeedSequence | None = None):
         self.sigma, self.theta, self.mu, self.dt, self.x0 = float(sigma), float(theta), float(mu), float(dt), float(x0)
         self.shape = tuple(shape)
         self.rng = np.random.default_rng(seed)
@@ -73,7 +74,7 @@ class OrnsteinUhlenbeckNoise:
 
 
 def make_noise(kind: str, sigma: float, shape: tuple[int, ...], *, theta: float = 0.15,
-               seed: int | None = None) -> GaussianNoise | OrnsteinUhlenbeckNoise:
+               seed: int | np.random.SeedSequence | None = None) -> GaussianNoise | OrnsteinUhlenbeckNoise:
     """The exploration noise named by `--noise` (gaussian or ou)."""
     if kind == "gaussian":
         return GaussianNoise(sigma, shape, seed=seed)

@@ -28,9 +28,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from deeprl.protocol import Episode
 from deeprl.envs import autoreset_mode
 from deeprl.nets import is_image_space
+from deeprl.protocol import Episode
+from deeprl.seeding import Seeds
 
 
 class RunningMeanStd:
@@ -99,11 +100,14 @@ class Policy(Protocol):
 
 
 class Rollout:
-    """A batch of n_steps x n_envs on-policy transitions, collected in pieces of any size."""
+    """A batch of n_steps x n_envs on-policy transitions, collected in pieces of any size. The env resets
+    from `seeds` ("env_reset", by env steps taken): at the start, and after a resume whose env could not
+    be saved (new episodes, not a replay of the first ones)."""
 
-    def __init__(self, env: Any, n_steps: int, device: torch.device | str = "cpu", *, seed: int = 0,
+    def __init__(self, env: Any, n_steps: int, device: torch.device | str = "cpu", *, seeds: Seeds | None = None,
                  obs_normalizer: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None):
-        self.env, self.n_steps, self.device, self.seed = env, n_steps, torch.device(device), seed
+        self.env, self.n_steps, self.device = env, n_steps, torch.device(device)
+        self.seeds = Seeds(0) if seeds is None else seeds
         self.n_envs = getattr(env, "num_envs", 1)
         obs_space = getattr(env, "single_observation_space", env.observation_space)
         act_space = getattr(env, "single_action_space", env.action_space)
@@ -139,7 +143,7 @@ class Rollout:
     def reset(self, seed: int | None = None) -> None:
         if autoreset_mode(self.env) != gym.vector.AutoresetMode.NEXT_STEP:
             raise ValueError(f"Rollout needs a vector env in NEXT_STEP autoreset mode, got {autoreset_mode(self.env)}")
-        obs, _ = self.env.reset(seed=self.seed if seed is None else seed)
+        obs, _ = self.env.reset(seed=self.seeds.integer("env_reset", self.env_steps) if seed is None else seed)
         self.next_obs = self._observe(obs)
         self.prev_done[:] = False
         self.ep_return[:] = 0.0
@@ -223,9 +227,8 @@ class Rollout:
             self.reward_scaler.load_state_dict(state["reward_scaler"])
         if len(state["prev_done"]) != self.n_envs:  # loaded beside another env (deeprl.load, for acting only)
             return
-        if not env_restored:
+        if not env_restored:  # the next collect() resets the env with this env_steps' seed
             self.t, self.next_obs = 0, None
-            self.seed = self.seed + self.env_steps  # new episodes, not a replay of the first ones
             return
         self.t = state["t"]
         for name in self._TENSORS:

@@ -19,7 +19,7 @@ import torch
 import deeprl
 from deeprl.algos.a3c import A3C
 from deeprl.config import A3CConfig
-from deeprl.envs import make_env
+from deeprl.envs import make_env, seed_everything
 from deeprl.errors import UsageError
 from deeprl.driver import build_config, resume
 from deeprl.rundir import load_resume_state
@@ -57,6 +57,7 @@ def _no_workers_left() -> bool:
     return not multiprocessing.active_children()
 
 
+@pytest.mark.slow
 def test_learns_cartpole_with_two_workers(tmp_path: Path, quiet: dict) -> None:
     # 16k steps: at 8k, one full-suite run in ~20 fell short (the workers' interleaving is not seeded)
     result = deeprl.train("a3c", "CartPole-v1", workers=2, total_steps=16_000, eval_every=2_000,
@@ -75,7 +76,7 @@ def test_learns_cartpole_with_two_workers(tmp_path: Path, quiet: dict) -> None:
 
 def test_one_worker_is_deterministic_and_chunk_invariant() -> None:
     def run(chunks: list[int]) -> tuple[list, dict]:
-        torch.manual_seed(3)  # the driver's seed_everything: the initial weights
+        seed_everything(3)  # as the driver does: the initial weights
         algo = A3C(A3CConfig(workers=1), make_env("CartPole-v1"), seed=3)
         try:
             episodes = []
@@ -152,8 +153,8 @@ def test_a_killed_worker_is_noticed_and_the_others_stopped() -> None:
     algo = A3C(A3CConfig(workers=2), make_env("CartPole-v1"), seed=0)
     try:
         algo.learn(100, None)
-        os.kill(algo._procs[0].pid, signal.SIGKILL)  # as the OOM killer would, between two chunks
-        algo._procs[0].join()
+        os.kill(algo.pool.procs[0].pid, signal.SIGKILL)  # as the OOM killer would, between two chunks
+        algo.pool.procs[0].join()
         start = time.monotonic()
         with pytest.raises(WorkerError, match=r"A3C worker 0 failed \(it exited with code -9 \(killed by signal 9\)\)"):
             algo.learn(1_000_000, None)

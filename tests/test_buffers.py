@@ -52,7 +52,7 @@ def _reference(transitions, n, gamma):
                     ended_term = bool(te2)
                     break
             if k is not None:
-                ref[tuple(obs)] = (a, ret, tuple(last_next), ended_term, gamma**k)
+                ref[tuple(obs)] = (a, ret, tuple(last_next), ended_term, k)
     return ref
 
 
@@ -76,19 +76,19 @@ def _check_against_reference(buf, split, n, gamma, batch=512):
     for key, steps in split.items():
         r = _reference({0: steps}, n, gamma)
         if key[1] == "open":  # an unfinished episode: only complete n-step windows are sampleable
-            r = {k: v for k, v in r.items() if np.isclose(v[4], gamma**n)}
+            r = {k: v for k, v in r.items() if v[4] == n}
         ref.update(r)
     b = buf.sample(batch)
-    assert b.obs.dtype == torch.float32 and b.actions.dtype == torch.int64
+    assert b.obs.dtype == torch.float32 and b.actions.dtype == torch.int64 and b.steps.dtype == torch.float32
     for i in range(batch):
         key = tuple(b.obs[i].tolist())
         assert key in ref, f"sampled a transition that is not a complete one: {key}"
-        a, ret, nxt, term, disc = ref[key]
+        a, ret, nxt, term, k = ref[key]
         assert b.actions[i].item() == a
         assert b.rewards[i].item() == pytest.approx(ret, abs=1e-5)
         assert tuple(b.next_obs[i].tolist()) == nxt
         assert b.terminated[i].item() == float(term)
-        assert b.discounts[i].item() == pytest.approx(disc)
+        assert b.steps[i].item() == k
     return ref
 
 
@@ -112,8 +112,8 @@ def test_terminated_and_truncated_kept_apart_one_step():
     buf.add(o + 5, [2], [2.0], o + 6, [False], [True])  # truncated: a new episode, then cut
     assert buf.terminated[0].sum() == 1 and buf.truncated[0].sum() == 1
     b = buf.sample(64)
-    by_action = {int(a): (float(t), float(d)) for a, t, d in zip(b.actions, b.terminated, b.discounts)}
-    assert by_action == {1: (1.0, pytest.approx(0.9)), 2: (0.0, pytest.approx(0.9))}
+    by_action = {int(a): (float(t), float(k)) for a, t, k in zip(b.actions, b.terminated, b.steps)}
+    assert by_action == {1: (1.0, 1.0), 2: (0.0, 1.0)}
 
 
 def test_n_step_hand_computed_episode_ends():
@@ -132,13 +132,13 @@ def test_n_step_hand_computed_episode_ends():
         b = buf.sample(16)
         for i in range(16):
             got[b.obs[i, 0].item()] = (b.rewards[i].item(), b.next_obs[i, 0].item(), b.terminated[i].item(),
-                                       b.discounts[i].item())
+                                       b.steps[i].item())
     assert got == {
-        0.0: (1 + 0.5 * 2 + 0.25 * 4, 3.0, 1.0, 0.125),   # three rewards, ends at the terminal state
-        1.0: (2 + 0.5 * 4, 3.0, 1.0, 0.25),               # cut after two: terminated, no bootstrap
-        2.0: (4.0, 3.0, 1.0, 0.5),
-        10.0: (8 + 0.5 * 16, 12.0, 0.0, 0.25),            # truncated: cut, but bootstraps from s=12
-        11.0: (16.0, 12.0, 0.0, 0.5),
+        0.0: (1 + 0.5 * 2 + 0.25 * 4, 3.0, 1.0, 3),   # three rewards, ends at the terminal state
+        1.0: (2 + 0.5 * 4, 3.0, 1.0, 2),              # cut after two: terminated, no bootstrap
+        2.0: (4.0, 3.0, 1.0, 1),
+        10.0: (8 + 0.5 * 16, 12.0, 0.0, 2),           # truncated: cut, but bootstraps from s=12 with γ²
+        11.0: (16.0, 12.0, 0.0, 1),
     }
 
 
@@ -200,9 +200,9 @@ def test_observation_that_does_not_continue_starts_a_new_stream():
     buf.add(obs(5), [0], [2.0], obs(6), [False], [False])
     buf.add(obs(6), [0], [4.0], obs(7), [False], [False])
     b = buf.sample(32)
-    got = {b.obs[i, 0].item(): (b.rewards[i].item(), b.next_obs[i, 0].item(), b.discounts[i].item())
+    got = {b.obs[i, 0].item(): (b.rewards[i].item(), b.next_obs[i, 0].item(), b.steps[i].item())
            for i in range(32)}
-    assert got == {0.0: (1.0, 1.0, 0.5), 5.0: (2 + 0.5 * 4, 7.0, 0.25)}
+    assert got == {0.0: (1.0, 1.0, 1), 5.0: (2 + 0.5 * 4, 7.0, 2)}
 
 
 # ---- frame stacks ---------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_frame_stacks_rebuilt_exactly_across_episodes_and_wraparound():
         o, n = b.obs[i].numpy(), b.next_obs[i].numpy()
         assert o.tobytes() in pairs, "a rebuilt stack that was never observed"
         n1, _ = pairs[o.tobytes()]
-        if b.discounts[i].item() == pytest.approx(0.5):  # one step (the episode ended)
+        if b.steps[i].item() == 1:  # one step (the episode ended)
             assert n.tobytes() == n1 and b.terminated[i].item() == 1.0
         else:
             n2, term2 = pairs[n1]

@@ -231,6 +231,7 @@ def test_pendulum_only_truncates_so_every_stored_transition_bootstraps():
 
 
 # --- learning, resume, errors ----------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("algo, steps", [("ddpg", 6000), ("td3", 8000), ("sac", 6000)])
 def test_learns_pendulum_with_a_short_budget(tmp_path, quiet, algo, steps):
     r = deeprl.train(algo, "Pendulum-v1", seed=0, total_steps=steps, stop_when_solved=True,

@@ -144,9 +144,9 @@ def test_n_step_reaches_the_buffer():
     agent = _agent(n_step=3, gamma=0.9)
     agent.learn(400, None)
     batch = agent.buffer.sample(256)
-    discounts = batch.discounts.numpy()
-    assert np.isclose(discounts[:, None], [0.9, 0.81, 0.729]).any(1).all()  # γ^k, k <= 3
-    assert np.isclose(discounts, 0.729).mean() > 0.5  # most windows do not reach an episode end
+    steps = batch.steps.numpy()
+    assert np.isin(steps, [1, 2, 3]).all()  # k <= 3 rewards summed
+    assert (steps == 3).mean() > 0.5  # most windows do not reach an episode end
 
 
 def test_resume_in_process_matches_uninterrupted(tmp_path):
@@ -222,6 +222,7 @@ def test_atari_observations_and_life_loss_terminal():
 
 # ---- learning ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cartpole_preset_learns(tmp_path):
     """The default CartPole preset's greedy policy passes 200 (random play: ~20) within 27.5k steps.
     (The full criterion, 475 within 100k steps in 4 of 5 seeds, is measured in benchmarks/dqn_cartpole.py.)"""

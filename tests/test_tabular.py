@@ -66,6 +66,7 @@ def frozen_lake_optimum():
     return model, optimal
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo, tolerance", [("q-learning", 0.03), ("expected-sarsa", 0.06)])
 def test_frozen_lake_success_rate_close_to_the_optimal_policy(tmp_path, frozen_lake_optimum, algo, tolerance):
     """Slippery FrozenLake: the learned greedy policy succeeds about as often as the exact optimum,

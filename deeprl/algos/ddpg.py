@@ -13,52 +13,40 @@ steps of uniform random actions. Actions live in [-1, 1] and are scaled to the e
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from deeprl.protocol import Episode
-from deeprl.buffers import ReplayBuffer
 from deeprl.config import DDPGConfig
-from deeprl.continuous import (Collector, DeterministicActor, QEnsemble, check_losses, flat_dims, frozen,
-                               scale_action)
-from deeprl.errors import DivergenceError
+from deeprl.continuous import (check_losses, deterministic_nets, exploration_noise, flat_dims, frozen, noisy_actions,
+                               replay_collector, scale_action)
 from deeprl.math import ddpg_target
-from deeprl.nets import adam, soft_update
-from deeprl.noise import make_noise
+from deeprl.nets import soft_update
+from deeprl.protocol import Episode
+from deeprl.seeding import Seeds
+
+_NETS = ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt")
 
 
 class DDPG:
     metric_names = ("critic_loss", "actor_loss")
-    n_critics = 1  # TD3 (a subclass) keeps everything here but the update, with twin critics
 
     def __init__(self, config: DDPGConfig, env: Any, *, seed: int, device: Any = "cpu"):
         self.cfg, self.env, self.seed = config, env, seed
         self.device = torch.device(device)
-        obs_space, act_space, obs_dim, self.act_dim = flat_dims(env)
+        seeds = Seeds(seed)
+        _, act_space, _, self.act_dim = flat_dims(env)
         self.low, self.high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
-        hidden = tuple(config.hidden)
-        self.actor = DeterministicActor(obs_dim, self.act_dim, hidden).to(self.device)
-        self.critic = QEnsemble(obs_dim, self.act_dim, hidden, n=self.n_critics).to(self.device)
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = adam(self.actor.parameters(), config.actor_lr, self.device)
-        self.critic_opt = adam(self.critic.parameters(), config.critic_lr, self.device)
-        self.rng = np.random.default_rng(seed)  # uniform actions before learning starts
+        (self.actor, self.critic, self.actor_target, self.critic_target,
+         self.actor_opt, self.critic_opt) = deterministic_nets(config, env, n_critics=1, device=self.device)
         self.updates = 0
         self.losses = (float("nan"), float("nan"))  # the last round's, for metrics.csv
-        self.collector = None
+        self.noise = self.buffer = self.collector = None
         if isinstance(env, gym.vector.VectorEnv):  # deeprl.load gives a single env: policy only, no buffer
-            n = env.num_envs
-            self.noise = make_noise(config.noise, config.noise_sigma, (n, self.act_dim), theta=config.noise_theta,
-                                    seed=seed + 1)
-            unit_box = gym.spaces.Box(-1.0, 1.0, act_space.shape, np.float32)  # the buffer stores unit actions
-            self.buffer = ReplayBuffer(config.buffer_size, obs_space, unit_box, n_envs=n, device=self.device,
-                                       gamma=config.gamma, seed=seed + 2)
-            self.collector = Collector(env, self.buffer, self.noise)
+            self.noise = exploration_noise(config, env, seeds)
+            self.buffer, self.collector = replay_collector(config, env, seeds, self.device, self.noise)
 
     @torch.inference_mode()
     def policy(self, obs: np.ndarray) -> np.ndarray:
@@ -71,19 +59,16 @@ class DDPG:
 
     def explore(self, obs: np.ndarray) -> np.ndarray:
         """μ(s) plus exploration noise, clipped to the unit box (after learning_starts)."""
-        with torch.inference_mode():
-            mu = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
-        if not np.isfinite(mu).all():
-            raise DivergenceError(f"the actor produced non-finite actions at env step {self.collector.env_steps}")
-        return np.clip(mu + self.noise(), -1.0, 1.0)
+        return noisy_actions(self.actor, obs, self.noise, self.device, self.collector.env_steps)
 
     def train(self, n_updates: int) -> None:
         """n_updates gradient steps on the critic and the actor, each on its own minibatch."""
         for mb in self.buffer.minibatches(n_updates, self.cfg.batch_size):
             # Critic: regress Q(s, a) onto y = r + γ (1 − terminated) Q'(s', μ'(s')).
+            discounts = self.cfg.gamma ** mb.steps  # γ^k, k = rewards in r (1: no n-step returns here)
             with torch.no_grad():
                 q_next = self.critic_target(mb.next_obs, self.actor_target(mb.next_obs))[0]
-                td_target = ddpg_target(mb.rewards, q_next, mb.discounts, mb.terminated)
+                td_target = ddpg_target(mb.rewards, q_next, discounts, mb.terminated)
             q = self.critic(mb.obs, mb.actions)[0]
             critic_loss = (q - td_target).pow(2).mean()
             self.critic_opt.zero_grad(set_to_none=True)
@@ -110,23 +95,15 @@ class DDPG:
         self.actor.load_state_dict(state["actor"])
 
     def state_dict(self) -> dict[str, Any]:
-        state = {
-            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-            "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
-            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-            "rng": self.rng.bit_generator.state, "updates": self.updates, "losses": self.losses,
-        }
+        state = {name: getattr(self, name).state_dict() for name in _NETS}
+        state.update(updates=self.updates, losses=self.losses)
         if self.collector is not None:
-            state.update(buffer=self.buffer.state_dict(), noise=self.noise.state_dict(),
-                         collector=self.collector.state_dict())
+            state.update(self.collector.replay_state())
         return state
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
-        for name in ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt"):
+        for name in _NETS:
             getattr(self, name).load_state_dict(state[name])
-        self.rng.bit_generator.state = state["rng"]
         self.updates, self.losses = state["updates"], tuple(state["losses"])
         if self.collector is not None:
-            self.buffer.load_state_dict(state["buffer"])
-            self.noise.load_state_dict(state["noise"])
-            self.collector.load_state_dict(state["collector"], env_restored)
+            self.collector.load_replay_state(state, env_restored)

@@ -11,7 +11,8 @@ The bootstrap is cut at termination only: a time-limit truncation keeps γ max_a
 Extensions, each a flag: --double (van Hasselt et al. 2016, the online net picks the action and the
 target net values it), --dueling (Wang et al. 2016, q = V + A − mean_a A), --prioritized (Schaul et
 al. 2016; the buffer samples P(i) ∝ |δ_i|^α and returns importance weights, β annealed here),
---n-step N (the buffer returns r = Σ_{j<k} γ^j r_{t+j}, s_{t+k} and γ^k; Sutton & Barto ch. 7).
+--n-step N (the buffer returns r = Σ_{j<k} γ^j r_{t+j}, s_{t+k} and k, and the update bootstraps with
+γ^k; Sutton & Barto ch. 7).
 Atari: --clip-rewards learns from sign(r) and --life-loss-terminal treats a lost life as the end
 of the episode for the TD target only: the env plays on, so metrics.csv and evaluations report real
 game scores. The replay buffer is deeprl.buffers.ReplayBuffer; the networks come from deeprl.nets.
@@ -36,6 +37,7 @@ from deeprl.envs import autoreset_mode
 from deeprl.errors import DivergenceError, UsageError
 from deeprl.math import double_dqn_target, dqn_target, linear_schedule
 from deeprl.nets import adam, layer_init, make_encoder, soft_update
+from deeprl.seeding import Seeds
 
 
 class QNetwork(nn.Module):
@@ -61,7 +63,7 @@ class DQN:
     metric_names = ("epsilon", "loss")
 
     def __init__(self, config: DQNConfig, env: Any, *, seed: int, device: Any = "cpu"):
-        self.cfg, self.env, self.seed = config, env, seed
+        self.cfg, self.env, self.seed, self.seeds = config, env, seed, Seeds(seed)
         self.device = torch.device(device)
         obs_space = getattr(env, "single_observation_space", env.observation_space)
         act_space = getattr(env, "single_action_space", env.action_space)
@@ -70,7 +72,7 @@ class DQN:
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)  # w⁻
         self.params = list(self.q.parameters())
         self.optimizer = adam(self.q.parameters(), config.learning_rate, self.device)
-        self.rng = np.random.default_rng(seed)  # exploration
+        self.rng = self.seeds.generator("exploration")  # ε-greedy
         self.env_steps = self.vec_steps = self.updates = self.episodes = 0
         self.last_target_update = 0
         self.loss = torch.zeros((), device=self.device)  # the last update's loss, read at episode ends
@@ -79,9 +81,11 @@ class DQN:
             if autoreset_mode(env) != gym.vector.AutoresetMode.NEXT_STEP:
                 raise UsageError(f"DQN needs a vector env with NEXT_STEP autoreset; got {autoreset_mode(env)}.")
             n = env.num_envs
+            # The buffer's γ sums the n-step rewards (its only use); _update bootstraps with γ^k itself.
             self.buffer = ReplayBuffer(config.buffer_size, obs_space, act_space, n_envs=n, device=self.device,
                                        n_step=config.n_step, gamma=config.gamma, prioritized=config.prioritized,
-                                       alpha=config.priority_alpha, beta=config.priority_beta, seed=seed + 1)
+                                       alpha=config.priority_alpha, beta=config.priority_beta,
+                                       seed=self.seeds.sequence("replay"))
             self.autoreset = np.zeros(n, dtype=bool)  # env i's next step only returns its reset observation
             self.ep_return = np.zeros(n)
             self.ep_length = np.zeros(n, dtype=np.int64)
@@ -100,8 +104,8 @@ class DQN:
     def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
         cfg, env = self.cfg, self.env
         n = env.num_envs
-        if self.obs is None:
-            self.obs, info = env.reset(seed=self.seed + self.episodes)
+        if self.obs is None:  # the first call, or a resume whose env could not be saved: fresh episodes
+            self.obs, info = env.reset(seed=self.seeds.integer("env_reset", self.env_steps))
             self.autoreset[:] = False
             self.ep_return[:], self.ep_length[:] = 0.0, 0
             self.lives[:] = info.get("lives", 0)
@@ -158,16 +162,16 @@ class DQN:
         cfg = self.cfg
         beta = linear_schedule(cfg.priority_beta, 1.0, cfg.priority_beta_steps, self.env_steps)
         batch = self.buffer.sample(cfg.batch_size, beta=beta)
+        discounts = cfg.gamma ** batch.steps  # γ^k: the buffer summed k rewards (k = n_step, fewer at an end)
         with torch.no_grad():
             q_next_target = self.q_target(batch.next_obs)
         if cfg.double:  # one forward of the online net over s and s' together (half the call overhead)
             q_both = self.q(torch.cat([batch.obs, batch.next_obs]))
             q_all, q_next_online = q_both[:cfg.batch_size], q_both[cfg.batch_size:].detach()
-            td_target = double_dqn_target(batch.rewards, q_next_online, q_next_target, batch.discounts,
-                                          batch.terminated)
+            td_target = double_dqn_target(batch.rewards, q_next_online, q_next_target, discounts, batch.terminated)
         else:
             q_all = self.q(batch.obs)
-            td_target = dqn_target(batch.rewards, q_next_target, batch.discounts, batch.terminated)
+            td_target = dqn_target(batch.rewards, q_next_target, discounts, batch.terminated)
         q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # q(s, a; w)
         delta = td_target - q
         if cfg.loss == "huber":

@@ -20,6 +20,7 @@ from deeprl.protocol import Episode
 from deeprl.errors import DivergenceError
 from deeprl.nets import ActorCritic, adam, is_image_space
 from deeprl.rollout import ObsNormalizer, RewardScaler, Rollout
+from deeprl.seeding import Seeds
 
 
 class OnPolicyAgent(abc.ABC):
@@ -38,7 +39,7 @@ class OnPolicyAgent(abc.ABC):
             if cfg.normalize_obs and not is_image_space(obs_space) else None
         n_envs = getattr(env, "num_envs", 1)
         reward_scaler = RewardScaler(n_envs, cfg.gamma) if cfg.scale_rewards else None
-        self.rollout = Rollout(env, cfg.n_steps, self.device, seed=seed, obs_normalizer=self.obs_normalizer,
+        self.rollout = Rollout(env, cfg.n_steps, self.device, seeds=Seeds(seed), obs_normalizer=self.obs_normalizer,
                                reward_scaler=reward_scaler)
         self.optimizer = self.make_optimizer()
         self.updates = 0
@@ -74,8 +75,9 @@ class OnPolicyAgent(abc.ABC):
                 self.updates += 1
                 rollout.clear()
                 if not all(math.isfinite(m) for m in metrics):
-                    raise DivergenceError(f"non-finite loss after update {self.updates} "
-                                          f"({dict(zip(self.metric_names, metrics))})")
+                    raise DivergenceError(f"non-finite loss after update {self.updates} at env step "
+                                          f"{rollout.env_steps} ({dict(zip(self.metric_names, metrics))}); "
+                                          "try a smaller learning rate")
                 self.last_metrics = metrics
             if max_episodes is not None and len(finished) >= max_episodes:
                 break

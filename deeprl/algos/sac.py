@@ -20,14 +20,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from deeprl.protocol import Episode
-from deeprl.buffers import ReplayBuffer
 from deeprl.config import SACConfig
-from deeprl.continuous import (Collector, QEnsemble, SquashedGaussianActor, check_losses, flat_dims, frozen,
-                               scale_action)
+from deeprl.continuous import QEnsemble, SquashedGaussianActor, check_losses, flat_dims, frozen, replay_collector, \
+    scale_action
 from deeprl.errors import DivergenceError
 from deeprl.math import sac_target
 from deeprl.nets import adam, soft_update
+from deeprl.protocol import Episode
+from deeprl.seeding import Seeds
 
 
 class SAC:
@@ -36,7 +36,8 @@ class SAC:
     def __init__(self, config: SACConfig, env: Any, *, seed: int, device: Any = "cpu"):
         self.cfg, self.env, self.seed = config, env, seed
         self.device = torch.device(device)
-        obs_space, act_space, obs_dim, self.act_dim = flat_dims(env)
+        seeds = Seeds(seed)
+        _, act_space, obs_dim, self.act_dim = flat_dims(env)
         self.low, self.high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
         hidden = tuple(config.hidden)
         self.actor = SquashedGaussianActor(obs_dim, self.act_dim, hidden).to(self.device)
@@ -51,16 +52,12 @@ class SAC:
                               + ([{"params": [self.log_alpha], "lr": config.alpha_lr}] if config.autotune else []),
                               config.actor_lr, self.device)
         self.alpha = self.log_alpha.detach().exp()
-        self.rng = np.random.default_rng(seed)  # uniform actions before learning starts
-        self.generator = torch.Generator(self.device).manual_seed(seed)  # the policy's ε, in acting and training
+        self.generator = seeds.torch_generator("policy", self.device)  # the policy's ε, in acting and training
         self.updates = 0
         self.losses = (float("nan"), float("nan"), config.alpha)
-        self.collector = None
+        self.buffer = self.collector = None
         if isinstance(env, gym.vector.VectorEnv):  # deeprl.load gives a single env: policy only, no buffer
-            unit_box = gym.spaces.Box(-1.0, 1.0, act_space.shape, np.float32)  # the buffer stores unit actions
-            self.buffer = ReplayBuffer(config.buffer_size, obs_space, unit_box, n_envs=env.num_envs,
-                                       device=self.device, gamma=config.gamma, seed=seed + 2)
-            self.collector = Collector(env, self.buffer)
+            self.buffer, self.collector = replay_collector(config, env, seeds, self.device)
 
     @torch.inference_mode()
     def policy(self, obs: np.ndarray) -> np.ndarray:
@@ -85,10 +82,11 @@ class SAC:
         cfg = self.cfg
         for mb in self.buffer.minibatches(n_updates, cfg.batch_size):
             # Critics: soft target with a fresh a' ~ π(·|s') and its entropy bonus −α log π(a'|s').
+            discounts = cfg.gamma ** mb.steps  # γ^k, k = rewards in r (1: no n-step returns here)
             with torch.no_grad():
                 next_actions, next_log_prob = self.actor.sample(mb.next_obs, self.generator)
                 q1_next, q2_next = self.critic_target(mb.next_obs, next_actions)
-                td_target = sac_target(mb.rewards, q1_next, q2_next, next_log_prob, self.alpha, mb.discounts,
+                td_target = sac_target(mb.rewards, q1_next, q2_next, next_log_prob, self.alpha, discounts,
                                        mb.terminated)
             q = self.critic(mb.obs, mb.actions)  # (2, batch)
             critic_loss = (q - td_target).pow(2).mean(dim=1).sum()
@@ -129,12 +127,11 @@ class SAC:
             "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
             "critic_target": self.critic_target.state_dict(),
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-            "log_alpha": self.log_alpha.detach().cpu(),
-            "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
+            "log_alpha": self.log_alpha.detach().cpu(), "generator": self.generator.get_state(),
             "updates": self.updates, "losses": self.losses,
         }
         if self.collector is not None:
-            state.update(buffer=self.buffer.state_dict(), collector=self.collector.state_dict())
+            state.update(self.collector.replay_state())
         return state
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
@@ -143,9 +140,7 @@ class SAC:
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.alpha = self.log_alpha.detach().exp()
-        self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
         self.updates, self.losses = state["updates"], tuple(state["losses"])
         if self.collector is not None:
-            self.buffer.load_state_dict(state["buffer"])
-            self.collector.load_state_dict(state["collector"], env_restored)
+            self.collector.load_replay_state(state, env_restored)

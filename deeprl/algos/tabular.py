@@ -18,6 +18,7 @@ import numpy as np
 
 from deeprl.protocol import Episode
 from deeprl.config import TabularConfig
+from deeprl.seeding import Seeds
 from deeprl.envs import ObservationIndex
 from deeprl.math import (
     discounted_returns,
@@ -38,11 +39,11 @@ class TabularAgent:
     metric_names = ("epsilon",)
 
     def __init__(self, method: Method, config: TabularConfig, env: gym.Env, *, seed: int, device: Any = None):
-        self.method, self.cfg, self.env, self.seed = method, config, env, seed
+        self.method, self.cfg, self.env, self.seed, self.seeds = method, config, env, seed, Seeds(seed)
         self.index = ObservationIndex(env.observation_space)
         self.n_actions = int(env.action_space.n)
         self.q = np.full((self.index.n, self.n_actions), config.q_init, dtype=np.float64)
-        self.rng = np.random.default_rng(seed)
+        self.rng = self.seeds.generator("exploration")  # the ε-greedy behaviour policy
         self.env_steps = 0
         self.episodes = 0
         self.epsilon = epsilon_at(config.epsilon_schedule, config.epsilon, config.epsilon_final,
@@ -88,7 +89,7 @@ class TabularAgent:
         gamma, alpha = cfg.gamma, cfg.alpha
         finished: list[Episode] = []
         if self.state is None:
-            self._start_episode(seed=self.seed)
+            self._start_episode(seed=self.seeds.integer("env_reset", self.env_steps))
         for step in range(max_steps):
             s = self.state
             a = self.next_action if method == "sarsa" else self.behaviour(s)
@@ -164,7 +165,7 @@ class TabularAgent:
                     "ep_length", "trajectory"):
             setattr(self, key, state[key])
         if not env_restored:  # the env could not be saved: drop the episode in progress
-            self._start_episode(seed=self.seed + self.episodes)
+            self._start_episode(seed=self.seeds.integer("env_reset", self.env_steps))
 
 
 def Sarsa(config: TabularConfig, env: gym.Env, **kw: Any) -> TabularAgent:

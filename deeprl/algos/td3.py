@@ -9,42 +9,75 @@ DDPG (notes, "DDPG") overestimates Q, and the actor exploits the overestimate. T
                               critic updates, and the actor ascends Q_1(s, μ(s)) alone.
 
 Both critics regress onto the same y. Terminated (not truncated) transitions stop the bootstrap.
-Everything but the update (networks, noise, replay, collection, the saved state) is DDPG's: TD3
-subclasses it with twin critics and writes its own `train`.
+The networks (μ, twin critics in one QEnsemble, their targets), the exploration noise, the replay
+buffer and the collector are built as DDPG's are, by the functions of deeprl/continuous.py; this file
+holds what is TD3's own: the smoothing noise's generator and the update.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import torch
 
-from deeprl.algos.ddpg import DDPG
 from deeprl.config import TD3Config
-from deeprl.continuous import check_losses, frozen
+from deeprl.continuous import (check_losses, deterministic_nets, exploration_noise, flat_dims, frozen, noisy_actions,
+                               replay_collector, scale_action)
 from deeprl.math import smoothed_target_actions, td3_target
 from deeprl.nets import soft_update
+from deeprl.protocol import Episode
+from deeprl.seeding import Seeds
+
+_NETS = ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt")
 
 
-class TD3(DDPG):
-    n_critics = 2  # Q_1 and Q_2, one batched QEnsemble
+class TD3:
+    metric_names = ("critic_loss", "actor_loss")
 
     def __init__(self, config: TD3Config, env: Any, *, seed: int, device: Any = "cpu"):
-        super().__init__(config, env, seed=seed, device=device)
-        self.generator = torch.Generator(self.device).manual_seed(seed)  # target smoothing noise ε
+        self.cfg, self.env, self.seed = config, env, seed
+        self.device = torch.device(device)
+        seeds = Seeds(seed)
+        _, act_space, _, self.act_dim = flat_dims(env)
+        self.low, self.high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
+        (self.actor, self.critic, self.actor_target, self.critic_target,   # Q_1 and Q_2: one batched QEnsemble
+         self.actor_opt, self.critic_opt) = deterministic_nets(config, env, n_critics=2, device=self.device)
+        self.generator = seeds.torch_generator("target_smoothing", self.device)  # target smoothing noise ε
+        self.updates = 0
         self.actor_loss = torch.zeros((), device=self.device)  # 0 until the first (delayed) actor update
+        self.losses = (float("nan"), float("nan"))  # the last round's, for metrics.csv
+        self.noise = self.buffer = self.collector = None
+        if isinstance(env, gym.vector.VectorEnv):  # deeprl.load gives a single env: policy only, no buffer
+            self.noise = exploration_noise(config, env, seeds)
+            self.buffer, self.collector = replay_collector(config, env, seeds, self.device, self.noise)
+
+    @torch.inference_mode()
+    def policy(self, obs: np.ndarray) -> np.ndarray:
+        """μ(s) scaled to the env's bounds, for a batch of observations (deterministic)."""
+        unit = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
+        return scale_action(unit, self.low, self.high)
+
+    def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
+        return self.collector.run(self, max_steps, max_episodes)
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """μ(s) plus exploration noise, clipped to the unit box (after learning_starts)."""
+        return noisy_actions(self.actor, obs, self.noise, self.device, self.collector.env_steps)
 
     def train(self, n_updates: int) -> None:
         """n_updates critic updates (each on its own minibatch); the actor on every policy_delay-th."""
         cfg = self.cfg
         for mb in self.buffer.minibatches(n_updates, cfg.batch_size):
             # Critics: both regress onto the clipped double-Q target at the smoothed target action.
+            discounts = cfg.gamma ** mb.steps  # γ^k, k = rewards in r (1: no n-step returns here)
             with torch.no_grad():
                 eps = torch.randn(mb.actions.shape, generator=self.generator, device=self.device)
                 next_actions = smoothed_target_actions(self.actor_target(mb.next_obs), cfg.target_policy_noise * eps,
                                                        cfg.target_noise_clip)
                 q1_next, q2_next = self.critic_target(mb.next_obs, next_actions)
-                td_target = td3_target(mb.rewards, q1_next, q2_next, mb.discounts, mb.terminated)
+                td_target = td3_target(mb.rewards, q1_next, q2_next, discounts, mb.terminated)
             q = self.critic(mb.obs, mb.actions)  # (2, batch)
             critic_loss = (q - td_target).pow(2).mean(dim=1).sum()  # MSE of Q_1 plus MSE of Q_2
             self.critic_opt.zero_grad(set_to_none=True)
@@ -65,10 +98,25 @@ class TD3(DDPG):
         self.losses = tuple(check_losses(torch.stack([critic_loss.detach(), self.actor_loss]),
                                          ("critic loss", "actor loss"), self.updates, self.collector.env_steps))
 
+    def policy_state(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict()}
+
+    def load_policy_state(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "generator": self.generator.get_state(), "actor_loss": self.actor_loss.cpu()}
+        state = {name: getattr(self, name).state_dict() for name in _NETS}
+        state.update(updates=self.updates, losses=self.losses, generator=self.generator.get_state(),
+                     actor_loss=self.actor_loss.cpu())
+        if self.collector is not None:
+            state.update(self.collector.replay_state())
+        return state
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
-        super().load_state_dict(state, env_restored)
+        for name in _NETS:
+            getattr(self, name).load_state_dict(state[name])
+        self.updates, self.losses = state["updates"], tuple(state["losses"])
         self.generator.set_state(state["generator"])
         self.actor_loss = state["actor_loss"].to(self.device)
+        if self.collector is not None:
+            self.collector.load_replay_state(state, env_restored)

@@ -61,7 +61,8 @@ def td_update(q_old: float, target: float, alpha: float) -> float:
 
 # --- Continuous control: the critic targets of DDPG, TD3 and SAC (notes, "DDPG") ---------------------
 # Batched over transitions (torch tensors or numpy arrays). `discounts` is γ, or the per-transition
-# γ^k a k-step buffer returns. `terminated` is 1.0 only where the episode *terminated*: the notes'
+# γ^k of k-step returns (the update computes `gamma ** batch.steps`, k being the number of rewards the
+# buffer summed). `terminated` is 1.0 only where the episode *terminated*: the notes'
 # `(1 - dones)` must not include time-limit truncations (erratum), which still bootstrap.
 
 
@@ -97,7 +98,8 @@ def smoothed_target_actions(target_actions, noise, noise_clip, low=-1.0, high=1.
 
 
 # --- DQN (notes, "Deep QRLN"): batched over transitions, torch tensors or numpy arrays ---------------
-# `q_next_*` are (batch, n_actions) action values at s'. `discounts` is γ, or γ^k for k-step returns.
+# `q_next_*` are (batch, n_actions) action values at s'. `discounts` is γ, or γ^k for k-step returns
+# (the update computes `gamma ** batch.steps`).
 
 
 def dqn_target(rewards, q_next_target, discounts, terminated):
