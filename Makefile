@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deeprl-installed
 
-.PHONY: install run test test-fast bench docs clean
+.PHONY: install run test test-fast lint format bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# ruff: lint (pyflakes, pycodestyle, import order, bugbear, pyupgrade) and the formatter's check; CI runs it.
+LINTED := deeprl tests benchmarks docs notebooks
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix $(LINTED)
+	$(VENV)/bin/ruff format $(LINTED)
 
 bench: $(STAMP)
 	$(PY) benchmarks/tabular_throughput.py

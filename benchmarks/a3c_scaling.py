@@ -49,8 +49,10 @@ class SlowCartPole(gym.Wrapper):
 def machine() -> str:
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
-    return (f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}; python "
-            f"{platform.python_version()}, torch {torch.__version__}, gymnasium {gym.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}; python "
+        f"{platform.python_version()}, torch {torch.__version__}, gymnasium {gym.__version__}"
+    )
 
 
 def learn_rate(env_id: str, workers: int, steps: int, seed: int, start_method: str = "fork") -> float:
@@ -69,8 +71,12 @@ def learn_rate(env_id: str, workers: int, steps: int, seed: int, start_method: s
 def scaling(args: argparse.Namespace) -> None:
     rows = []
     for ms in args.sleep_ms:
-        gym.register(f"deeprl-bench/SlowCartPole-{ms:g}ms-v1", entry_point=SlowCartPole, max_episode_steps=500,
-                     kwargs={"sleep_s": ms / 1000})
+        gym.register(
+            f"deeprl-bench/SlowCartPole-{ms:g}ms-v1",
+            entry_point=SlowCartPole,
+            max_episode_steps=500,
+            kwargs={"sleep_s": ms / 1000},
+        )
         rows.append((f"deeprl-bench/SlowCartPole-{ms:g}ms-v1", f"CartPole-v1 + {ms:g} ms sleep per step"))
     rows.append(("CartPole-v1", "CartPole-v1"))
     rates: dict[tuple[str, int], list[float]] = {}
@@ -85,8 +91,10 @@ def scaling(args: argparse.Namespace) -> None:
     print("|---|" + "---:|" * len(args.workers))
     for env_id, label in rows:
         base = statistics.median(rates[(env_id, args.workers[0])])
-        cells = [f"{statistics.median(rates[(env_id, w)]):,.0f} ({statistics.median(rates[(env_id, w)]) / base:.2f}x)"
-                 for w in args.workers]
+        cells = [
+            f"{statistics.median(rates[(env_id, w)]):,.0f} ({statistics.median(rates[(env_id, w)]) / base:.2f}x)"
+            for w in args.workers
+        ]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
@@ -109,22 +117,38 @@ def solve(args: argparse.Namespace) -> None:
     results = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as d:
-            s = deeprl.train("a3c", "CartPole-v1", workers=args.workers[0], total_steps=args.budget,
-                             eval_every=args.eval_every, stop_when_solved=True, seed=seed,
-                             run_dir=f"{d}/run", progress="off").summary
+            s = deeprl.train(
+                "a3c",
+                "CartPole-v1",
+                workers=args.workers[0],
+                total_steps=args.budget,
+                eval_every=args.eval_every,
+                stop_when_solved=True,
+                seed=seed,
+                run_dir=f"{d}/run",
+                progress="off",
+            ).summary
         results.append(s)
-        print(f"seed {seed}: solved={s['solved']} at {s['solved_at_env_steps']} steps, "
-              f"{s['solved_at_wall_s']} s ({s['steps_per_s']} steps/s)", file=sys.stderr, flush=True)
+        print(
+            f"seed {seed}: solved={s['solved']} at {s['solved_at_env_steps']} steps, "
+            f"{s['solved_at_wall_s']} s ({s['steps_per_s']} steps/s)",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"Machine: {machine()}\n")
     print("| seed | solved | env steps to solve | train seconds to solve | steps/s |\n|---|---|---:|---:|---:|")
     for seed, s in zip(args.seeds, results):
-        print(f"| {seed} | {'yes' if s['solved'] else 'no'} | {s['solved_at_env_steps'] or '-'} | "
-              f"{s['solved_at_wall_s'] if s['solved'] else '-'} | {s['steps_per_s']:,.0f} |")
+        print(
+            f"| {seed} | {'yes' if s['solved'] else 'no'} | {s['solved_at_env_steps'] or '-'} | "
+            f"{s['solved_at_wall_s'] if s['solved'] else '-'} | {s['steps_per_s']:,.0f} |"
+        )
     solved = [s for s in results if s["solved"]]
     if solved:
-        print(f"\nSolved {len(solved)}/{len(results)} within {args.budget:,} env steps; median over the solved "
-              f"seeds: {statistics.median(s['solved_at_env_steps'] for s in solved):,.0f} env steps, "
-              f"{statistics.median(s['solved_at_wall_s'] for s in solved):.1f} s.")
+        print(
+            f"\nSolved {len(solved)}/{len(results)} within {args.budget:,} env steps; median over the solved "
+            f"seeds: {statistics.median(s['solved_at_env_steps'] for s in solved):,.0f} env steps, "
+            f"{statistics.median(s['solved_at_wall_s'] for s in solved):.1f} s."
+        )
     else:
         print(f"\nSolved 0/{len(results)} within {args.budget:,} env steps.")
 

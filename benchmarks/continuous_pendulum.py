@@ -36,18 +36,26 @@ def median_inf(values: list[float | None]) -> float:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| algo | deeprl s to solve | SB3 s to solve | SB3 / deeprl | deeprl steps | SB3 steps | "
-             "deeprl solved | SB3 solved |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| algo | deeprl s to solve | SB3 s to solve | SB3 / deeprl | deeprl steps | SB3 steps | "
+        "deeprl solved | SB3 solved |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for algo in ALGOS:
         d = [r for r in results if r["algo"] == algo and r["library"] == "deeprl"]
         s = [r for r in results if r["algo"] == algo and r["library"] == "sb3"]
         if not d and not s:
             continue
         dt, st = median_inf([r.get("solved_at_wall_s") for r in d]), median_inf([r.get("solved_at_wall_s") for r in s])
-        ds, ss = median_inf([r.get("solved_at_env_steps") for r in d]), median_inf([r.get("solved_at_env_steps") for r in s])
+        ds, ss = (
+            median_inf([r.get("solved_at_env_steps") for r in d]),
+            median_inf([r.get("solved_at_env_steps") for r in s]),
+        )
         ratio = st / dt if d and s and math.isfinite(dt) and dt > 0 else math.nan
         solved = lambda rs: f"{sum(r.get('solved_at_wall_s') is not None for r in rs)}/{len(rs)}"
-        lines.append(f"| {algo} | {dt:.2f} | {st:.2f} | {ratio:.1f}x | {ds:,.0f} | {ss:,.0f} | {solved(d)} | {solved(s)} |")
+        lines.append(
+            f"| {algo} | {dt:.2f} | {st:.2f} | {ratio:.1f}x | {ds:,.0f} | {ss:,.0f} | {solved(d)} | {solved(s)} |"
+        )
     return "\n".join(lines)
 
 
@@ -73,11 +81,15 @@ def main() -> None:
                 results.append(r)
                 with open(args.jsonl, "a") as f:
                     f.write(json.dumps(r) + "\n")
-                print(f"[{time.perf_counter() - started:6.0f} s] seed {seed} {lib:6s} {algo}: "
-                      f"{r.get('error') or (r['solved_at_wall_s'], r['solved_at_env_steps'], r['final_return'])}",
-                      flush=True)
-    print(f"\nMachine: {machine_line()}\nMedians over {args.seeds} seeds (unsolved = inf); "
-          f"total {time.perf_counter() - started:.0f} s\n")
+                print(
+                    f"[{time.perf_counter() - started:6.0f} s] seed {seed} {lib:6s} {algo}: "
+                    f"{r.get('error') or (r['solved_at_wall_s'], r['solved_at_env_steps'], r['final_return'])}",
+                    flush=True,
+                )
+    print(
+        f"\nMachine: {machine_line()}\nMedians over {args.seeds} seeds (unsolved = inf); "
+        f"total {time.perf_counter() - started:.0f} s\n"
+    )
     print(table(results))
 
 

@@ -20,9 +20,9 @@ import time
 import numpy as np
 import torch
 
-from deeprl.bench import SB3_ZOO, SB3_ALGOS, machine_line
-from deeprl.envs import make_vec_env
+from deeprl.bench import SB3_ALGOS, SB3_ZOO, machine_line
 from deeprl.driver import build_config
+from deeprl.envs import make_vec_env
 
 ENV = "Pendulum-v1"
 
@@ -64,7 +64,7 @@ def main() -> None:
         runners = {"deeprl": deeprl_model(algo), "sb3": sb3_model(algo)}
         times: dict[str, list[float]] = {"deeprl": [], "sb3": []}
         for r in range(args.rounds):
-            for lib in (["deeprl", "sb3"] if r % 2 == 0 else ["sb3", "deeprl"]):
+            for lib in ["deeprl", "sb3"] if r % 2 == 0 else ["sb3", "deeprl"]:
                 start = time.perf_counter()
                 runners[lib](args.updates)
                 times[lib].append((time.perf_counter() - start) / args.updates * 1e3)

@@ -28,19 +28,43 @@ import tempfile
 import time
 
 THRESHOLD = 475.0
-ZOO = {"learning_rate": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1000, "gamma": 0.99,
-           "target_update_interval": 10, "train_freq": 256, "gradient_steps": 128, "exploration_fraction": 0.16,
-           "exploration_final_eps": 0.04, "policy_kwargs": {"net_arch": [256, 256]}}
+ZOO = {
+    "learning_rate": 2.3e-3,
+    "batch_size": 64,
+    "buffer_size": 100_000,
+    "learning_starts": 1000,
+    "gamma": 0.99,
+    "target_update_interval": 10,
+    "train_freq": 256,
+    "gradient_steps": 128,
+    "exploration_fraction": 0.16,
+    "exploration_final_eps": 0.04,
+    "policy_kwargs": {"net_arch": [256, 256]},
+}
 
 
 def run_deeprl(seed: int, eval_every: int) -> dict:
     import deeprl
+
     with tempfile.TemporaryDirectory() as d:
-        r = deeprl.train("dqn", "CartPole-v1", seed=seed, run_dir=f"{d}/run", stop_when_solved=True,
-                         eval_every=eval_every, eval_episodes=10, threshold=THRESHOLD, progress="off")
+        r = deeprl.train(
+            "dqn",
+            "CartPole-v1",
+            seed=seed,
+            run_dir=f"{d}/run",
+            stop_when_solved=True,
+            eval_every=eval_every,
+            eval_episodes=10,
+            threshold=THRESHOLD,
+            progress="off",
+        )
     s = r.summary
-    return {"solved_steps": s["solved_at_env_steps"], "solved_s": s["solved_at_wall_s"],
-            "steps": s["env_steps"], "train_s": s["train_wall_s"]}
+    return {
+        "solved_steps": s["solved_at_env_steps"],
+        "solved_s": s["solved_at_wall_s"],
+        "steps": s["env_steps"],
+        "train_s": s["train_wall_s"],
+    }
 
 
 def run_sb3(seed: int, eval_every: int) -> dict:
@@ -79,8 +103,12 @@ def run_sb3(seed: int, eval_every: int) -> dict:
     model.learn(total_timesteps=50_000, callback=clock)
     if clock.solved_steps is None:
         clock.train_s += time.perf_counter() - clock.last
-    return {"solved_steps": clock.solved_steps, "solved_s": clock.solved_s, "steps": model.num_timesteps,
-            "train_s": round(clock.train_s, 4)}
+    return {
+        "solved_steps": clock.solved_steps,
+        "solved_s": clock.solved_s,
+        "steps": model.num_timesteps,
+        "train_s": round(clock.train_s, 4),
+    }
 
 
 def median(xs: list[float | None]) -> float:
@@ -100,18 +128,26 @@ def main() -> None:
     results: dict[str, list[dict]] = {"deeprl": [], "sb3": []}
     for seed in range(args.seeds):
         for lib in ("deeprl", "sb3"):  # alternating, so load on the machine hits both alike
-            out = subprocess.run([sys.executable, __file__, "--one", lib, "--seed", str(seed),
-                                  "--eval-every", str(args.eval_every)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", lib, "--seed", str(seed), "--eval-every", str(args.eval_every)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             results[lib].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(lib, seed, results[lib][-1], file=sys.stderr, flush=True)
-    print(f"| library | solved (of {args.seeds}) | median env steps to solve | median training s to solve | per seed (s) |")
+    print(
+        f"| library | solved (of {args.seeds}) | median env steps to solve | median training s to solve | per seed (s) |"
+    )
     print("|---|---|---|---|---|")
     for lib, name in (("deeprl", "deeprl dqn (CartPole-v1 preset)"), ("sb3", "SB3 2.x DQN (zoo preset)")):
         rs = results[lib]
         solved = sum(r["solved_steps"] is not None for r in rs)
         per_seed = ", ".join("—" if r["solved_s"] is None else f"{r['solved_s']:.1f}" for r in rs)
-        print(f"| {name} | {solved} | {median([r['solved_steps'] for r in rs]):,.0f} | "
-              f"{median([r['solved_s'] for r in rs]):.1f} | {per_seed} |")
+        print(
+            f"| {name} | {solved} | {median([r['solved_steps'] for r in rs]):,.0f} | "
+            f"{median([r['solved_s'] for r in rs]):.1f} | {per_seed} |"
+        )
     ratio = median([r["solved_s"] for r in results["deeprl"]]) / median([r["solved_s"] for r in results["sb3"]])
     print(f"\ntime-to-solve ratio deeprl / SB3 (medians): {ratio:.2f}")
 

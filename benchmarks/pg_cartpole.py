@@ -34,8 +34,16 @@ EVAL_EVERY = {"ppo": 5_000, "a2c": 10_000, "reinforce": 10_000}
 
 
 def run_deeprl(algo: str, seed: int, tmp: Path) -> tuple[int | None, float | None]:
-    s = deeprl.train(algo, "CartPole-v1", seed=seed, total_steps=BUDGET[algo], eval_every=EVAL_EVERY[algo],
-                     stop_when_solved=True, run_dir=tmp / f"{algo}-{seed}", progress="off").summary
+    s = deeprl.train(
+        algo,
+        "CartPole-v1",
+        seed=seed,
+        total_steps=BUDGET[algo],
+        eval_every=EVAL_EVERY[algo],
+        stop_when_solved=True,
+        run_dir=tmp / f"{algo}-{seed}",
+        progress="off",
+    ).summary
     return s["solved_at_env_steps"], s["solved_at_wall_s"]
 
 
@@ -46,9 +54,21 @@ def run_sb3(algo: str, seed: int) -> tuple[int | None, float | None]:
 
     env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
     if algo == "ppo":
-        lin = lambda start: (lambda progress: progress * start)  # noqa: E731 - SB3's lin_ schedule
-        model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
-                    ent_coef=0.0, learning_rate=lin(1e-3), clip_range=lin(0.2), seed=seed, device="cpu")
+        lin = lambda start: lambda progress: progress * start  # noqa: E731 - SB3's lin_ schedule
+        model = PPO(
+            "MlpPolicy",
+            env,
+            n_steps=32,
+            batch_size=256,
+            gae_lambda=0.8,
+            gamma=0.98,
+            n_epochs=20,
+            ent_coef=0.0,
+            learning_rate=lin(1e-3),
+            clip_range=lin(0.2),
+            seed=seed,
+            device="cpu",
+        )
     else:
         model = A2C("MlpPolicy", env, ent_coef=0.0, seed=seed, device="cpu")
     evaluator = Evaluator("CartPole-v1", 10, seed + EVAL_SEED_OFFSET)
@@ -98,8 +118,10 @@ def main() -> None:
                 if algo != "reinforce" and not args.no_sb3:
                     results.setdefault((algo, "sb3"), []).append(run_sb3(algo, seed))
                     print(f"{algo} seed {seed} sb3:    {results[(algo, 'sb3')][-1]}", flush=True)
-    print(f"\nCartPole-v1, threshold {THRESHOLD}, {args.seeds} seeds; machine: {os.cpu_count()} cores, "
-          f"{platform.processor() or platform.machine()}, torch {torch.__version__}\n")
+    print(
+        f"\nCartPole-v1, threshold {THRESHOLD}, {args.seeds} seeds; machine: {os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}\n"
+    )
     print("| algo | library | solved | median steps to solve | median train s to solve | time ratio deeprl/SB3 |")
     print("|---|---|---|---|---|---|")
     for (algo, lib), rows in results.items():

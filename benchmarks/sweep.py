@@ -35,8 +35,9 @@ def parse_override(text: str) -> tuple[str, object]:
 
 
 def trial(algo: str, env_id: str, seed: int, run_dir: str, overrides: dict) -> tuple[int | None, float | None]:
-    s = deeprl.train(algo, env_id, seed=seed, run_dir=run_dir, progress="off", stop_when_solved=True,
-                     **overrides).summary
+    s = deeprl.train(
+        algo, env_id, seed=seed, run_dir=run_dir, progress="off", stop_when_solved=True, **overrides
+    ).summary
     return s["solved_at_env_steps"], s["solved_at_wall_s"]
 
 
@@ -62,8 +63,10 @@ def main() -> None:
     seconds = [r[1] for r in results]
     median = statistics.median(math.inf if x is None else x for x in seconds)
     median_steps = statistics.median(math.inf if x is None else x for x in steps)
-    print(f"{args.algo} {args.env_id} {overrides or '(preset)'} seeds {seeds.start}..{seeds.stop - 1}"
-          + (f" ({args.jobs} at once: seconds not comparable)" if args.jobs > 1 else ""))
+    print(
+        f"{args.algo} {args.env_id} {overrides or '(preset)'} seeds {seeds.start}..{seeds.stop - 1}"
+        + (f" ({args.jobs} at once: seconds not comparable)" if args.jobs > 1 else "")
+    )
     print(f"  steps to solve: {steps}")
     print(f"  seconds:        {[None if x is None else round(x, 1) for x in seconds]}")
     print(f"  median {median:.2f} s, {median_steps:.0f} steps, solved {sum(x is not None for x in steps)}/{len(steps)}")

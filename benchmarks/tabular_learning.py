@@ -24,9 +24,16 @@ import deeprl
 from deeprl.envs import make_env
 from deeprl.oracle import policy_evaluation, tabular_model, value_iteration
 
-PAIRS = [("sarsa", "CliffWalking-v1"), ("expected-sarsa", "CliffWalking-v1"), ("q-learning", "CliffWalking-v1"),
-         ("mc", "CliffWalking-v1"), ("q-learning", "FrozenLake-v1"), ("expected-sarsa", "FrozenLake-v1"),
-         ("sarsa", "Taxi-v4"), ("q-learning", "Taxi-v4")]
+PAIRS = [
+    ("sarsa", "CliffWalking-v1"),
+    ("expected-sarsa", "CliffWalking-v1"),
+    ("q-learning", "CliffWalking-v1"),
+    ("mc", "CliffWalking-v1"),
+    ("q-learning", "FrozenLake-v1"),
+    ("expected-sarsa", "FrozenLake-v1"),
+    ("sarsa", "Taxi-v4"),
+    ("q-learning", "Taxi-v4"),
+]
 
 
 def median_or_dash(values: list, fmt: str) -> str:
@@ -40,10 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", nargs="+", help="ALGO:ENV pairs (default: a fixed set of 8)")
     args = p.parse_args(argv)
     pairs = [tuple(x.split(":", 1)) for x in args.pairs] if args.pairs else PAIRS
-    print(f"Command: `{shlex.join(getattr(sys, 'orig_argv', sys.argv))}`; medians over {args.seeds} seeds "
-          "(0..n-1), presets of `deeprl list`.\n")
-    print("| algo | env | final eval return | solved (seeds) | steps to solve | train s to solve | "
-          "online return after ep. 100 | exact start value: learned / optimal |")
+    print(
+        f"Command: `{shlex.join(getattr(sys, 'orig_argv', sys.argv))}`; medians over {args.seeds} seeds "
+        "(0..n-1), presets of `deeprl list`.\n"
+    )
+    print(
+        "| algo | env | final eval return | solved (seeds) | steps to solve | train s to solve | "
+        "online return after ep. 100 | exact start value: learned / optimal |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for algo, env_id in pairs:
         evals, steps, walls, online, exact = [], [], [], [], []
@@ -65,12 +76,16 @@ def main(argv: list[str] | None = None) -> int:
                     start = int(env.reset(seed=0)[0])
                     learned = deeprl.load(Path(tmp) / "r").algo.q.argmax(axis=1)
                     exact.append(policy_evaluation(model, learned, 1.0)[start])
-                    optimum = policy_evaluation(model, value_iteration(model, 1.0 if env_id.startswith("Cliff")
-                                                                       else 0.99)[2], 1.0)[start]
+                    optimum = policy_evaluation(
+                        model, value_iteration(model, 1.0 if env_id.startswith("Cliff") else 0.99)[2], 1.0
+                    )[start]
         exact_cell = f"{median_or_dash(exact, '.3f')} / {optimum:.3f}" if exact else "-"
         threshold = "-" if s["reward_threshold"] is None else f"{solved}/{args.seeds}"
-        print(f"| {algo} | {env_id} | {median_or_dash(evals, '.3f')} | {threshold} | {median_or_dash(steps, ',.0f')} | "
-              f"{median_or_dash(walls, '.2f')} | {median_or_dash(online, '.2f')} | {exact_cell} |", flush=True)
+        print(
+            f"| {algo} | {env_id} | {median_or_dash(evals, '.3f')} | {threshold} | {median_or_dash(steps, ',.0f')} | "
+            f"{median_or_dash(walls, '.2f')} | {median_or_dash(online, '.2f')} | {exact_cell} |",
+            flush=True,
+        )
     return 0
 
 

@@ -37,8 +37,8 @@ import gymnasium as gym
 import numpy as np
 
 import deeprl
-from deeprl.envs import make_env
 from deeprl.driver import build_config
+from deeprl.envs import make_env
 
 ENVS = ("FrozenLake-v1", "CliffWalking-v1", "Taxi-v4", "Blackjack-v1")
 ALGOS = ("sarsa", "expected-sarsa", "q-learning", "mc")
@@ -76,8 +76,9 @@ def learn_steps_per_s(algo: str, env_id: str, n: int, seed: int) -> float:
 def train_steps_per_s(algo: str, env_id: str, n: int, seed: int) -> float:
     """Steps/s of the full driver (metrics.csv, chunking), training wall time only."""
     with tempfile.TemporaryDirectory(prefix="deeprl-bench-") as tmp:
-        result = deeprl.train(algo, env_id, seed=seed, total_steps=n, run_dir=Path(tmp) / "run",
-                              eval_every=10 * n, progress="off")
+        result = deeprl.train(
+            algo, env_id, seed=seed, total_steps=n, run_dir=Path(tmp) / "run", eval_every=10 * n, progress="off"
+        )
     s = result.summary
     return s["env_steps"] / s["train_wall_s"]
 
@@ -93,9 +94,11 @@ def machine() -> str:
         pass
     cores = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    return (f"{cpu}, {cores} logical cores ({usable} usable), {platform.system()} {platform.machine()}; "
-            f"python {platform.python_version()}, torch {torch.__version__}, gymnasium {gym.__version__}, "
-            f"numpy {np.__version__}, deeprl {deeprl.__version__}")
+    return (
+        f"{cpu}, {cores} logical cores ({usable} usable), {platform.system()} {platform.machine()}; "
+        f"python {platform.python_version()}, torch {torch.__version__}, gymnasium {gym.__version__}, "
+        f"numpy {np.__version__}, deeprl {deeprl.__version__}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,10 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--steps and --repeats must be positive")
 
     command = shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
-    header = [f"Machine: {machine()}", f"Command: `{command}`",
-              f"Steps per measurement: {args.steps:,}; medians of {args.repeats} repeats.", ""]
-    rows = ["| env | algo | raw env steps/s | learn() steps/s | ratio | train() steps/s | ratio |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    header = [
+        f"Machine: {machine()}",
+        f"Command: `{command}`",
+        f"Steps per measurement: {args.steps:,}; medians of {args.repeats} repeats.",
+        "",
+    ]
+    rows = [
+        "| env | algo | raw env steps/s | learn() steps/s | ratio | train() steps/s | ratio |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     t_all = time.perf_counter()
     for env_id in args.envs:
         raw: list[float] = []
@@ -135,10 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - t_all:6.1f}s] {env_id} raw {[round(x) for x in raw]}", file=sys.stderr)
         for algo in args.algos:
             m_learn, m_drive = statistics.median(learn[algo]), statistics.median(drive[algo])
-            rows.append(f"| {env_id} | {algo} | {m_raw:,.0f} | {m_learn:,.0f} | {m_learn / m_raw:.0%} | "
-                        f"{m_drive:,.0f} | {m_drive / m_raw:.0%} |")
-            print(f"    {algo}: learn {[round(x) for x in learn[algo]]} train {[round(x) for x in drive[algo]]}",
-                  file=sys.stderr)
+            rows.append(
+                f"| {env_id} | {algo} | {m_raw:,.0f} | {m_learn:,.0f} | {m_learn / m_raw:.0%} | "
+                f"{m_drive:,.0f} | {m_drive / m_raw:.0%} |"
+            )
+            print(
+                f"    {algo}: learn {[round(x) for x in learn[algo]]} train {[round(x) for x in drive[algo]]}",
+                file=sys.stderr,
+            )
     footer = ["", f"(benchmark wall time {time.perf_counter() - t_all:.0f} s)"]
     text = "\n".join(header + rows + footer)
     print(text)

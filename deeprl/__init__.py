@@ -17,9 +17,17 @@ from typing import TYPE_CHECKING, Any
 from deeprl._version import __version__
 
 _EXPORTS = {
-    "ALGOS": "deeprl.registry", "Agent": "deeprl.agent", "evaluate": "deeprl.agent", "load": "deeprl.agent",
-    "RunResult": "deeprl.driver", "resume": "deeprl.driver", "train": "deeprl.driver",
-    "UsageError": "deeprl.errors", "plot": "deeprl.viz", "render": "deeprl.viz", "show": "deeprl.viz",
+    "ALGOS": "deeprl.registry",
+    "Agent": "deeprl.agent",
+    "evaluate": "deeprl.agent",
+    "load": "deeprl.agent",
+    "RunResult": "deeprl.driver",
+    "resume": "deeprl.driver",
+    "train": "deeprl.driver",
+    "UsageError": "deeprl.errors",
+    "plot": "deeprl.viz",
+    "render": "deeprl.viz",
+    "show": "deeprl.viz",
 }
 
 if TYPE_CHECKING:
@@ -42,5 +50,17 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
 
-__all__ = ["ALGOS", "Agent", "RunResult", "UsageError", "evaluate", "load", "plot", "render", "resume", "show", "train",
-           "__version__"]
+__all__ = [
+    "ALGOS",
+    "Agent",
+    "RunResult",
+    "UsageError",
+    "evaluate",
+    "load",
+    "plot",
+    "render",
+    "resume",
+    "show",
+    "train",
+    "__version__",
+]

@@ -23,8 +23,17 @@ from deeprl.rundir import POLICY, load_policy, read_config
 class Agent:
     """A trained policy loaded from a run directory: `act(obs)` for one observation, `act_batch` for many."""
 
-    def __init__(self, algo: Any, algo_name: str, env_id: str, config: Any, run: RunOptions,
-                 observation_space: gym.Space, action_space: gym.Space, info: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        algo: Any,
+        algo_name: str,
+        env_id: str,
+        config: Any,
+        run: RunOptions,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        info: dict[str, Any] | None = None,
+    ):
         self.algo, self.algo_name, self.env_id, self.config, self.run = algo, algo_name, env_id, config, run
         self.observation_space, self.action_space = observation_space, action_space
         self.info = info or {}  # the policy file's header: env steps when it was saved
@@ -77,14 +86,17 @@ def load(run_dir: Path | str, policy_file: str = POLICY) -> Agent:
     try:
         algo.load_policy_state(policy_state)
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        raise UsageError(f"{str(Path(run_dir) / policy_file)!r} does not fit {spec.name} with this config.json "
-                         f"({type(e).__name__}: {str(e)[:200]}). The files come from different runs, or were "
-                         "changed after deeprl wrote them.") from None
+        raise UsageError(
+            f"{str(Path(run_dir) / policy_file)!r} does not fit {spec.name} with this config.json "
+            f"({type(e).__name__}: {str(e)[:200]}). The files come from different runs, or were "
+            "changed after deeprl wrote them."
+        ) from None
     return Agent(algo, spec.name, run.env_id, config, run, env.observation_space, env.action_space, info)
 
 
-def evaluate(agent_or_run_dir: Agent | Path | str, episodes: int | None = None,
-             seed: int | None = None) -> dict[str, Any]:
+def evaluate(
+    agent_or_run_dir: Agent | Path | str, episodes: int | None = None, seed: int | None = None
+) -> dict[str, Any]:
     """Deterministic evaluation: {"mean_return", "std_return", "episodes", "returns", ...}.
 
     By default it repeats the run's own final evaluation (its episodes and seeds), so the mean
@@ -102,6 +114,14 @@ def evaluate(agent_or_run_dir: Agent | Path | str, episodes: int | None = None,
         returns = evaluator(agent.act_batch)
     finally:
         evaluator.close()
-    return {"mean_return": float(returns.mean()), "std_return": float(returns.std()), "episodes": episodes,
-            "min_return": float(returns.min()), "max_return": float(returns.max()),
-            "algo": agent.algo_name, "env_id": agent.env_id, "seed": seed, "returns": returns.tolist()}
+    return {
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "episodes": episodes,
+        "min_return": float(returns.min()),
+        "max_return": float(returns.max()),
+        "algo": agent.algo_name,
+        "env_id": agent.env_id,
+        "seed": seed,
+        "returns": returns.tolist(),
+    }

@@ -37,9 +37,15 @@ from deeprl.errors import UsageError
 
 # (algo, env id) rows. The default set is what `deeprl bench` runs; --long adds the slow ones.
 DEFAULT_ROWS: list[tuple[str, str]] = [
-    ("q-learning", "FrozenLake-v1"), ("q-learning", "CliffWalking-v1"),
-    ("dqn", "CartPole-v1"), ("ppo", "CartPole-v1"), ("a2c", "CartPole-v1"), ("reinforce", "CartPole-v1"),
-    ("ddpg", "Pendulum-v1"), ("td3", "Pendulum-v1"), ("sac", "Pendulum-v1"),
+    ("q-learning", "FrozenLake-v1"),
+    ("q-learning", "CliffWalking-v1"),
+    ("dqn", "CartPole-v1"),
+    ("ppo", "CartPole-v1"),
+    ("a2c", "CartPole-v1"),
+    ("reinforce", "CartPole-v1"),
+    ("ddpg", "Pendulum-v1"),
+    ("td3", "Pendulum-v1"),
+    ("sac", "Pendulum-v1"),
 ]
 LONG_ROWS: list[tuple[str, str]] = [("dqn", "LunarLander-v3"), ("ppo", "LunarLander-v3"), ("ppo", "HalfCheetah-v5")]
 
@@ -52,30 +58,84 @@ ROW_THRESHOLDS: dict[str, float] = {"CliffWalking-v1": -13.0}
 # keys LunarLander under -v2 (v3 has the same dynamics in Gymnasium 1.x); Pendulum-v0 rows of older
 # files are the Pendulum-v1 values.
 _OFF_POLICY_PENDULUM = dict(
-    n_timesteps=20_000, gamma=0.98, buffer_size=200_000, learning_starts=10_000, noise_type="normal",
-    noise_std=0.1, gradient_steps=-1, train_freq=(1, "episode"), learning_rate=1e-3,
+    n_timesteps=20_000,
+    gamma=0.98,
+    buffer_size=200_000,
+    learning_starts=10_000,
+    noise_type="normal",
+    noise_std=0.1,
+    gradient_steps=-1,
+    train_freq=(1, "episode"),
+    learning_rate=1e-3,
     policy_kwargs=dict(net_arch=[400, 300]),
 )
 SB3_ZOO: dict[tuple[str, str], dict[str, Any]] = {
     ("dqn", "CartPole-v1"): dict(
-        n_timesteps=50_000, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
-        gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
-        exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256])),
+        n_timesteps=50_000,
+        learning_rate=2.3e-3,
+        batch_size=64,
+        buffer_size=100_000,
+        learning_starts=1000,
+        gamma=0.99,
+        target_update_interval=10,
+        train_freq=256,
+        gradient_steps=128,
+        exploration_fraction=0.16,
+        exploration_final_eps=0.04,
+        policy_kwargs=dict(net_arch=[256, 256]),
+    ),
     ("dqn", "LunarLander-v3"): dict(
-        n_timesteps=100_000, learning_rate=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0,
-        gamma=0.99, target_update_interval=250, train_freq=4, gradient_steps=-1, exploration_fraction=0.12,
-        exploration_final_eps=0.1, policy_kwargs=dict(net_arch=[256, 256])),
+        n_timesteps=100_000,
+        learning_rate=6.3e-4,
+        batch_size=128,
+        buffer_size=50_000,
+        learning_starts=0,
+        gamma=0.99,
+        target_update_interval=250,
+        train_freq=4,
+        gradient_steps=-1,
+        exploration_fraction=0.12,
+        exploration_final_eps=0.1,
+        policy_kwargs=dict(net_arch=[256, 256]),
+    ),
     ("ppo", "CartPole-v1"): dict(
-        n_envs=8, n_timesteps=100_000, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
-        ent_coef=0.0, learning_rate="lin_0.001", clip_range="lin_0.2"),
+        n_envs=8,
+        n_timesteps=100_000,
+        n_steps=32,
+        batch_size=256,
+        gae_lambda=0.8,
+        gamma=0.98,
+        n_epochs=20,
+        ent_coef=0.0,
+        learning_rate="lin_0.001",
+        clip_range="lin_0.2",
+    ),
     ("ppo", "LunarLander-v3"): dict(
-        n_envs=16, n_timesteps=1_000_000, n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999,
-        n_epochs=4, ent_coef=0.01),
+        n_envs=16,
+        n_timesteps=1_000_000,
+        n_steps=1024,
+        batch_size=64,
+        gae_lambda=0.98,
+        gamma=0.999,
+        n_epochs=4,
+        ent_coef=0.01,
+    ),
     ("ppo", "HalfCheetah-v5"): dict(
-        normalize=True, n_envs=1, n_timesteps=1_000_000, batch_size=64, n_steps=512, gamma=0.98,
-        learning_rate=2.0633e-05, ent_coef=0.000401762, clip_range=0.1, n_epochs=20, gae_lambda=0.92,
-        max_grad_norm=0.8, vf_coef=0.58096,
-        policy_kwargs=dict(log_std_init=-2, ortho_init=False, net_arch=dict(pi=[256, 256], vf=[256, 256]))),
+        normalize=True,
+        n_envs=1,
+        n_timesteps=1_000_000,
+        batch_size=64,
+        n_steps=512,
+        gamma=0.98,
+        learning_rate=2.0633e-05,
+        ent_coef=0.000401762,
+        clip_range=0.1,
+        n_epochs=20,
+        gae_lambda=0.92,
+        max_grad_norm=0.8,
+        vf_coef=0.58096,
+        policy_kwargs=dict(log_std_init=-2, ortho_init=False, net_arch=dict(pi=[256, 256], vf=[256, 256])),
+    ),
     ("a2c", "CartPole-v1"): dict(n_envs=8, n_timesteps=500_000, ent_coef=0.0),
     ("ddpg", "Pendulum-v1"): _OFF_POLICY_PENDULUM,
     ("td3", "Pendulum-v1"): _OFF_POLICY_PENDULUM,
@@ -86,7 +146,7 @@ SB3_ALGOS = {"dqn": "DQN", "ppo": "PPO", "a2c": "A2C", "ddpg": "DDPG", "td3": "T
 
 @dataclass(frozen=True)
 class Trial:
-    library: str       # "deeprl" or "sb3"
+    library: str  # "deeprl" or "sb3"
     algo: str
     env_id: str
     seed: int
@@ -99,12 +159,26 @@ class Trial:
 # ---------------------------------------------------------------- running one trial (in a subprocess)
 def _deeprl_trial(t: Trial, run_root: Path) -> dict[str, Any]:
     from deeprl.driver import train
-    result = train(t.algo, t.env_id, seed=t.seed, stop_when_solved=True, threshold=t.threshold,
-                   eval_every=t.eval_every, eval_episodes=t.eval_episodes,
-                   progress="off", run_dir=run_root / f"{t.algo}__{t.env_id.replace('/', '-')}__s{t.seed}")
+
+    result = train(
+        t.algo,
+        t.env_id,
+        seed=t.seed,
+        stop_when_solved=True,
+        threshold=t.threshold,
+        eval_every=t.eval_every,
+        eval_episodes=t.eval_episodes,
+        progress="off",
+        run_dir=run_root / f"{t.algo}__{t.env_id.replace('/', '-')}__s{t.seed}",
+    )
     s = result.summary
-    return {"solved_at_wall_s": s["solved_at_wall_s"], "solved_at_env_steps": s["solved_at_env_steps"],
-            "final_return": s["eval_mean_return"], "env_steps": s["env_steps"], "train_wall_s": s["train_wall_s"]}
+    return {
+        "solved_at_wall_s": s["solved_at_wall_s"],
+        "solved_at_env_steps": s["solved_at_env_steps"],
+        "final_return": s["eval_mean_return"],
+        "env_steps": s["env_steps"],
+        "train_wall_s": s["train_wall_s"],
+    }
 
 
 def _schedule(value: Any) -> Any:
@@ -179,24 +253,27 @@ def _sb3_trial(t: Trial) -> dict[str, Any]:
     else:
         final = clock.last_return
     evaluator.close()
-    return {"solved_at_wall_s": None if clock.solved is None else round(clock.solved[0], 4),
-            "solved_at_env_steps": None if clock.solved is None else clock.solved[1],
-            "final_return": final, "env_steps": int(model.num_timesteps), "train_wall_s": round(train_wall, 4)}
+    return {
+        "solved_at_wall_s": None if clock.solved is None else round(clock.solved[0], 4),
+        "solved_at_env_steps": None if clock.solved is None else clock.solved[1],
+        "final_return": final,
+        "env_steps": int(model.num_timesteps),
+        "train_wall_s": round(train_wall, 4),
+    }
 
 
 def _throughput_trial(t: Trial, seconds: float = 2.0) -> dict[str, Any]:
     """Env steps per second of (a) the raw vector env with random actions, the ceiling, and (b) the
     same env driven by the algorithm's batched deterministic policy (acting, no learning); each
     measured for about `seconds`. Training steps/s comes from the time-to-solve trials."""
-    from deeprl.envs import make_env, make_vec_env, seed_everything
     from deeprl.driver import build_config
+    from deeprl.envs import make_env, make_vec_env, seed_everything
 
     spec, config, opts = build_config(t.algo, t.env_id, seed=t.seed)
     seed_everything(t.seed)
     if spec.vectorized:
         n_envs = opts.n_envs
-        env = make_vec_env(t.env_id, n_envs, vectorization=opts.vectorization,
-                           max_episode_steps=opts.max_episode_steps)
+        env = make_vec_env(t.env_id, n_envs, vectorization=opts.vectorization, max_episode_steps=opts.max_episode_steps)
     else:  # a single env (tabular): step it as the algorithm does, one observation at a time
         n_envs = 1
         env = make_env(t.env_id, max_episode_steps=opts.max_episode_steps)
@@ -245,7 +322,7 @@ def run_trial(t: Trial) -> dict[str, Any]:
         return {"error": f"timed out after {t.timeout_s:.0f} s"}
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH-RESULT "):
-            return json.loads(line[len("BENCH-RESULT "):])
+            return json.loads(line[len("BENCH-RESULT ") :])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
     return {"error": f"exit {proc.returncode}: {tail[0][:200]}"}
 
@@ -254,8 +331,8 @@ def run_trial(t: Trial) -> dict[str, Any]:
 def plan_rows(algos: tuple[str, ...], envs: tuple[str, ...], long: bool) -> list[tuple[str, str]]:
     """The (algo, env) rows to run: the default set (+ --long), filtered by --algos/--envs. An
     --algos/--envs pair outside the sets is run too, when a preset exists for it."""
-    from deeprl.registry import ALGOS, get_algo
     from deeprl.presets import PRESETS
+    from deeprl.registry import ALGOS, get_algo
 
     algos = tuple(get_algo(a).name for a in algos)  # unknown names fail here, with suggestions
     rows = DEFAULT_ROWS + (LONG_ROWS if long else [])
@@ -265,13 +342,16 @@ def plan_rows(algos: tuple[str, ...], envs: tuple[str, ...], long: bool) -> list
             if (a, e) not in rows and e in PRESETS.get(a, {}):
                 rows.append((a, e))
     if (algos or envs) and not rows:
-        raise UsageError(f"No benchmark row matches --algos {' '.join(algos) or '(all)'} --envs "
-                         f"{' '.join(envs) or '(all)'}. Rows: {', '.join(f'{a} {e}' for a, e in DEFAULT_ROWS + LONG_ROWS)}; "
-                         "any algorithm with a preset for the env also works.")
+        raise UsageError(
+            f"No benchmark row matches --algos {' '.join(algos) or '(all)'} --envs "
+            f"{' '.join(envs) or '(all)'}. Rows: {', '.join(f'{a} {e}' for a, e in DEFAULT_ROWS + LONG_ROWS)}; "
+            "any algorithm with a preset for the env also works."
+        )
     missing = [a for a, _ in rows if a not in ALGOS]
     if missing:
-        print(f"note: skipping rows of algorithms not in this version: {', '.join(sorted(set(missing)))}",
-              file=sys.stderr)
+        print(
+            f"note: skipping rows of algorithms not in this version: {', '.join(sorted(set(missing)))}", file=sys.stderr
+        )
     return [(a, e) for a, e in rows if a in ALGOS]
 
 
@@ -279,8 +359,8 @@ def trial_settings(algo: str, env_id: str) -> tuple[int, int, float]:
     """(eval_every, eval_episodes, threshold) from deeprl's preset and the env's threshold. Each
     library trains with its own preset's budget."""
     from deeprl.config import RunOptions
-    from deeprl.presets import PRESETS
     from deeprl.envs import env_spec
+    from deeprl.presets import PRESETS
 
     preset = PRESETS.get(algo, {}).get(env_id, {})
     spec = env_spec(env_id)
@@ -309,35 +389,64 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     times = [r["solved_at_wall_s"] if r.get("solved_at_wall_s") is not None else math.inf for r in ok]
     steps = [r["solved_at_env_steps"] if r.get("solved_at_env_steps") is not None else math.inf for r in ok]
     speed = [r["env_steps"] / r["train_wall_s"] for r in ok if r.get("train_wall_s")]
-    return {"n": len(results), "solved": sum(math.isfinite(x) for x in times), "errors": [r["error"] for r in results if "error" in r],
-            "time": _median(times), "steps": _median(steps), "final": _median([r["final_return"] for r in ok]),
-            "steps_per_s": _median(speed)}
+    return {
+        "n": len(results),
+        "solved": sum(math.isfinite(x) for x in times),
+        "errors": [r["error"] for r in results if "error" in r],
+        "time": _median(times),
+        "steps": _median(steps),
+        "final": _median([r["final_return"] for r in ok]),
+        "steps_per_s": _median(speed),
+    }
 
 
 def markdown_table(rows: list[tuple[str, str]], stats: dict[tuple[str, str, str], dict[str, Any]], vs_sb3: bool) -> str:
     head = ["algo", "env", "solved", "time-to-solve s", "env steps to solve", "final return", "train steps/s"]
     if vs_sb3:
-        head += ["SB3 solved", "SB3 time-to-solve s", "SB3 env steps", "SB3 final return", "SB3 steps/s",
-                 "time ratio deeprl/SB3"]
+        head += [
+            "SB3 solved",
+            "SB3 time-to-solve s",
+            "SB3 env steps",
+            "SB3 final return",
+            "SB3 steps/s",
+            "time ratio deeprl/SB3",
+        ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for algo, env_id in rows:
         d = stats[("deeprl", algo, env_id)]
-        cells = [algo, env_id, f"{d['solved']}/{d['n']}", _fmt(d["time"]), _fmt(d["steps"], 0),
-                 _fmt(d["final"], 1), _fmt(d["steps_per_s"], 0)]
+        cells = [
+            algo,
+            env_id,
+            f"{d['solved']}/{d['n']}",
+            _fmt(d["time"]),
+            _fmt(d["steps"], 0),
+            _fmt(d["final"], 1),
+            _fmt(d["steps_per_s"], 0),
+        ]
         if vs_sb3:
             s = stats.get(("sb3", algo, env_id))
             if s is None:
                 cells += ["no SB3 counterpart"] + ["—"] * 5
             else:
                 ratio = d["time"] / s["time"] if math.isfinite(d["time"]) and math.isfinite(s["time"]) else float("nan")
-                cells += [f"{s['solved']}/{s['n']}", _fmt(s["time"]), _fmt(s["steps"], 0), _fmt(s["final"], 1),
-                          _fmt(s["steps_per_s"], 0), "—" if math.isnan(ratio) else f"{ratio:.2f}"]
+                cells += [
+                    f"{s['solved']}/{s['n']}",
+                    _fmt(s["time"]),
+                    _fmt(s["steps"], 0),
+                    _fmt(s["final"], 1),
+                    _fmt(s["steps_per_s"], 0),
+                    "—" if math.isnan(ratio) else f"{ratio:.2f}",
+                ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def throughput_table(rows: list[tuple[str, str]], speed: dict[tuple[str, str], dict[str, Any]],
-                     stats: dict[tuple[str, str, str], dict[str, Any]], vs_sb3: bool) -> str:
+def throughput_table(
+    rows: list[tuple[str, str]],
+    speed: dict[tuple[str, str], dict[str, Any]],
+    stats: dict[tuple[str, str, str], dict[str, Any]],
+    vs_sb3: bool,
+) -> str:
     head = ["algo", "env", "n_envs", "raw env", "acting", "training", "training / raw"]
     if vs_sb3:
         head += ["SB3 training", "deeprl / SB3"]
@@ -347,17 +456,27 @@ def throughput_table(rows: list[tuple[str, str]], speed: dict[tuple[str, str], d
         if "error" in sp:
             cells = [algo, env_id, "—", sp["error"], "—", _fmt(d["steps_per_s"], 0), "—"]
         else:
-            cells = [algo, env_id, str(sp["n_envs"]), _fmt(sp["raw_steps_per_s"], 0), _fmt(sp["acting_steps_per_s"], 0),
-                     _fmt(d["steps_per_s"], 0), f"{d['steps_per_s'] / sp['raw_steps_per_s']:.1%}"]
+            cells = [
+                algo,
+                env_id,
+                str(sp["n_envs"]),
+                _fmt(sp["raw_steps_per_s"], 0),
+                _fmt(sp["acting_steps_per_s"], 0),
+                _fmt(d["steps_per_s"], 0),
+                f"{d['steps_per_s'] / sp['raw_steps_per_s']:.1%}",
+            ]
         if vs_sb3:
             s = stats.get(("sb3", algo, env_id))
-            cells += ["—", "—"] if s is None else [_fmt(s["steps_per_s"], 0), f"{d['steps_per_s'] / s['steps_per_s']:.1f}x"]
+            cells += (
+                ["—", "—"] if s is None else [_fmt(s["steps_per_s"], 0), f"{d['steps_per_s'] / s['steps_per_s']:.1f}x"]
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def machine_line() -> str:
     import torch
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -368,19 +487,19 @@ def machine_line() -> str:
         pass
     try:
         import stable_baselines3
+
         sb3 = f", stable-baselines3 {stable_baselines3.__version__}"
     except ImportError:
         sb3 = ""
     import gymnasium
-    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, torch {torch.__version__}, "
-            f"gymnasium {gymnasium.__version__}{sb3}")
+
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, torch {torch.__version__}, "
+        f"gymnasium {gymnasium.__version__}{sb3}"
+    )
 
 
-def run_bench(algos: tuple[str, ...] = (), envs: tuple[str, ...] = (), seeds: int = 5, vs: str = "none",
-              long: bool = False, timeout_s: float = 900.0, out: Path | None = None,
-              log=print, first_seed: int = 0) -> str:
-    """Run the benchmark on seeds first_seed .. first_seed + seeds - 1 and return the markdown report
-    (also written to `out` when given)."""
+def _check_bench_args(seeds: int, first_seed: int, vs: str) -> None:
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {seeds}.")
     if first_seed < 0:
@@ -391,8 +510,25 @@ def run_bench(algos: tuple[str, ...] = (), envs: tuple[str, ...] = (), seeds: in
         try:
             import stable_baselines3  # noqa: F401
         except ImportError:
-            raise UsageError("--vs sb3 needs Stable-Baselines3: pip install 'deeprl[bench]' "
-                             "(or pip install stable-baselines3).") from None
+            raise UsageError(
+                "--vs sb3 needs Stable-Baselines3: pip install 'deeprl[bench]' (or pip install stable-baselines3)."
+            ) from None
+
+
+def run_bench(
+    algos: tuple[str, ...] = (),
+    envs: tuple[str, ...] = (),
+    seeds: int = 5,
+    vs: str = "none",
+    long: bool = False,
+    timeout_s: float = 900.0,
+    out: Path | None = None,
+    log=print,
+    first_seed: int = 0,
+) -> str:
+    """Run the benchmark on seeds first_seed .. first_seed + seeds - 1 and return the markdown report
+    (also written to `out` when given)."""
+    _check_bench_args(seeds, first_seed, vs)
     rows = plan_rows(algos, envs, long)
     settings = {row: trial_settings(*row) for row in rows}
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -406,33 +542,47 @@ def run_bench(algos: tuple[str, ...] = (), envs: tuple[str, ...] = (), seeds: in
                 t = Trial(lib, algo, env_id, seed, *settings[(algo, env_id)], timeout_s)
                 r = run_trial(t)
                 results.setdefault((lib, algo, env_id), []).append(r)
-                shown = r.get("error") or (f"solved in {r['solved_at_wall_s']:.2f} s at {r['solved_at_env_steps']} steps"
-                                           if r["solved_at_wall_s"] is not None else
-                                           f"not solved, final return {r['final_return']:.1f}")
+                shown = r.get("error") or (
+                    f"solved in {r['solved_at_wall_s']:.2f} s at {r['solved_at_env_steps']} steps"
+                    if r["solved_at_wall_s"] is not None
+                    else f"not solved, final return {r['final_return']:.1f}"
+                )
                 log(f"[{time.perf_counter() - started:7.1f} s] seed {seed} {lib:6s} {algo} {env_id}: {shown}")
     stats = {key: summarize(v) for key, v in results.items()}
     speed = {row: run_trial(Trial("throughput", *row, 0, *settings[row], timeout_s)) for row in rows}
-    command = "deeprl bench" + (f" --algos {' '.join(algos)}" if algos else "") + \
-        (f" --envs {' '.join(envs)}" if envs else "") + f" --seeds {seeds}" + \
-        (f" --first-seed {first_seed}" if first_seed else "") + (" --vs sb3" if vs == "sb3" else "") + \
-        (" --long" if long else "")
+    command = (
+        "deeprl bench"
+        + (f" --algos {' '.join(algos)}" if algos else "")
+        + (f" --envs {' '.join(envs)}" if envs else "")
+        + f" --seeds {seeds}"
+        + (f" --first-seed {first_seed}" if first_seed else "")
+        + (" --vs sb3" if vs == "sb3" else "")
+        + (" --long" if long else "")
+    )
     errors = [f"- {lib} {a} {e}: {err}" for (lib, a, e), s in stats.items() for err in s["errors"]]
-    report = "\n".join([
-        f"Command: `{command}`  ",
-        f"Machine: {machine_line()}  ",
-        (f"Date: {time.strftime('%Y-%m-%d')}; total {time.perf_counter() - started:.0f} s; medians over {seeds} "
-         f"seeds ({first_seed}..{first_seed + seeds - 1}; an unsolved seed counts as +inf)."),
-        "",
-        markdown_table(rows, stats, vs == "sb3"),
-        "",
-        ("Throughput (env steps/s): the raw env with pre-drawn random actions is the ceiling; acting adds the "
-         "batched deterministic policy; training adds learning (median over the trials above)."),
-        "",
-        throughput_table(rows, speed, stats, vs == "sb3"),
-        *(["", "Errors:", *errors] if errors else []),
-    ])
+    report = "\n".join(
+        [
+            f"Command: `{command}`  ",
+            f"Machine: {machine_line()}  ",
+            (
+                f"Date: {time.strftime('%Y-%m-%d')}; total {time.perf_counter() - started:.0f} s; medians over {seeds} "
+                f"seeds ({first_seed}..{first_seed + seeds - 1}; an unsolved seed counts as +inf)."
+            ),
+            "",
+            markdown_table(rows, stats, vs == "sb3"),
+            "",
+            (
+                "Throughput (env steps/s): the raw env with pre-drawn random actions is the ceiling; acting adds the "
+                "batched deterministic policy; training adds learning (median over the trials above)."
+            ),
+            "",
+            throughput_table(rows, speed, stats, vs == "sb3"),
+            *(["", "Errors:", *errors] if errors else []),
+        ]
+    )
     if out is not None:
         from deeprl.rundir import atomic_write
+
         atomic_write(Path(out), lambda f: f.write(report + "\n"), mode="w")
     return report
 

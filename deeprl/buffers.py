@@ -44,20 +44,21 @@ from deeprl.errors import UsageError
 
 
 class ReplayBatch(NamedTuple):
-    obs: torch.Tensor          # (B, *obs_shape)
-    actions: torch.Tensor      # (B,) int64 for Discrete, (B, *shape) float32 for Box
-    rewards: torch.Tensor      # (B,) n-step discounted reward sum
-    next_obs: torch.Tensor     # (B, *obs_shape): the observation k steps later
-    terminated: torch.Tensor   # (B,) 1.0 if the episode terminated within the k steps
-    steps: torch.Tensor        # (B,) k, the number of rewards summed (float32): the update bootstraps with γ**k
-    weights: torch.Tensor      # (B,) importance-sampling weights (ones when not prioritized)
-    indices: np.ndarray        # (B,) slots, for update_priorities
+    obs: torch.Tensor  # (B, *obs_shape)
+    actions: torch.Tensor  # (B,) int64 for Discrete, (B, *shape) float32 for Box
+    rewards: torch.Tensor  # (B,) n-step discounted reward sum
+    next_obs: torch.Tensor  # (B, *obs_shape): the observation k steps later
+    terminated: torch.Tensor  # (B,) 1.0 if the episode terminated within the k steps
+    steps: torch.Tensor  # (B,) k, the number of rewards summed (float32): the update bootstraps with γ**k
+    weights: torch.Tensor  # (B,) importance-sampling weights (ones when not prioritized)
+    indices: np.ndarray  # (B,) slots, for update_priorities
 
 
 def available_memory() -> int:
     """Bytes of memory this process could use: psutil's 'available' if installed, else physical RAM."""
     try:
         import psutil
+
         return int(psutil.virtual_memory().available)
     except ImportError:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
@@ -133,10 +134,23 @@ class ReplayBuffer:
     # k (uint8), terminated, truncated, n-step terminated, has-transition, ready (bool).
     _SLOT_EXTRA_BYTES = 4 + 4 + 1 + 1 + 1 + 1 + 1 + 1
 
-    def __init__(self, capacity: int, obs_space: gym.Space, action_space: gym.Space, *, n_envs: int = 1,
-                 device: str | torch.device = "cpu", n_step: int = 1, gamma: float = 0.99,
-                 prioritized: bool = False, alpha: float = 0.6, seed: int | np.random.SeedSequence = 0,
-                 frame_stack: int | None = None, beta: float = 0.4, priority_eps: float = 1e-6):
+    def __init__(
+        self,
+        capacity: int,
+        obs_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        n_envs: int = 1,
+        device: str | torch.device = "cpu",
+        n_step: int = 1,
+        gamma: float = 0.99,
+        prioritized: bool = False,
+        alpha: float = 0.6,
+        seed: int | np.random.SeedSequence = 0,
+        frame_stack: int | None = None,
+        beta: float = 0.4,
+        priority_eps: float = 1e-6,
+    ):
         self.K, self.frame_shape, self.obs_dtype = _frame_layout(obs_space, frame_stack)
         self.action_shape, self.action_dtype = _action_layout(action_space)
         self.obs_shape = tuple(obs_space.shape)
@@ -147,10 +161,13 @@ class ReplayBuffer:
         if n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {n_step}")
         if self.slots < self.n_step + self.K + 2:
-            raise UsageError(f"buffer_size {capacity} is too small for {n_envs} envs with n_step {n_step}: "
-                             f"need at least {(self.n_step + self.K + 2) * self.n_envs}. Raise --buffer-size.")
-        need = self.nbytes(capacity, obs_space, action_space, n_envs=n_envs, prioritized=prioritized,
-                           frame_stack=frame_stack)
+            raise UsageError(
+                f"buffer_size {capacity} is too small for {n_envs} envs with n_step {n_step}: "
+                f"need at least {(self.n_step + self.K + 2) * self.n_envs}. Raise --buffer-size."
+            )
+        need = self.nbytes(
+            capacity, obs_space, action_space, n_envs=n_envs, prioritized=prioritized, frame_stack=frame_stack
+        )
         have = available_memory()
         if need > have:
             raise UsageError(
@@ -161,33 +178,43 @@ class ReplayBuffer:
         E, S = self.n_envs, self.slots
         self.frames = np.zeros((E, S, *self.frame_shape), dtype=self.obs_dtype)
         self.actions = np.zeros((E, S, *self.action_shape), dtype=self.action_dtype)
-        self.rewards = np.zeros((E, S), dtype=np.float32)       # r_{t+1} of the step from this slot
-        self.terminated = np.zeros((E, S), dtype=bool)          # 1-step flags, kept apart
+        self.rewards = np.zeros((E, S), dtype=np.float32)  # r_{t+1} of the step from this slot
+        self.terminated = np.zeros((E, S), dtype=bool)  # 1-step flags, kept apart
         self.truncated = np.zeros((E, S), dtype=bool)
-        self.n_return = np.zeros((E, S), dtype=np.float32)      # sum_{j<k} gamma^j r_{t+j}
-        self.n_k = np.zeros((E, S), dtype=np.uint8)             # k: steps summed
-        self.n_terminated = np.zeros((E, S), dtype=bool)        # terminated within those k steps
-        self.has_transition = np.zeros((E, S), dtype=bool)      # slot is an observation that was acted on
-        self.ready = np.zeros((E, S), dtype=bool)               # complete and intact: may be sampled
-        self.head = np.zeros(E, dtype=np.int64)                 # frames written per env (absolute)
-        self.chain = np.zeros(E, dtype=np.int64)                # transitions since the episode began
+        self.n_return = np.zeros((E, S), dtype=np.float32)  # sum_{j<k} gamma^j r_{t+j}
+        self.n_k = np.zeros((E, S), dtype=np.uint8)  # k: steps summed
+        self.n_terminated = np.zeros((E, S), dtype=bool)  # terminated within those k steps
+        self.has_transition = np.zeros((E, S), dtype=bool)  # slot is an observation that was acted on
+        self.ready = np.zeros((E, S), dtype=bool)  # complete and intact: may be sampled
+        self.head = np.zeros(E, dtype=np.int64)  # frames written per env (absolute)
+        self.chain = np.zeros(E, dtype=np.int64)  # transitions since the episode began
         self.new_episode = np.ones(E, dtype=bool)
         self.n_ready = 0
         self.max_priority = 1.0
         self.tree = SumTree(E * S) if prioritized else None
         self.rng = np.random.default_rng(seed)
-        self._gamma_pows = self.gamma ** np.arange(self.n_step)    # γ^j of the n-step sums (their only use of γ)
-        self._stack_offsets = np.arange(self.K - 1, -1, -1)     # K-1, ..., 0 frames back
+        self._gamma_pows = self.gamma ** np.arange(self.n_step)  # γ^j of the n-step sums (their only use of γ)
+        self._stack_offsets = np.arange(self.K - 1, -1, -1)  # K-1, ..., 0 frames back
 
     @staticmethod
-    def nbytes(capacity: int, obs_space: gym.Space, action_space: gym.Space, n_envs: int = 1,
-               prioritized: bool = False, frame_stack: int | None = None, **_: Any) -> int:
+    def nbytes(
+        capacity: int,
+        obs_space: gym.Space,
+        action_space: gym.Space,
+        n_envs: int = 1,
+        prioritized: bool = False,
+        frame_stack: int | None = None,
+        **_: Any,
+    ) -> int:
         """Bytes the buffer's storage takes (what the constructor checks against free memory)."""
         _, frame_shape, obs_dtype = _frame_layout(obs_space, frame_stack)
         action_shape, action_dtype = _action_layout(action_space)
         slots = math.ceil(capacity / n_envs) * n_envs
-        per_slot = (int(np.prod(frame_shape)) * obs_dtype.itemsize + int(np.prod(action_shape)) * action_dtype.itemsize
-                    + ReplayBuffer._SLOT_EXTRA_BYTES)
+        per_slot = (
+            int(np.prod(frame_shape)) * obs_dtype.itemsize
+            + int(np.prod(action_shape)) * action_dtype.itemsize
+            + ReplayBuffer._SLOT_EXTRA_BYTES
+        )
         tree = 2 * (1 << max(1, math.ceil(math.log2(slots)))) * 8 if prioritized else 0
         return slots * per_slot + tree
 
@@ -199,7 +226,7 @@ class ReplayBuffer:
     def _stack(self, envs: np.ndarray, abs_pos: np.ndarray) -> np.ndarray:
         """Observations whose newest frame is at absolute position `abs_pos` of each env."""
         pos = (abs_pos[:, None] - self._stack_offsets) % self.slots
-        frames = self.frames[envs[:, None], pos]                # (B, K, *frame_shape)
+        frames = self.frames[envs[:, None], pos]  # (B, K, *frame_shape)
         return frames[:, 0] if self.K == 1 else frames
 
     def _set_ready(self, envs: np.ndarray, pos: np.ndarray, value: bool) -> None:
@@ -210,7 +237,7 @@ class ReplayBuffer:
         self.ready[envs, pos] = value
         self.n_ready += len(envs) if value else -len(envs)
         if self.tree is not None:
-            self.tree.set(envs * self.slots + pos, self.max_priority ** self.alpha if value else 0.0)
+            self.tree.set(envs * self.slots + pos, self.max_priority**self.alpha if value else 0.0)
 
     def _push(self, envs: np.ndarray, frames: np.ndarray) -> None:
         """Write one frame per env; the slots whose observation used the overwritten frame go."""
@@ -223,8 +250,8 @@ class ReplayBuffer:
 
     def _cut(self, envs: np.ndarray, terminated: np.ndarray) -> None:
         """End the n-step streams of `envs`: their pending transitions become ready as they are."""
-        last = self.head[envs] - 2                              # newest transition (its next obs is head-1)
-        j = np.arange(self.n_step - 1)                          # the newest n-1 may still be pending
+        last = self.head[envs] - 2  # newest transition (its next obs is head-1)
+        j = np.arange(self.n_step - 1)  # the newest n-1 may still be pending
         live = j[None, :] < np.minimum(self.chain[envs], self.n_step - 1)[:, None]
         e = np.repeat(envs, live.sum(1))
         p = ((last[:, None] - j) % self.slots)[live]
@@ -232,8 +259,16 @@ class ReplayBuffer:
         self._set_ready(e, p, True)
         self.chain[envs] = 0
 
-    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray | None = None) -> None:
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        valid: np.ndarray | None = None,
+    ) -> None:
         """Add one step of every env (leading dim n_envs); rows with valid=False are skipped (the
         NEXT_STEP autoreset step after an episode end is not a transition)."""
         envs = np.arange(self.n_envs) if valid is None else np.flatnonzero(valid)
@@ -245,8 +280,10 @@ class ReplayBuffer:
         terminated = np.asarray(terminated, dtype=bool)[rows]
         truncated = np.asarray(truncated, dtype=bool)[rows]
         if self.K > 1 and not np.array_equal(next_obs[:, :-1], obs[:, 1:]):
-            raise ValueError("next_obs is not obs shifted by one frame: this is not a frame stack; "
-                             "create the ReplayBuffer with frame_stack=1")
+            raise ValueError(
+                "next_obs is not obs shifted by one frame: this is not a frame stack; "
+                "create the ReplayBuffer with frame_stack=1"
+            )
 
         # An observation that is not the previous next_obs starts a new stream (an episode start,
         # or a caller that jumped): write its whole stack, and end any n-step sums still open.
@@ -279,7 +316,7 @@ class ReplayBuffer:
         # n-step: this reward joins the sums of the last n transitions of the same episode.
         j = np.arange(self.n_step)
         live = j[None, :] <= np.minimum(self.chain[envs], self.n_step - 1)[:, None]
-        back = ((pos[:, None] - j) % self.slots)
+        back = (pos[:, None] - j) % self.slots
         e_idx = np.broadcast_to(envs[:, None], back.shape)[live]
         p_idx = back[live]
         self.n_return[e_idx, p_idx] += np.broadcast_to(self._gamma_pows * r[:, None], back.shape)[live]
@@ -375,8 +412,21 @@ class ReplayBuffer:
 
     # ---- resume --------------------------------------------------------------------------------
 
-    _ARRAYS = ("frames", "actions", "rewards", "terminated", "truncated", "n_return", "n_k", "n_terminated",
-               "has_transition", "ready", "head", "chain", "new_episode")
+    _ARRAYS = (
+        "frames",
+        "actions",
+        "rewards",
+        "terminated",
+        "truncated",
+        "n_return",
+        "n_k",
+        "n_terminated",
+        "has_transition",
+        "ready",
+        "head",
+        "chain",
+        "new_episode",
+    )
 
     _PER_ENV = ("head", "chain", "new_episode")  # shape (n_envs,): saved whole
 
@@ -385,23 +435,37 @@ class ReplayBuffer:
         each to its own file, so a checkpoint costs the filled part on disk and almost nothing in memory.
         Save it before the buffer changes again."""
         filled = int(min(self.head.max(initial=0), self.slots))
-        state = {name: getattr(self, name) if name in self._PER_ENV else getattr(self, name)[:, :filled]
-                 for name in self._ARRAYS}
-        state.update(filled=filled, slots=self.slots, n_envs=self.n_envs, n_ready=self.n_ready, max_priority=self.max_priority, beta=self.beta,
-                     rng=self.rng.bit_generator.state, tree=None if self.tree is None else self.tree.tree)
+        state = {
+            name: getattr(self, name) if name in self._PER_ENV else getattr(self, name)[:, :filled]
+            for name in self._ARRAYS
+        }
+        state.update(
+            filled=filled,
+            slots=self.slots,
+            n_envs=self.n_envs,
+            n_ready=self.n_ready,
+            max_priority=self.max_priority,
+            beta=self.beta,
+            rng=self.rng.bit_generator.state,
+            tree=None if self.tree is None else self.tree.tree,
+        )
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         filled = int(state["filled"])
         if (state["slots"], state["n_envs"]) != (self.slots, self.n_envs):
-            raise ValueError(f"the replay buffer was saved with {state['slots']} slots for each of {state['n_envs']} "
-                             f"envs, this one has {self.slots} for {self.n_envs}: was it saved with another "
-                             "--buffer-size/--n-envs?")
+            raise ValueError(
+                f"the replay buffer was saved with {state['slots']} slots for each of {state['n_envs']} "
+                f"envs, this one has {self.slots} for {self.n_envs}: was it saved with another "
+                "--buffer-size/--n-envs?"
+            )
         for name in self._ARRAYS:
             target = getattr(self, name) if name in self._PER_ENV else getattr(self, name)[:, :filled]
             if state[name].shape != target.shape or filled > self.slots:
-                raise ValueError(f"replay buffer {name} has shape {state[name].shape}, expected "
-                                 f"{target.shape}: was it saved with another --buffer-size/--n-envs?")
+                raise ValueError(
+                    f"replay buffer {name} has shape {state[name].shape}, expected "
+                    f"{target.shape}: was it saved with another --buffer-size/--n-envs?"
+                )
             target[...] = state[name]
             if name not in self._PER_ENV and name not in ("frames", "actions"):
                 getattr(self, name)[:, filled:] = 0  # flags of slots past the saved ones (the frames are

@@ -168,15 +168,24 @@ def cmd_bench(argv: list[str]) -> None:
     check_range(args, "seeds", 1)
     check_range(args, "first_seed", 0)
     check_range(args, "timeout_s", 0, low_open=True)
-    report_md = run_bench(args.algos, args.envs, args.seeds, args.vs, args.long, args.timeout_s, args.out,
-                          log=lambda line: print(line, file=sys.stderr, flush=True), first_seed=args.first_seed)
+    report_md = run_bench(
+        args.algos,
+        args.envs,
+        args.seeds,
+        args.vs,
+        args.long,
+        args.timeout_s,
+        args.out,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+        first_seed=args.first_seed,
+    )
     print(report_md)
 
 
 def cmd_train(argv: list[str]) -> None:
-    from deeprl.registry import get_algo
     from deeprl.config import RunOptions
     from deeprl.driver import build_config, resume, run_training
+    from deeprl.registry import get_algo
 
     if any(a == "--resume" or a.startswith("--resume=") for a in argv):
         args = tyro.cli(ResumeArgs, args=argv, prog="deeprl train")
@@ -185,18 +194,24 @@ def cmd_train(argv: list[str]) -> None:
         return
     if not argv or argv[0].startswith("-"):
         if argv and argv[0] in ("-h", "--help"):
-            print("usage: deeprl train ALGO ENV_ID [flags]  |  deeprl train --resume RUN_DIR\n"
-                  "Algorithms: see `deeprl list`; flags: `deeprl train ALGO --help`.")
+            print(
+                "usage: deeprl train ALGO ENV_ID [flags]  |  deeprl train --resume RUN_DIR\n"
+                "Algorithms: see `deeprl list`; flags: `deeprl train ALGO --help`."
+            )
             return
-        raise UsageError("Name an algorithm and an env: `deeprl train ALGO ENV_ID`, e.g. "
-                         "`deeprl train q-learning CliffWalking-v1`. `deeprl list` shows the algorithms.")
+        raise UsageError(
+            "Name an algorithm and an env: `deeprl train ALGO ENV_ID`, e.g. "
+            "`deeprl train q-learning CliffWalking-v1`. `deeprl list` shows the algorithms."
+        )
     spec = get_algo(argv[0])
     rest = argv[1:]
     helping = any(a in ("-h", "--help") for a in rest)
     env_id = rest[0] if rest and not rest[0].startswith("-") else None
     if env_id is None and not helping:
-        raise UsageError(f"Name the env to train on: `deeprl train {spec.name} ENV_ID`, e.g. "
-                         f"`deeprl train {spec.name} FrozenLake-v1`.")
+        raise UsageError(
+            f"Name the env to train on: `deeprl train {spec.name} ENV_ID`, e.g. "
+            f"`deeprl train {spec.name} FrozenLake-v1`."
+        )
     # Defaults shown and used: the dataclass defaults, then the preset for this env, if any.
     if env_id is None:
         default = TrainArgs(RunOptions(env_id="ENV_ID"), spec.config_cls())
@@ -204,11 +219,13 @@ def cmd_train(argv: list[str]) -> None:
         rest = rest[1:]
         # A budget flag replaces the preset's budget (a preset's --episodes must not clash with --total-steps).
         gave_budget = any(a.split("=")[0].replace("_", "-") in ("--total-steps", "--episodes") for a in rest)
-        _, config, run_options = build_config(spec.name, env_id,
-                                              **({"total_steps": None, "episodes": None} if gave_budget else {}))
+        _, config, run_options = build_config(
+            spec.name, env_id, **({"total_steps": None, "episodes": None} if gave_budget else {})
+        )
         default = TrainArgs(run_options, config)
-    args = tyro.cli(TrainArgs[spec.config_cls], default=default, args=rest,
-                    prog=f"deeprl train {spec.name} {env_id or 'ENV_ID'}")
+    args = tyro.cli(
+        TrainArgs[spec.config_cls], default=default, args=rest, prog=f"deeprl train {spec.name} {env_id or 'ENV_ID'}"
+    )
     report(run_training(spec, args.algo, args.run))
 
 
@@ -220,10 +237,13 @@ def report(result: Any) -> None:
         solved = f"not solved (threshold {s['reward_threshold']})"
     else:
         solved = "the env has no reward threshold (--threshold X sets one)"
-    print(f"{s['algo']} on {s['env_id']}: {s['env_steps']:,} env steps, {s['episodes']:,} episodes, "
-          f"{s['train_wall_s']:.2f} s of training ({s['steps_per_s']:,.0f} steps/s)")
-    print(f"  eval: {s['eval_mean_return']:.3f} ± {s['eval_std_return']:.3f} over {s['eval_episodes']} "
-          f"episodes; {solved}")
+    print(
+        f"{s['algo']} on {s['env_id']}: {s['env_steps']:,} env steps, {s['episodes']:,} episodes, "
+        f"{s['train_wall_s']:.2f} s of training ({s['steps_per_s']:,.0f} steps/s)"
+    )
+    print(
+        f"  eval: {s['eval_mean_return']:.3f} ± {s['eval_std_return']:.3f} over {s['eval_episodes']} episodes; {solved}"
+    )
     print(f"  saved to {result.run_dir}")
     print(f"  next:  deeprl eval {result.run_dir}")
     print(f"         deeprl train --resume {result.run_dir} --total-steps {2 * s['env_steps']}")
@@ -239,9 +259,11 @@ def cmd_eval(argv: list[str]) -> None:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{out['algo']} on {out['env_id']}: mean return {out['mean_return']:.3f} ± "
-              f"{out['std_return']:.3f} over {out['episodes']} episodes "
-              f"(min {out['min_return']:.3f}, max {out['max_return']:.3f})")
+        print(
+            f"{out['algo']} on {out['env_id']}: mean return {out['mean_return']:.3f} ± "
+            f"{out['std_return']:.3f} over {out['episodes']} episodes "
+            f"(min {out['min_return']:.3f}, max {out['max_return']:.3f})"
+        )
 
 
 def cmd_solve(argv: list[str]) -> None:
@@ -254,8 +276,18 @@ def cmd_solve(argv: list[str]) -> None:
     v, q, policy = value_iteration(model, args.gamma)
     residual = bellman_optimality_residual(model, q, args.gamma)
     if args.json:
-        print(json.dumps({"env_id": args.env_id, "gamma": args.gamma, "v": v.tolist(), "q": q.tolist(),
-                          "policy": policy.tolist(), "bellman_residual": residual}))
+        print(
+            json.dumps(
+                {
+                    "env_id": args.env_id,
+                    "gamma": args.gamma,
+                    "v": v.tolist(),
+                    "q": q.tolist(),
+                    "policy": policy.tolist(),
+                    "bellman_residual": residual,
+                }
+            )
+        )
         return
     print(f"{args.env_id}, γ = {args.gamma}: value iteration, Bellman optimality residual {residual:.2e}")
     shape = _grid_shape(env)
@@ -270,8 +302,7 @@ def cmd_solve(argv: list[str]) -> None:
         print("  " + " ".join(f"{v[r * cols + c]:7.3f}" for c in range(cols)))
     print("π* (greedy in Q*):")
     for r in range(rows):
-        print("  " + " ".join(arrows.get(int(policy[r * cols + c]), str(policy[r * cols + c]))
-                              for c in range(cols)))
+        print("  " + " ".join(arrows.get(int(policy[r * cols + c]), str(policy[r * cols + c])) for c in range(cols)))
 
 
 def _grid_shape(env: Any) -> tuple[int, int] | None:
@@ -293,13 +324,21 @@ def _action_glyphs(env: Any) -> dict[int, str]:
 
 
 def cmd_list(argv: list[str]) -> None:
-    from deeprl.registry import ALGOS
     from deeprl.presets import PRESETS
+    from deeprl.registry import ALGOS
 
     args = tyro.cli(ListArgs, args=argv, prog="deeprl list")
-    rows = [{"algo": s.name, "aliases": list(s.aliases), "summary": s.summary,
-             "observation_spaces": s.observation_spaces, "action_spaces": s.action_spaces,
-             "presets": sorted(PRESETS.get(s.name, {}))} for s in ALGOS.values()]
+    rows = [
+        {
+            "algo": s.name,
+            "aliases": list(s.aliases),
+            "summary": s.summary,
+            "observation_spaces": s.observation_spaces,
+            "action_spaces": s.action_spaces,
+            "presets": sorted(PRESETS.get(s.name, {})),
+        }
+        for s in ALGOS.values()
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -320,11 +359,12 @@ def cmd_render(argv: list[str]) -> None:
     from deeprl.viz import check_video_path, render
 
     check_video_path(args.out)  # a wrong extension fails before the checkpoint is loaded
-    rec = render(args.run_dir, args.out, episodes=args.episodes, fps=args.fps, seed=args.seed,
-                 max_steps=args.max_steps)
+    rec = render(args.run_dir, args.out, episodes=args.episodes, fps=args.fps, seed=args.seed, max_steps=args.max_steps)
     returns = ", ".join(f"{e.episode_return:.2f} ({e.length} steps)" for e in rec.episodes)
-    print(f"wrote {rec.path}: {len(rec.episodes)} episode{'s' if len(rec.episodes) > 1 else ''}, "
-          f"{rec.frames} frames at {rec.fps:g} fps; return{'s' if len(rec.episodes) > 1 else ''} {returns}")
+    print(
+        f"wrote {rec.path}: {len(rec.episodes)} episode{'s' if len(rec.episodes) > 1 else ''}, "
+        f"{rec.frames} frames at {rec.fps:g} fps; return{'s' if len(rec.episodes) > 1 else ''} {returns}"
+    )
 
 
 def cmd_plot(argv: list[str]) -> None:
@@ -335,8 +375,15 @@ def cmd_plot(argv: list[str]) -> None:
     print(f"wrote {args.out} ({len(args.run_dirs)} run{'s' if len(args.run_dirs) > 1 else ''})")
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "solve": cmd_solve, "list": cmd_list, "bench": cmd_bench,
-            "render": cmd_render, "plot": cmd_plot}
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "solve": cmd_solve,
+    "list": cmd_list,
+    "bench": cmd_bench,
+    "render": cmd_render,
+    "plot": cmd_plot,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,8 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS.get(argv[0])
     try:
         if command is None:
-            raise UsageError(f"Unknown command {argv[0]!r}.{did_you_mean(argv[0], COMMANDS)} "
-                             f"Commands: {', '.join(COMMANDS)}. `deeprl --help` shows what each does.")
+            raise UsageError(
+                f"Unknown command {argv[0]!r}.{did_you_mean(argv[0], COMMANDS)} "
+                f"Commands: {', '.join(COMMANDS)}. `deeprl --help` shows what each does."
+            )
         command(argv[1:])
     except UsageError as e:
         print(f"deeprl: error: {e}", file=sys.stderr)

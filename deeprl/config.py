@@ -24,8 +24,15 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def check_range(obj: Any, name: str, low: float | None = None, high: float | None = None,
-                *, low_open: bool = False, high_open: bool = False) -> None:
+def check_range(
+    obj: Any,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
     """Raise a UsageError naming the flag when `obj.name` lies outside [low, high] (or is NaN)."""
     value = getattr(obj, name)
     if value is None:
@@ -41,9 +48,7 @@ def check_range(obj: Any, name: str, low: float | None = None, high: float | Non
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
         interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
-        raise UsageError(
-            f"{name} must be in {interval}, got {value!r}. Pass a value in that range with {_flag(name)}."
-        )
+        raise UsageError(f"{name} must be in {interval}, got {value!r}. Pass a value in that range with {_flag(name)}.")
 
 
 def check_choices(obj: Any) -> None:
@@ -54,8 +59,9 @@ def check_choices(obj: Any) -> None:
             allowed = typing.get_args(hint)
             value = getattr(obj, name)
             if value not in allowed:
-                raise UsageError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}. "
-                                 f"Pass one with {_flag(name)}.")
+                raise UsageError(
+                    f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}. Pass one with {_flag(name)}."
+                )
 
 
 @dataclass(frozen=True)
@@ -109,8 +115,17 @@ class RunOptions:
                 f"Give one training budget, not both: --total-steps {self.total_steps} and "
                 f"--episodes {self.episodes}. Drop one of them."
             )
-        for name in ("total_steps", "episodes", "eval_every", "eval_episodes", "checkpoint_every",
-                     "n_envs", "max_episode_steps", "video_every", "torch_threads"):
+        for name in (
+            "total_steps",
+            "episodes",
+            "eval_every",
+            "eval_episodes",
+            "checkpoint_every",
+            "n_envs",
+            "max_episode_steps",
+            "video_every",
+            "torch_threads",
+        ):
             check_range(self, name, 1)
         check_range(self, "seed", 0, 2**31 - 1)  # room for the eval seeds above it
         check_range(self, "threshold")  # a number, and not NaN
@@ -206,12 +221,22 @@ class DQNConfig:
 
     def __post_init__(self) -> None:
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise UsageError(f"hidden must be one or more positive layer sizes, got {self.hidden!r}. "
-                             "Pass them with --hidden 128 128.")
+            raise UsageError(
+                f"hidden must be one or more positive layer sizes, got {self.hidden!r}. "
+                "Pass them with --hidden 128 128."
+            )
         check_range(self, "learning_rate", 0.0, low_open=True)
         check_range(self, "gamma", 0.0, 1.0)
-        for name in ("batch_size", "buffer_size", "train_freq", "gradient_steps", "target_update_interval",
-                     "epsilon_decay_steps", "priority_beta_steps", "n_step"):
+        for name in (
+            "batch_size",
+            "buffer_size",
+            "train_freq",
+            "gradient_steps",
+            "target_update_interval",
+            "epsilon_decay_steps",
+            "priority_beta_steps",
+            "n_step",
+        ):
             check_range(self, name, 1)
         check_range(self, "n_step", 1, 255)
         check_range(self, "learning_starts", 0)
@@ -250,8 +275,10 @@ class OffPolicyConfig:
 
     def __post_init__(self) -> None:
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise UsageError(f"hidden must be one or more positive layer sizes, got {self.hidden!r}. "
-                             "Pass them with --hidden 256 256.")
+            raise UsageError(
+                f"hidden must be one or more positive layer sizes, got {self.hidden!r}. "
+                "Pass them with --hidden 256 256."
+            )
         check_range(self, "actor_lr", 0.0, low_open=True)
         check_range(self, "critic_lr", 0.0, low_open=True)
         check_range(self, "gamma", 0.0, 1.0)
@@ -343,8 +370,7 @@ def split_options(config_cls: type, values: dict[str, Any]) -> tuple[dict[str, A
         allowed = sorted(RUN_FIELDS | algo_fields)
         hint = did_you_mean(unknown[0], allowed)
         raise UsageError(
-            f"Unknown option {unknown[0]!r} for {config_cls.__name__}.{hint} "
-            f"Allowed: {', '.join(allowed)}."
+            f"Unknown option {unknown[0]!r} for {config_cls.__name__}.{hint} Allowed: {', '.join(allowed)}."
         )
     run = {k: v for k, v in values.items() if k in RUN_FIELDS}
     algo = {k: v for k, v in values.items() if k in algo_fields}
@@ -392,8 +418,9 @@ class PolicyNetConfig:
 
     def _check_net(self) -> None:
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise UsageError(f"hidden must be one or more positive layer sizes, got {self.hidden!r}. "
-                             "Pass them with --hidden 64 64.")
+            raise UsageError(
+                f"hidden must be one or more positive layer sizes, got {self.hidden!r}. Pass them with --hidden 64 64."
+            )
         check_range(self, "log_std_init", -20.0, 2.0)
         check_range(self, "learning_rate", 0.0, low_open=True)
         check_range(self, "anneal_steps", 1)
@@ -549,8 +576,9 @@ class A3CConfig:
         check_range(self, "workers", 1)
         check_range(self, "t_max", 1)
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise UsageError(f"hidden must be one or more positive layer sizes, got {self.hidden!r}. "
-                             "Pass them with --hidden 64 64.")
+            raise UsageError(
+                f"hidden must be one or more positive layer sizes, got {self.hidden!r}. Pass them with --hidden 64 64."
+            )
         check_range(self, "lr", 0.0, low_open=True)
         check_range(self, "optimizer_eps", 0.0, low_open=True)
         check_range(self, "rmsprop_alpha", 0.0, 1.0, high_open=True)

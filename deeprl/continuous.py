@@ -148,8 +148,10 @@ def check_losses(losses: torch.Tensor, names: Sequence[str], updates: int, env_s
     values = losses.tolist()
     for name, value in zip(names, values):
         if not math.isfinite(value):
-            raise DivergenceError(f"the {name} became {value} by gradient step {updates} (env step {env_steps}); "
-                                  "try a smaller learning rate")
+            raise DivergenceError(
+                f"the {name} became {value} by gradient step {updates} (env step {env_steps}); "
+                "try a smaller learning rate"
+            )
     return values
 
 
@@ -157,6 +159,7 @@ def check_losses(losses: torch.Tensor, names: Sequence[str], updates: int, env_s
 class DeterministicNets(NamedTuple):
     """μ and its critics, their target copies μ' and Q' (frozen: they move by Polyak averaging only), and
     one Adam optimizer for the actor and one for the critics."""
+
     actor: DeterministicActor
     critic: QEnsemble
     actor_target: DeterministicActor
@@ -171,10 +174,14 @@ def deterministic_nets(config: Any, env: Any, n_critics: int, device: torch.devi
     hidden = tuple(config.hidden)
     actor = DeterministicActor(obs_dim, act_dim, hidden).to(device)
     critic = QEnsemble(obs_dim, act_dim, hidden, n=n_critics).to(device)
-    return DeterministicNets(actor, critic, copy.deepcopy(actor).requires_grad_(False),
-                             copy.deepcopy(critic).requires_grad_(False),
-                             adam(actor.parameters(), config.actor_lr, device),
-                             adam(critic.parameters(), config.critic_lr, device))
+    return DeterministicNets(
+        actor,
+        critic,
+        copy.deepcopy(actor).requires_grad_(False),
+        copy.deepcopy(critic).requires_grad_(False),
+        adam(actor.parameters(), config.actor_lr, device),
+        adam(critic.parameters(), config.critic_lr, device),
+    )
 
 
 def exploration_noise(config: Any, env: Any, seeds: Seeds) -> Any:
@@ -183,14 +190,22 @@ def exploration_noise(config: Any, env: Any, seeds: Seeds) -> Any:
     return make_noise(config.noise, config.noise_sigma, shape, theta=config.noise_theta, seed=seeds.sequence("noise"))
 
 
-def replay_collector(config: Any, env: Any, seeds: Seeds, device: torch.device,
-                     noise: Any = None) -> tuple[ReplayBuffer, Collector]:
+def replay_collector(
+    config: Any, env: Any, seeds: Seeds, device: torch.device, noise: Any = None
+) -> tuple[ReplayBuffer, Collector]:
     """The replay buffer (of unit-box actions; γ only sums n-step rewards there) and the Collector
     that fills it from the vector env `env`."""
     obs_space, act_space, _, _ = flat_dims(env)
     unit_box = gym.spaces.Box(-1.0, 1.0, act_space.shape, np.float32)
-    buffer = ReplayBuffer(config.buffer_size, obs_space, unit_box, n_envs=env.num_envs, device=device,
-                          gamma=config.gamma, seed=seeds.sequence("replay"))
+    buffer = ReplayBuffer(
+        config.buffer_size,
+        obs_space,
+        unit_box,
+        n_envs=env.num_envs,
+        device=device,
+        gamma=config.gamma,
+        seed=seeds.sequence("replay"),
+    )
     return buffer, Collector(env, buffer, noise, seeds=seeds)
 
 
@@ -252,8 +267,11 @@ class Collector:
             else:
                 actions = agent.explore(self.obs)
             finished += self.step(actions, agent.losses)
-            if self.env_steps >= cfg.learning_starts and len(self.buffer) >= cfg.batch_size \
-                    and (self.env_steps // self.n_envs) % cfg.train_freq == 0:
+            if (
+                self.env_steps >= cfg.learning_starts
+                and len(self.buffer) >= cfg.batch_size
+                and (self.env_steps // self.n_envs) % cfg.train_freq == 0
+            ):
                 agent.train(cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * self.n_envs)
             if max_episodes is not None and len(finished) >= max_episodes:
                 break
@@ -290,9 +308,15 @@ class Collector:
         return finished
 
     def state_dict(self) -> dict[str, Any]:
-        return {"obs": None if self.obs is None else np.array(self.obs), "autoreset": self.autoreset.copy(),
-                "ep_return": self.ep_return.copy(), "ep_length": self.ep_length.copy(),
-                "env_steps": self.env_steps, "episodes": self.episodes, "rng": self.rng.bit_generator.state}
+        return {
+            "obs": None if self.obs is None else np.array(self.obs),
+            "autoreset": self.autoreset.copy(),
+            "ep_return": self.ep_return.copy(),
+            "ep_length": self.ep_length.copy(),
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "rng": self.rng.bit_generator.state,
+        }
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
         self.env_steps, self.episodes = state["env_steps"], state["episodes"]

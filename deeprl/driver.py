@@ -26,18 +26,38 @@ from typing import Any
 from deeprl._version import __version__
 from deeprl.agent import configs_from_record
 from deeprl.config import RunOptions, split_options, to_jsonable
-from deeprl.envs import env_spec, env_state, global_rng_state, make_env, make_vec_env, seed_everything, \
-    set_global_rng_state
+from deeprl.envs import (
+    env_spec,
+    env_state,
+    global_rng_state,
+    make_env,
+    make_vec_env,
+    seed_everything,
+    set_global_rng_state,
+)
 from deeprl.errors import DivergenceError, Interrupted, UsageError, WorkerError
 from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
 from deeprl.presets import PRESETS
 from deeprl.progress import ProgressDisplay
 from deeprl.registry import AlgoSpec, check_spaces, get_algo
-from deeprl.rundir import (CONFIG, FORMAT, SUMMARY, MetricsLog, ResumeState, check_writable, claim_run_dir,
-                           load_resume_state, read_config, remove_stray_temp_files, save_policy, save_resume_state,
-                           versions, write_json)
+from deeprl.rundir import (
+    CONFIG,
+    FORMAT,
+    SUMMARY,
+    MetricsLog,
+    ResumeState,
+    check_writable,
+    claim_run_dir,
+    load_resume_state,
+    read_config,
+    remove_stray_temp_files,
+    save_policy,
+    save_resume_state,
+    versions,
+    write_json,
+)
 
-MAX_CHUNK = 5_000              # env steps between progress updates
+MAX_CHUNK = 5_000  # env steps between progress updates
 
 
 @dataclass
@@ -65,8 +85,10 @@ class RunResult:
 
     def __repr__(self) -> str:
         s = self.summary
-        return (f"RunResult(run_dir={str(self.run_dir)!r}, eval_mean_return={s['eval_mean_return']:.3f}, "
-                f"solved={s['solved']}, env_steps={s['env_steps']})")
+        return (
+            f"RunResult(run_dir={str(self.run_dir)!r}, eval_mean_return={s['eval_mean_return']:.3f}, "
+            f"solved={s['solved']}, env_steps={s['env_steps']})"
+        )
 
 
 # ---------------------------------------------------------------- entry points
@@ -97,8 +119,9 @@ def train(algo: str, env_id: str, **options: Any) -> RunResult:
     return run_training(spec, config, run_options)
 
 
-def resume(run_dir: Path | str, *, total_steps: int | None = None, episodes: int | None = None,
-           progress: str | None = None) -> RunResult:
+def resume(
+    run_dir: Path | str, *, total_steps: int | None = None, episodes: int | None = None, progress: str | None = None
+) -> RunResult:
     """Continue a run from its resume state; a larger budget (total_steps/episodes) trains further.
 
     Everything is checked before anything in the directory changes: the run directory's format, that
@@ -116,11 +139,15 @@ def resume(run_dir: Path | str, *, total_steps: int | None = None, episodes: int
     if total_steps is not None or episodes is not None:
         done = saved.state["loop"]
         if total_steps is not None and total_steps <= done["env_steps"]:
-            raise UsageError(f"--total-steps {total_steps} is not more than the {done['env_steps']} env steps "
-                             "this run has already trained. Give a larger budget.")
+            raise UsageError(
+                f"--total-steps {total_steps} is not more than the {done['env_steps']} env steps "
+                "this run has already trained. Give a larger budget."
+            )
         if episodes is not None and episodes <= done["episodes"]:
-            raise UsageError(f"--episodes {episodes} is not more than the {done['episodes']} episodes this run "
-                             "has already trained. Give a larger budget.")
+            raise UsageError(
+                f"--episodes {episodes} is not more than the {done['episodes']} episodes this run "
+                "has already trained. Give a larger budget."
+            )
         changes.update(total_steps=total_steps, episodes=episodes, stop_when_solved=False)
     if progress is not None:
         changes["progress"] = progress
@@ -133,19 +160,30 @@ def check_matches_config(saved: ResumeState, record: dict[str, Any], run_dir: Pa
     budget = {"total_steps", "episodes", "stop_when_solved", "progress", "run_dir"}
     differences = [
         f"{key}: config.json has {record.get(key)!r}, the resume state {header.get(key)!r}"
-        for key in ("algo", "env_id", "seed") if record.get(key) != header.get(key)
+        for key in ("algo", "env_id", "seed")
+        if record.get(key) != header.get(key)
     ]
     if header.get("format") != FORMAT:
-        differences.insert(0, f"format: the resume state is format {header.get('format')!r}, this deeprl reads {FORMAT}")
+        differences.insert(
+            0, f"format: the resume state is format {header.get('format')!r}, this deeprl reads {FORMAT}"
+        )
     if not differences:
-        differences += [f"config.{k}: {record['config'].get(k)!r} vs {v!r}"
-                        for k, v in header.get("config", {}).items() if record["config"].get(k) != v]
-        differences += [f"run.{k}: {record['run'].get(k)!r} vs {v!r}" for k, v in header.get("run", {}).items()
-                        if k not in budget and record["run"].get(k) != v]
+        differences += [
+            f"config.{k}: {record['config'].get(k)!r} vs {v!r}"
+            for k, v in header.get("config", {}).items()
+            if record["config"].get(k) != v
+        ]
+        differences += [
+            f"run.{k}: {record['run'].get(k)!r} vs {v!r}"
+            for k, v in header.get("run", {}).items()
+            if k not in budget and record["run"].get(k) != v
+        ]
     if differences:
-        raise UsageError(f"The resume state in {str(run_dir)!r} does not belong to its config.json "
-                         f"({'; '.join(differences[:5])}). Nothing was changed. Resume the directory the "
-                         "resume state came from, or train again.")
+        raise UsageError(
+            f"The resume state in {str(run_dir)!r} does not belong to its config.json "
+            f"({'; '.join(differences[:5])}). Nothing was changed. Resume the directory the "
+            "resume state came from, or train again."
+        )
 
 
 # ---------------------------------------------------------------- a run
@@ -174,8 +212,14 @@ class _Run:
         s.metrics_rows = self.metrics.rows
         info = {"algo": self.spec.name, "env_id": self.opts.env_id, "env_steps": s.env_steps}
         save_policy(self.run_dir, self.algo.policy_state(), info)
-        header = {**info, "format": FORMAT, "seed": self.opts.seed, "deeprl_version": __version__,
-                  "config": to_jsonable(self.config), "run": to_jsonable(self.opts)}
+        header = {
+            **info,
+            "format": FORMAT,
+            "seed": self.opts.seed,
+            "deeprl_version": __version__,
+            "config": to_jsonable(self.config),
+            "run": to_jsonable(self.opts),
+        }
         tree = {"algo": self.algo.state_dict(), "loop": dataclasses.asdict(s), "rng": global_rng_state()}
         save_resume_state(self.run_dir, header, tree, env_state(self.env))
 
@@ -215,17 +259,24 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeSta
             run.video(run.algo.policy, run.state.env_steps, run.run_dir / "videos")  # the final policy
     except (DivergenceError, WorkerError) as e:
         last = run.saved_at[-1] if run.saved_at else saved.header["env_steps"] if saved else None
-        kept = f"The last good checkpoint (env step {last}) is kept in {run.run_dir}." if last is not None \
+        kept = (
+            f"The last good checkpoint (env step {last}) is kept in {run.run_dir}."
+            if last is not None
             else f"No checkpoint had been written yet ({run.run_dir} holds the metrics so far)."
+        )
         raise UsageError(f"Training stopped: {e}. {kept}") from None
     except KeyboardInterrupt:
         last = run.saved_at[-1] if run.saved_at else saved.header["env_steps"] if saved else None
         if last is not None:
-            print(f"\nInterrupted; saved at env step {last}. "
-                  f"Continue with `deeprl train --resume {run.run_dir}`.", file=sys.stderr)
+            print(
+                f"\nInterrupted; saved at env step {last}. Continue with `deeprl train --resume {run.run_dir}`.",
+                file=sys.stderr,
+            )
         else:
-            print(f"\nInterrupted before any checkpoint; nothing to resume. Delete {run.run_dir} and train again.",
-                  file=sys.stderr)
+            print(
+                f"\nInterrupted before any checkpoint; nothing to resume. Delete {run.run_dir} and train again.",
+                file=sys.stderr,
+            )
         raise
     finally:
         run.close()
@@ -251,14 +302,17 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
     check_spaces(spec, opts.env_id, obs_space, act_space)
     threshold = opts.threshold if opts.threshold is not None else env_spec(opts.env_id).reward_threshold
     if opts.stop_when_solved and threshold is None:
-        raise UsageError(f"--stop-when-solved needs a threshold, and {opts.env_id} has no reward_threshold. "
-                         "Pass the return that counts as solved with --threshold X.")
+        raise UsageError(
+            f"--stop-when-solved needs a threshold, and {opts.env_id} has no reward_threshold. "
+            "Pass the return that counts as solved with --threshold X."
+        )
     video = None
     if opts.video_every is not None:  # an env that cannot draw frames fails here, before any file is written
         from deeprl.viz.video import EvalVideoRecorder
 
-        video = EvalVideoRecorder(opts.env_id, seed=opts.seed + EVAL_SEED_OFFSET, label=spec.name,
-                                  max_episode_steps=opts.max_episode_steps)
+        video = EvalVideoRecorder(
+            opts.env_id, seed=opts.seed + EVAL_SEED_OFFSET, label=spec.name, max_episode_steps=opts.max_episode_steps
+        )
     device = resolve_device(opts.device)
     run_dir = claim_run_dir(opts.run_dir, spec.name, opts.env_id, opts.seed) if saved is None else opts.run_dir
     opts = dataclasses.replace(opts, run_dir=run_dir)
@@ -271,23 +325,36 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         algo.load_state_dict(saved.state["algo"], env_restored=env_restored)
         set_global_rng_state(saved.state["rng"])
         state = LoopState(**saved.state["loop"])
-        state.next_checkpoint = (state.env_steps // opts.checkpoint_every + 1) * opts.checkpoint_every \
-            if opts.checkpoint_every else None
+        state.next_checkpoint = (
+            (state.env_steps // opts.checkpoint_every + 1) * opts.checkpoint_every if opts.checkpoint_every else None
+        )
         if not env_restored:
             why = saved.env_note or f"{opts.env_id} could not be saved in the checkpoint"
             print(f"note: {why}; resuming with fresh episodes.", file=sys.stderr)
 
     # On resume, metrics.csv is checked (and cut to the checkpoint's rows) before anything else is written.
-    metrics = MetricsLog(run_dir, algo.metric_names, state.metrics_rows if saved else None,
-                         opts.tensorboard, state.env_steps if saved else None)
+    metrics = MetricsLog(
+        run_dir,
+        algo.metric_names,
+        state.metrics_rows if saved else None,
+        opts.tensorboard,
+        state.env_steps if saved else None,
+    )
     if saved is not None:
         remove_stray_temp_files(run_dir)
-    write_json(run_dir / CONFIG, {
-        "format": FORMAT, "algo": spec.name, "env_id": opts.env_id, "seed": opts.seed,
-        "config": to_jsonable(config), "run": to_jsonable(opts),
-        "preset": opts.env_id if opts.env_id in PRESETS.get(spec.name, {}) else None,
-        "versions": versions(),
-    })
+    write_json(
+        run_dir / CONFIG,
+        {
+            "format": FORMAT,
+            "algo": spec.name,
+            "env_id": opts.env_id,
+            "seed": opts.seed,
+            "config": to_jsonable(config),
+            "run": to_jsonable(opts),
+            "preset": opts.env_id if opts.env_id in PRESETS.get(spec.name, {}) else None,
+            "versions": versions(),
+        },
+    )
     evaluator = Evaluator(opts.env_id, opts.eval_episodes, opts.seed + EVAL_SEED_OFFSET, opts.max_episode_steps)
     run = _Run(spec, config, opts, run_dir, env, algo, state, metrics, evaluator, video, threshold)
     # --video-every: at the end of the first chunk at or after each multiple of N (chunks end on evaluations,
@@ -310,8 +377,16 @@ def _loop(run: _Run) -> str:
             elapsed = time.perf_counter() - start
             for ep in finished:
                 state.episodes += 1
-                run.metrics.write("train", ep.env_steps, state.episodes, state.train_wall_s + (ep.time - start),
-                                  ep.episode_return, ep.episode_length, "", ep.extras)
+                run.metrics.write(
+                    "train",
+                    ep.env_steps,
+                    state.episodes,
+                    state.train_wall_s + (ep.time - start),
+                    ep.episode_return,
+                    ep.episode_length,
+                    "",
+                    ep.extras,
+                )
                 state.recent_returns.append(ep.episode_return)
             del state.recent_returns[:-100]  # the progress bar's window
             state.env_steps += steps
@@ -345,15 +420,22 @@ def _finish(run: _Run, stopped: str) -> RunResult:
     state, opts = run.state, run.opts
     _, mean, std = state.last_eval
     summary = {
-        "algo": run.spec.name, "env_id": opts.env_id, "seed": opts.seed,
-        "env_steps": state.env_steps, "episodes": state.episodes,
+        "algo": run.spec.name,
+        "env_id": opts.env_id,
+        "seed": opts.seed,
+        "env_steps": state.env_steps,
+        "episodes": state.episodes,
         "train_wall_s": round(state.train_wall_s, 4),
         "steps_per_s": round(state.env_steps / max(state.train_wall_s, 1e-9), 1),
-        "eval_mean_return": mean, "eval_std_return": std, "eval_episodes": opts.eval_episodes,
-        "reward_threshold": run.threshold, "solved": state.solved_at_env_steps is not None,
+        "eval_mean_return": mean,
+        "eval_std_return": std,
+        "eval_episodes": opts.eval_episodes,
+        "reward_threshold": run.threshold,
+        "solved": state.solved_at_env_steps is not None,
         "solved_at_env_steps": state.solved_at_env_steps,
         "solved_at_wall_s": None if state.solved_at_wall_s is None else round(state.solved_at_wall_s, 4),
-        "stopped": stopped, "run_dir": str(run.run_dir),
+        "stopped": stopped,
+        "run_dir": str(run.run_dir),
     }
     write_json(run.run_dir / SUMMARY, summary)
     return RunResult(run.run_dir, summary)
@@ -374,8 +456,11 @@ class _GracefulInterrupt:
         if self.signum is not None:
             raise Interrupted(signum)
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this chunk and saving a checkpoint "
-              "(signal again to stop at once)...", file=sys.stderr)
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this chunk and saving a checkpoint "
+            "(signal again to stop at once)...",
+            file=sys.stderr,
+        )
 
     def __enter__(self) -> _GracefulInterrupt:
         if threading.current_thread() is threading.main_thread():
@@ -393,8 +478,9 @@ def _training_env(spec: AlgoSpec, opts: RunOptions, saved: ResumeState | None) -
     if saved is not None and saved.env_snapshot is not None:
         return pickle.loads(saved.env_snapshot), True
     if spec.vectorized:
-        return make_vec_env(opts.env_id, opts.n_envs, vectorization=opts.vectorization,
-                            max_episode_steps=opts.max_episode_steps), False
+        return make_vec_env(
+            opts.env_id, opts.n_envs, vectorization=opts.vectorization, max_episode_steps=opts.max_episode_steps
+        ), False
     return make_env(opts.env_id, max_episode_steps=opts.max_episode_steps), False
 
 

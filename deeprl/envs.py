@@ -46,11 +46,13 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
                 return gym.registry[name]
         except ImportError:
             if name.startswith("ALE/"):
-                raise UsageError(f"{env_id} is an Atari env and needs ale-py, which is not installed. "
-                                 "Fix: pip install 'gymnasium[atari]' (the ROMs ship with it).") from None
+                raise UsageError(
+                    f"{env_id} is an Atari env and needs ale-py, which is not installed. "
+                    "Fix: pip install 'gymnasium[atari]' (the ROMs ship with it)."
+                ) from None
     raise UsageError(
         f"Unknown environment {env_id!r}.{did_you_mean(name, gym.registry.keys())} "
-        "Use a registered Gymnasium id (`python -c \"import gymnasium; gymnasium.pprint_registry()\"` "
+        'Use a registered Gymnasium id (`python -c "import gymnasium; gymnasium.pprint_registry()"` '
         "lists them), or 'your_module:YourEnv-v0' for an env your module registers."
     )
 
@@ -79,8 +81,14 @@ def _make(env_id: str, render_mode: str | None, max_episode_steps: int | None, *
         raise UsageError(f"Could not make {env_id!r}: {e}") from None
 
 
-def make_env(env_id: str, *, seed: int | None = None, render_mode: str | None = None,
-             max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
+def make_env(
+    env_id: str,
+    *,
+    seed: int | None = None,
+    render_mode: str | None = None,
+    max_episode_steps: int | None = None,
+    **kwargs: Any,
+) -> gym.Env:
     """One env. With `seed`, its first reset and its action space are seeded."""
     env_spec(env_id)
     env = _make(env_id, render_mode, max_episode_steps, **kwargs)
@@ -90,9 +98,15 @@ def make_env(env_id: str, *, seed: int | None = None, render_mode: str | None = 
     return env
 
 
-def make_vec_env(env_id: str, n_envs: int, *, vectorization: Literal["auto", "sync", "async"] = "auto",
-                 max_episode_steps: int | None = None, record_stats: bool = False,
-                 **kwargs: Any) -> gym.vector.VectorEnv:
+def make_vec_env(
+    env_id: str,
+    n_envs: int,
+    *,
+    vectorization: Literal["auto", "sync", "async"] = "auto",
+    max_episode_steps: int | None = None,
+    record_stats: bool = False,
+    **kwargs: Any,
+) -> gym.vector.VectorEnv:
     """`n_envs` copies of the env in one Gymnasium VectorEnv (autoreset mode NEXT_STEP).
 
     auto prefers the env's numpy-vectorized implementation (`vector_entry_point`, e.g. CartPole),
@@ -103,8 +117,12 @@ def make_vec_env(env_id: str, n_envs: int, *, vectorization: Literal["auto", "sy
     """
     spec = env_spec(env_id)
     # Atari ids take the wrapped single envs (deeprl/atari.py), the same preprocessing as make_env.
-    if (vectorization == "auto" and spec.vector_entry_point is not None and not kwargs.get("render_mode")
-            and not env_id.startswith("ALE/")):
+    if (
+        vectorization == "auto"
+        and spec.vector_entry_point is not None
+        and not kwargs.get("render_mode")
+        and not env_id.startswith("ALE/")
+    ):
         extra = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
         venv = gym.make_vec(env_id, n_envs, vectorization_mode="vector_entry_point", **extra, **kwargs)
     else:

@@ -7,14 +7,15 @@ was evaluated (DESIGN.md, benchmark protocol).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from deeprl.envs import env_spec, make_vec_env
 
-EVAL_SEED_OFFSET = 10_000      # evaluation episode i of a run with seed s starts from reset seed s + 10_000 + i
-EVAL_STEP_CAP = 1_000          # evaluation episodes of envs without a time limit stop here (--max-episode-steps)
+EVAL_SEED_OFFSET = 10_000  # evaluation episode i of a run with seed s starts from reset seed s + 10_000 + i
+EVAL_STEP_CAP = 1_000  # evaluation episodes of envs without a time limit stop here (--max-episode-steps)
 
 
 class Evaluator:
@@ -22,14 +23,22 @@ class Evaluator:
     `seed + i`, so every evaluation of a run sees the same starting states and a policy's score
     does not depend on when it was evaluated."""
 
-    def __init__(self, env_id: str, episodes: int, seed: int, max_episode_steps: int | None = None,
-                 batch: int = 32, env_kwargs: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        env_id: str,
+        episodes: int,
+        seed: int,
+        max_episode_steps: int | None = None,
+        batch: int = 32,
+        env_kwargs: dict[str, Any] | None = None,
+    ):
         self.episodes, self.seed = episodes, seed
         if max_episode_steps is None and env_spec(env_id).max_episode_steps is None:
             max_episode_steps = EVAL_STEP_CAP  # a greedy policy can walk in circles forever
         self.n = min(episodes, batch)
-        self.venv = make_vec_env(env_id, self.n, vectorization="auto", max_episode_steps=max_episode_steps,
-                                 **(env_kwargs or {}))
+        self.venv = make_vec_env(
+            env_id, self.n, vectorization="auto", max_episode_steps=max_episode_steps, **(env_kwargs or {})
+        )
 
     def __call__(self, policy: Callable[[Any], np.ndarray]) -> np.ndarray:
         returns: list[float] = []

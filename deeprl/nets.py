@@ -34,8 +34,9 @@ def adam(params: Any, lr: float, device: torch.device | str, eps: float = 1e-8) 
     return torch.optim.Adam(params, lr=lr, eps=eps, fused=torch.device(device).type in ("cpu", "cuda"))
 
 
-def mlp(sizes: Sequence[int], activation: str = "relu", output_gain: float | None = 1.0,
-        output_activation: bool = False) -> nn.Sequential:
+def mlp(
+    sizes: Sequence[int], activation: str = "relu", output_gain: float | None = 1.0, output_activation: bool = False
+) -> nn.Sequential:
     """Linear layers of the given sizes (input first, output last) with `activation` between them.
 
     `output_gain` initialises the last layer orthogonally with that gain (e.g. 0.01 for a policy's
@@ -65,9 +66,12 @@ class NatureCNN(nn.Module):
     def __init__(self, in_channels: int, features: int = 512, height: int = 84, width: int = 84):
         super().__init__()
         self.convs = nn.Sequential(
-            layer_init(nn.Conv2d(in_channels, 32, 8, stride=4)), nn.ReLU(),
-            layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
-            layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
+            layer_init(nn.Conv2d(in_channels, 32, 8, stride=4)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)),
+            nn.ReLU(),
             nn.Flatten(),
         )
         with torch.no_grad():
@@ -84,8 +88,11 @@ class FlatEncoder(nn.Module):
 
     def __init__(self, n_inputs: int, hidden: Sequence[int], activation: str = "relu"):
         super().__init__()
-        self.net = mlp([n_inputs, *hidden], activation, output_gain=math.sqrt(2), output_activation=True) \
-            if hidden else nn.Identity()
+        self.net = (
+            mlp([n_inputs, *hidden], activation, output_gain=math.sqrt(2), output_activation=True)
+            if hidden
+            else nn.Identity()
+        )
         self.out_features = hidden[-1] if hidden else n_inputs
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -143,9 +150,19 @@ class ActorCritic(nn.Module):
     the critic out (REINFORCE without a baseline).
     """
 
-    def __init__(self, obs_space: gym.Space, action_space: gym.Space, hidden: Sequence[int] = (64, 64),
-                 activation: str = "tanh", *, shared: bool = False, critic: bool = True,
-                 log_std: str = "state-independent", log_std_init: float = 0.0, bound: str = "clip"):
+    def __init__(
+        self,
+        obs_space: gym.Space,
+        action_space: gym.Space,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        *,
+        shared: bool = False,
+        critic: bool = True,
+        log_std: str = "state-independent",
+        log_std_init: float = 0.0,
+        bound: str = "clip",
+    ):
         super().__init__()
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         if not self.discrete and not isinstance(action_space, gym.spaces.Box):
@@ -161,8 +178,9 @@ class ActorCritic(nn.Module):
         else:
             self.action_shape = action_space.shape
             n_act = int(np.prod(action_space.shape))
-            self.policy_head = layer_init(nn.Linear(n_features, 2 * n_act if self.state_dependent_std else n_act),
-                                          gain=0.01)
+            self.policy_head = layer_init(
+                nn.Linear(n_features, 2 * n_act if self.state_dependent_std else n_act), gain=0.01
+            )
             self.log_std = None if self.state_dependent_std else nn.Parameter(torch.full((n_act,), float(log_std_init)))
             if self.state_dependent_std:
                 nn.init.constant_(self.policy_head.bias[n_act:], float(log_std_init))
@@ -172,8 +190,13 @@ class ActorCritic(nn.Module):
                 raise ValueError(f"bound='tanh' needs finite action bounds, got low={low}, high={high}")
             self.register_buffer("low", torch.as_tensor(low), persistent=False)
             self.register_buffer("high", torch.as_tensor(high), persistent=False)
-        self.value_head = layer_init(nn.Linear(n_features if self.critic_torso is None
-                                               else self.critic_torso.out_features, 1), gain=1.0) if critic else None
+        self.value_head = (
+            layer_init(
+                nn.Linear(n_features if self.critic_torso is None else self.critic_torso.out_features, 1), gain=1.0
+            )
+            if critic
+            else None
+        )
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.distributions.Distribution, torch.Tensor | None]:
         """(π(·|s), V(s)) for a batch of observations; V is None without a critic."""
@@ -199,8 +222,11 @@ class ActorCritic(nn.Module):
             return dist.log_prob(raw_action)
         log_prob = dist.log_prob(raw_action).sum(-1)
         if self.bound == "tanh":  # change of variables a = tanh(u), then the affine map to [low, high]
-            log_prob = log_prob - (torch.log1p(-torch.tanh(raw_action) ** 2 + 1e-6)).sum(-1) \
+            log_prob = (
+                log_prob
+                - (torch.log1p(-(torch.tanh(raw_action) ** 2) + 1e-6)).sum(-1)
                 - torch.log((self.high - self.low) / 2).sum()
+            )
         return log_prob
 
     def entropy(self, dist: torch.distributions.Distribution) -> torch.Tensor:
@@ -227,8 +253,9 @@ class ActorCritic(nn.Module):
         raw_action = dist.sample()
         return raw_action, self.log_prob(dist, raw_action), value
 
-    def evaluate(self, obs: torch.Tensor, raw_action: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def evaluate(
+        self, obs: torch.Tensor, raw_action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(log π(a|s), entropy of π(·|s), V(s)) for the update."""
         if self.discrete:
             log_pi, value = self._discrete(obs)

@@ -46,8 +46,16 @@ class OrnsteinUhlenbeckNoise:
     about 1/θ steps, which is what lets it explore momentum-driven tasks.
     """
 
-    def __init__(self, sigma: float, shape: tuple[int, ...], theta: float = 0.15, mu: float = 0.0,
-                 dt: float = 1.0, x0: float = 0.0, seed: int | np.random.SeedSequence | None = None):
+    def __init__(
+        self,
+        sigma: float,
+        shape: tuple[int, ...],
+        theta: float = 0.15,
+        mu: float = 0.0,
+        dt: float = 1.0,
+        x0: float = 0.0,
+        seed: int | np.random.SeedSequence | None = None,
+    ):
         self.sigma, self.theta, self.mu, self.dt, self.x0 = float(sigma), float(theta), float(mu), float(dt), float(x0)
         self.shape = tuple(shape)
         self.rng = np.random.default_rng(seed)
@@ -73,8 +81,14 @@ class OrnsteinUhlenbeckNoise:
         self.rng.bit_generator.state = state["rng"]
 
 
-def make_noise(kind: str, sigma: float, shape: tuple[int, ...], *, theta: float = 0.15,
-               seed: int | np.random.SeedSequence | None = None) -> GaussianNoise | OrnsteinUhlenbeckNoise:
+def make_noise(
+    kind: str,
+    sigma: float,
+    shape: tuple[int, ...],
+    *,
+    theta: float = 0.15,
+    seed: int | np.random.SeedSequence | None = None,
+) -> GaussianNoise | OrnsteinUhlenbeckNoise:
     """The exploration noise named by `--noise` (gaussian or ou)."""
     if kind == "gaussian":
         return GaussianNoise(sigma, shape, seed=seed)

@@ -26,8 +26,8 @@ from deeprl.errors import UsageError
 
 @dataclass(frozen=True)
 class TabularModel:
-    reward: np.ndarray      # R[s, a]: expected immediate reward
-    continue_: np.ndarray   # C[s, a, s']: probability of reaching s' without terminating
+    reward: np.ndarray  # R[s, a]: expected immediate reward
+    continue_: np.ndarray  # C[s, a, s']: probability of reaching s' without terminating
 
     @property
     def n_states(self) -> int:
@@ -64,8 +64,9 @@ def tabular_model(env: gym.Env) -> TabularModel:
     return TabularModel(reward, cont)
 
 
-def value_iteration(model: TabularModel, gamma: float, tol: float = 1e-10,
-                    max_iterations: int = 100_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def value_iteration(
+    model: TabularModel, gamma: float, tol: float = 1e-10, max_iterations: int = 100_000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """V*, Q* and a greedy optimal policy by repeated Bellman optimality backups.
 
     With γ = 1 this converges when every policy that does not end the episode accumulates -inf or

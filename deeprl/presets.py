@@ -14,32 +14,59 @@ __all__ = ["PRESETS"]
 
 # --- Tabular: SARSA, Expected SARSA, Q-learning, Monte Carlo ----------------------------------------
 _CLIFF = {  # Sutton & Barto, Example 6.6: ε = 0.1 constant, α = 0.5, undiscounted.
-    "episodes": 500, "alpha": 0.5, "gamma": 1.0, "epsilon": 0.1, "eval_every": 1000,
+    "episodes": 500,
+    "alpha": 0.5,
+    "gamma": 1.0,
+    "epsilon": 0.1,
+    "eval_every": 1000,
 }
 _FROZEN = {  # slippery 4x4: decay ε so the greedy policy settles; small α averages the slips.
     # 1000 evaluation episodes: the optimal policy succeeds 73% of the time under the 100-step limit,
     # against a threshold of 70%, and 100 episodes (±4.5 points) call it unsolved half the time.
-    "episodes": 20_000, "alpha": 0.05, "gamma": 0.99, "epsilon": 1.0, "epsilon_schedule": "linear",
-    "epsilon_final": 0.01, "epsilon_decay_episodes": 10_000, "eval_every": 100_000,
+    "episodes": 20_000,
+    "alpha": 0.05,
+    "gamma": 0.99,
+    "epsilon": 1.0,
+    "epsilon_schedule": "linear",
+    "epsilon_final": 0.01,
+    "epsilon_decay_episodes": 10_000,
+    "eval_every": 100_000,
     "eval_episodes": 1000,
 }
 _TAXI = {
-    "episodes": 5_000, "alpha": 0.5, "gamma": 0.99, "epsilon": 1.0, "epsilon_schedule": "linear",
-    "epsilon_final": 0.01, "epsilon_decay_episodes": 2_000, "eval_every": 10_000,
+    "episodes": 5_000,
+    "alpha": 0.5,
+    "gamma": 0.99,
+    "epsilon": 1.0,
+    "epsilon_schedule": "linear",
+    "epsilon_final": 0.01,
+    "epsilon_decay_episodes": 2_000,
+    "eval_every": 10_000,
 }
 _BLACKJACK = {
-    "episodes": 200_000, "alpha": 0.01, "gamma": 1.0, "epsilon": 1.0, "epsilon_schedule": "linear",
-    "epsilon_final": 0.05, "epsilon_decay_episodes": 100_000, "eval_every": 100_000,
+    "episodes": 200_000,
+    "alpha": 0.01,
+    "gamma": 1.0,
+    "epsilon": 1.0,
+    "epsilon_schedule": "linear",
+    "epsilon_final": 0.05,
+    "epsilon_decay_episodes": 100_000,
+    "eval_every": 100_000,
     "eval_episodes": 1000,
 }
-_TABULAR_PRESETS = {"CliffWalking-v1": _CLIFF, "FrozenLake-v1": _FROZEN, "Taxi-v4": _TAXI,
-                    "Blackjack-v1": _BLACKJACK}
+_TABULAR_PRESETS = {"CliffWalking-v1": _CLIFF, "FrozenLake-v1": _FROZEN, "Taxi-v4": _TAXI, "Blackjack-v1": _BLACKJACK}
 
 # Monte Carlo updates only when an episode ends, and the cliff world has no time limit: its first
 # greedy policy walks into a wall forever, so MC needs episodes cut there (200 steps: with 100,
 # 2 of 5 seeds learned to stay at the start, their truncated returns too alike to rank actions).
-_MC_CLIFF = {"episodes": 2_000, "alpha": 0.1, "gamma": 1.0, "epsilon": 0.1, "max_episode_steps": 200,
-             "eval_every": 5_000}
+_MC_CLIFF = {
+    "episodes": 2_000,
+    "alpha": 0.1,
+    "gamma": 1.0,
+    "epsilon": 0.1,
+    "max_episode_steps": 200,
+    "eval_every": 5_000,
+}
 # Taxi's 200-step episodes give MC high-variance returns: a smaller α and 4x the episodes of TD.
 _MC_TAXI = {**_TAXI, "episodes": 20_000, "alpha": 0.1, "epsilon_decay_episodes": 10_000, "eval_every": 50_000}
 
@@ -50,17 +77,45 @@ _MC_TAXI = {**_TAXI, "episodes": 20_000, "alpha": 0.1, "epsilon_decay_episodes":
 # the cost of the zoo's [400, 300] (benchmarks/continuous_pendulum.py). Rounds of 8 gradient steps every
 # 8 env steps (the same one update per step, one buffer draw and one loss check per round), τ 0.01 and
 # a 2e-3 critic solved seeds 0-9 of DDPG at 3k steps instead of 4k-5k (benchmarks/sweep.py).
-_PENDULUM = {"total_steps": 20_000, "eval_every": 1_000, "threshold": -200.0, "hidden": (64, 64),
-             "gamma": 0.98, "learning_starts": 1_000, "buffer_size": 200_000, "batch_size": 128,
-             "train_freq": 8, "gradient_steps": 8, "tau": 0.01, "critic_lr": 2e-3}
+_PENDULUM = {
+    "total_steps": 20_000,
+    "eval_every": 1_000,
+    "threshold": -200.0,
+    "hidden": (64, 64),
+    "gamma": 0.98,
+    "learning_starts": 1_000,
+    "buffer_size": 200_000,
+    "batch_size": 128,
+    "train_freq": 8,
+    "gradient_steps": 8,
+    "tau": 0.01,
+    "critic_lr": 2e-3,
+}
 _MOUNTAIN_CAR = {  # sparse reward: large, correlated noise finds the flag (zoo: OU σ=0.5)
-    "total_steps": 300_000, "eval_every": 10_000, "noise": "ou", "noise_sigma": 0.5, "learning_starts": 10_000,
-    "hidden": (64, 64), "buffer_size": 100_000}
-_LUNAR = {"total_steps": 300_000, "eval_every": 10_000, "hidden": (400, 300), "learning_starts": 10_000,
-          "buffer_size": 200_000, "gamma": 0.98}
+    "total_steps": 300_000,
+    "eval_every": 10_000,
+    "noise": "ou",
+    "noise_sigma": 0.5,
+    "learning_starts": 10_000,
+    "hidden": (64, 64),
+    "buffer_size": 100_000,
+}
+_LUNAR = {
+    "total_steps": 300_000,
+    "eval_every": 10_000,
+    "hidden": (400, 300),
+    "learning_starts": 10_000,
+    "buffer_size": 200_000,
+    "gamma": 0.98,
+}
 _MUJOCO = {"total_steps": 1_000_000, "eval_every": 10_000, "learning_starts": 10_000}  # long runs (hours on a CPU)
-_CONTINUOUS_PRESETS = {"Pendulum-v1": _PENDULUM, "MountainCarContinuous-v0": _MOUNTAIN_CAR,
-                       "LunarLanderContinuous-v3": _LUNAR, "HalfCheetah-v5": _MUJOCO, "Hopper-v5": _MUJOCO}
+_CONTINUOUS_PRESETS = {
+    "Pendulum-v1": _PENDULUM,
+    "MountainCarContinuous-v0": _MOUNTAIN_CAR,
+    "LunarLanderContinuous-v3": _LUNAR,
+    "HalfCheetah-v5": _MUJOCO,
+    "Hopper-v5": _MUJOCO,
+}
 _SAC_PRESETS = {
     **_CONTINUOUS_PRESETS,
     "Pendulum-v1": {**_PENDULUM, "actor_lr": 1e-3},
@@ -75,30 +130,92 @@ _SAC_PRESETS = {
 # target refreshed once per round (like the zoo preset's 128 steps per 256, a quarter of the updates
 # per env step); Double targets. Measured in benchmarks/dqn_cartpole.py (docs/benchmarks.md).
 _DQN_CARTPOLE = {
-    "total_steps": 100_000, "eval_every": 2_500, "n_envs": 8, "hidden": (128, 128), "learning_rate": 2.3e-3,
-    "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1_000, "train_freq": 128, "gradient_steps": 32,
-    "target_update_interval": 128, "epsilon_decay_steps": 8_000, "epsilon_final": 0.04, "double": True,
+    "total_steps": 100_000,
+    "eval_every": 2_500,
+    "n_envs": 8,
+    "hidden": (128, 128),
+    "learning_rate": 2.3e-3,
+    "batch_size": 64,
+    "buffer_size": 100_000,
+    "learning_starts": 1_000,
+    "train_freq": 128,
+    "gradient_steps": 32,
+    "target_update_interval": 128,
+    "epsilon_decay_steps": 8_000,
+    "epsilon_final": 0.04,
+    "double": True,
 }
 _DQN_ATARI = {  # Nature DQN with Double targets; GPU sized (10M env steps = 40M frames)
-    "total_steps": 10_000_000, "eval_every": 250_000, "eval_episodes": 10, "n_envs": 4, "learning_rate": 1e-4,
-    "batch_size": 32, "buffer_size": 1_000_000, "learning_starts": 80_000, "train_freq": 4, "gradient_steps": 1,
-    "target_update_interval": 4_000, "epsilon_final": 0.01, "epsilon_decay_steps": 1_000_000, "double": True,
-    "clip_rewards": True, "life_loss_terminal": True, "max_grad_norm": 10.0, "device": "auto",
+    "total_steps": 10_000_000,
+    "eval_every": 250_000,
+    "eval_episodes": 10,
+    "n_envs": 4,
+    "learning_rate": 1e-4,
+    "batch_size": 32,
+    "buffer_size": 1_000_000,
+    "learning_starts": 80_000,
+    "train_freq": 4,
+    "gradient_steps": 1,
+    "target_update_interval": 4_000,
+    "epsilon_final": 0.01,
+    "epsilon_decay_steps": 1_000_000,
+    "double": True,
+    "clip_rewards": True,
+    "life_loss_terminal": True,
+    "max_grad_norm": 10.0,
+    "device": "auto",
 }
 _DQN_PRESETS = {
     "CartPole-v1": _DQN_CARTPOLE,
-    "Acrobot-v1": {"total_steps": 100_000, "eval_every": 5_000, "n_envs": 4, "hidden": (256, 256),
-                   "learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0,
-                   "train_freq": 4, "gradient_steps": 4, "target_update_interval": 250, "epsilon_final": 0.1,
-                   "epsilon_decay_steps": 12_000, "double": True},
-    "MountainCar-v0": {"total_steps": 120_000, "eval_every": 10_000, "n_envs": 4, "hidden": (256, 256),
-                       "learning_rate": 4e-3, "batch_size": 128, "buffer_size": 10_000, "learning_starts": 1_000,
-                       "train_freq": 16, "gradient_steps": 8, "target_update_interval": 600,
-                       "epsilon_final": 0.07, "epsilon_decay_steps": 24_000, "double": True},
-    "LunarLander-v3": {"total_steps": 500_000, "eval_every": 10_000, "n_envs": 4, "hidden": (256, 256),
-                       "learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000,
-                       "learning_starts": 0, "train_freq": 4, "gradient_steps": 1, "target_update_interval": 250,
-                       "epsilon_final": 0.1, "epsilon_decay_steps": 60_000, "double": True, "n_step": 3},
+    "Acrobot-v1": {
+        "total_steps": 100_000,
+        "eval_every": 5_000,
+        "n_envs": 4,
+        "hidden": (256, 256),
+        "learning_rate": 6.3e-4,
+        "batch_size": 128,
+        "buffer_size": 50_000,
+        "learning_starts": 0,
+        "train_freq": 4,
+        "gradient_steps": 4,
+        "target_update_interval": 250,
+        "epsilon_final": 0.1,
+        "epsilon_decay_steps": 12_000,
+        "double": True,
+    },
+    "MountainCar-v0": {
+        "total_steps": 120_000,
+        "eval_every": 10_000,
+        "n_envs": 4,
+        "hidden": (256, 256),
+        "learning_rate": 4e-3,
+        "batch_size": 128,
+        "buffer_size": 10_000,
+        "learning_starts": 1_000,
+        "train_freq": 16,
+        "gradient_steps": 8,
+        "target_update_interval": 600,
+        "epsilon_final": 0.07,
+        "epsilon_decay_steps": 24_000,
+        "double": True,
+    },
+    "LunarLander-v3": {
+        "total_steps": 500_000,
+        "eval_every": 10_000,
+        "n_envs": 4,
+        "hidden": (256, 256),
+        "learning_rate": 6.3e-4,
+        "batch_size": 128,
+        "buffer_size": 50_000,
+        "learning_starts": 0,
+        "train_freq": 4,
+        "gradient_steps": 1,
+        "target_update_interval": 250,
+        "epsilon_final": 0.1,
+        "epsilon_decay_steps": 60_000,
+        "double": True,
+        "n_step": 3,
+    },
     "ALE/Pong-v5": _DQN_ATARI,
     "ALE/Breakout-v5": _DQN_ATARI,
 }
@@ -112,54 +229,138 @@ _PPO_CARTPOLE = {  # rl-baselines3-zoo's γ and annealing (lr and clip range to 
     # 75 µs for 8 envs x 32 steps with 4 epochs. Tuned on seeds 10-29: median 17.5k env steps (5k-30k,
     # 20/20 solved) against 27.5k (5k-95k) for that older preset (benchmarks/sweep.py ppo CartPole-v1
     # --seeds 20 --first-seed 10; docs/benchmarks.md)
-    "total_steps": 100_000, "n_envs": 32, "eval_every": 5_000, "n_steps": 32, "minibatch_size": 1024,
-    "n_epochs": 10, "gamma": 0.98, "gae_lambda": 0.9, "entropy_coef": 0.0, "learning_rate": 2e-2,
-    "anneal_steps": 100_000, "anneal_clip": True,
+    "total_steps": 100_000,
+    "n_envs": 32,
+    "eval_every": 5_000,
+    "n_steps": 32,
+    "minibatch_size": 1024,
+    "n_epochs": 10,
+    "gamma": 0.98,
+    "gae_lambda": 0.9,
+    "entropy_coef": 0.0,
+    "learning_rate": 2e-2,
+    "anneal_steps": 100_000,
+    "anneal_clip": True,
     "stop_when_solved": True,  # the main example (`make run`) stops at the first evaluation that reaches 475
 }
 # The presets below adapt the zoo's tuned values (PPO, A2C) or scale the CartPole ones (REINFORCE);
 # only the CartPole ones are measured here (docs/benchmarks.md): treat the others as starting points.
-_PPO_ACROBOT = {"total_steps": 500_000, "n_envs": 16, "n_steps": 256, "minibatch_size": 256, "gae_lambda": 0.94,
-                "n_epochs": 4, "normalize_obs": True, "eval_every": 20_000}
-_PPO_LUNAR = {"total_steps": 1_000_000, "n_envs": 16, "n_steps": 1024, "minibatch_size": 64, "gamma": 0.999,
-              "gae_lambda": 0.98, "n_epochs": 4, "entropy_coef": 0.01, "eval_every": 50_000}
-_PPO_PENDULUM = {"total_steps": 200_000, "n_envs": 4, "n_steps": 1024, "minibatch_size": 64, "gamma": 0.9,
-                 "gae_lambda": 0.95, "n_epochs": 10, "learning_rate": 1e-3, "normalize_obs": True,
-                 "scale_rewards": True, "eval_every": 10_000, "threshold": -200.0}
+_PPO_ACROBOT = {
+    "total_steps": 500_000,
+    "n_envs": 16,
+    "n_steps": 256,
+    "minibatch_size": 256,
+    "gae_lambda": 0.94,
+    "n_epochs": 4,
+    "normalize_obs": True,
+    "eval_every": 20_000,
+}
+_PPO_LUNAR = {
+    "total_steps": 1_000_000,
+    "n_envs": 16,
+    "n_steps": 1024,
+    "minibatch_size": 64,
+    "gamma": 0.999,
+    "gae_lambda": 0.98,
+    "n_epochs": 4,
+    "entropy_coef": 0.01,
+    "eval_every": 50_000,
+}
+_PPO_PENDULUM = {
+    "total_steps": 200_000,
+    "n_envs": 4,
+    "n_steps": 1024,
+    "minibatch_size": 64,
+    "gamma": 0.9,
+    "gae_lambda": 0.95,
+    "n_epochs": 10,
+    "learning_rate": 1e-3,
+    "normalize_obs": True,
+    "scale_rewards": True,
+    "eval_every": 10_000,
+    "threshold": -200.0,
+}
 _PPO_MUJOCO = {  # CleanRL's ppo_continuous_action: 1 env, 2048 steps, 10 epochs of 64, lr annealed, obs/reward normalised
-    "total_steps": 1_000_000, "n_envs": 1, "n_steps": 2048, "minibatch_size": 64, "n_epochs": 10,
-    "anneal_steps": 1_000_000, "normalize_obs": True, "scale_rewards": True, "max_grad_norm": 0.5,
-    "eval_every": 50_000}
-_PPO_PRESETS = {"CartPole-v1": _PPO_CARTPOLE, "Acrobot-v1": _PPO_ACROBOT, "LunarLander-v3": _PPO_LUNAR,
-                "Pendulum-v1": _PPO_PENDULUM, "HalfCheetah-v5": _PPO_MUJOCO}
+    "total_steps": 1_000_000,
+    "n_envs": 1,
+    "n_steps": 2048,
+    "minibatch_size": 64,
+    "n_epochs": 10,
+    "anneal_steps": 1_000_000,
+    "normalize_obs": True,
+    "scale_rewards": True,
+    "max_grad_norm": 0.5,
+    "eval_every": 50_000,
+}
+_PPO_PRESETS = {
+    "CartPole-v1": _PPO_CARTPOLE,
+    "Acrobot-v1": _PPO_ACROBOT,
+    "LunarLander-v3": _PPO_LUNAR,
+    "Pendulum-v1": _PPO_PENDULUM,
+    "HalfCheetah-v5": _PPO_MUJOCO,
+}
 _A2C_PRESETS = {  # zoo a2c.yml: CartPole 8 envs; Acrobot 16 envs normalised; LunarLander γ 0.995, lr lin 8.3e-4
     # CartPole: the zoo's 8 envs x 5 steps at RMSprop 7e-4 solved at 20k-40k; 16 x 8 at 3e-3 solves seeds
     # 0-14 at 10k-70k (median 20k) in under half the time (benchmarks/sweep.py a2c CartPole-v1 --seeds 15)
-    "CartPole-v1": {"total_steps": 500_000, "n_envs": 16, "n_steps": 8, "learning_rate": 3e-3,
-                    "eval_every": 10_000, "entropy_coef": 0.0},
+    "CartPole-v1": {
+        "total_steps": 500_000,
+        "n_envs": 16,
+        "n_steps": 8,
+        "learning_rate": 3e-3,
+        "eval_every": 10_000,
+        "entropy_coef": 0.0,
+    },
     "Acrobot-v1": {"total_steps": 500_000, "n_envs": 16, "normalize_obs": True, "eval_every": 20_000},
-    "LunarLander-v3": {"total_steps": 1_000_000, "n_envs": 8, "gamma": 0.995, "learning_rate": 8.3e-4,
-                       "anneal_steps": 1_000_000, "entropy_coef": 1e-5, "eval_every": 50_000},
-    "Pendulum-v1": {"total_steps": 1_000_000, "n_envs": 8, "n_steps": 8, "gae_lambda": 0.9, "value_coef": 0.4,
-                    "learning_rate": 7e-4, "anneal_steps": 1_000_000, "log_std_init": -2.0,
-                    "normalize_obs": True, "scale_rewards": True, "eval_every": 50_000, "threshold": -200.0},
+    "LunarLander-v3": {
+        "total_steps": 1_000_000,
+        "n_envs": 8,
+        "gamma": 0.995,
+        "learning_rate": 8.3e-4,
+        "anneal_steps": 1_000_000,
+        "entropy_coef": 1e-5,
+        "eval_every": 50_000,
+    },
+    "Pendulum-v1": {
+        "total_steps": 1_000_000,
+        "n_envs": 8,
+        "n_steps": 8,
+        "gae_lambda": 0.9,
+        "value_coef": 0.4,
+        "learning_rate": 7e-4,
+        "anneal_steps": 1_000_000,
+        "log_std_init": -2.0,
+        "normalize_obs": True,
+        "scale_rewards": True,
+        "eval_every": 50_000,
+        "threshold": -200.0,
+    },
 }
 _REINFORCE_PRESETS = {
-    "CartPole-v1": {"total_steps": 300_000, "n_envs": 8, "eval_every": 10_000, "n_steps": 200,
-                    "learning_rate": 5e-3},
-    "Acrobot-v1": {"total_steps": 300_000, "n_envs": 8, "n_steps": 500, "learning_rate": 5e-3,
-                   "eval_every": 10_000},
-    "LunarLander-v3": {"total_steps": 1_000_000, "n_envs": 8, "n_steps": 1000, "learning_rate": 3e-3,
-                       "eval_every": 50_000},
-    "Pendulum-v1": {"total_steps": 1_000_000, "n_envs": 8, "n_steps": 200, "gamma": 0.95, "learning_rate": 1e-3,
-                    "normalize_obs": True, "scale_rewards": True, "eval_every": 50_000, "threshold": -200.0},
+    "CartPole-v1": {"total_steps": 300_000, "n_envs": 8, "eval_every": 10_000, "n_steps": 200, "learning_rate": 5e-3},
+    "Acrobot-v1": {"total_steps": 300_000, "n_envs": 8, "n_steps": 500, "learning_rate": 5e-3, "eval_every": 10_000},
+    "LunarLander-v3": {
+        "total_steps": 1_000_000,
+        "n_envs": 8,
+        "n_steps": 1000,
+        "learning_rate": 3e-3,
+        "eval_every": 50_000,
+    },
+    "Pendulum-v1": {
+        "total_steps": 1_000_000,
+        "n_envs": 8,
+        "n_steps": 200,
+        "gamma": 0.95,
+        "learning_rate": 1e-3,
+        "normalize_obs": True,
+        "scale_rewards": True,
+        "eval_every": 50_000,
+        "threshold": -200.0,
+    },
 }
 
 
 # --- A3C (issue 5) -----------------------------------------------------------------------------------
-_A3C_PRESETS = {
-    "CartPole-v1": {"total_steps": 500_000, "eval_every": 10_000, "workers": 2, "t_max": 5},
-}
+_A3C_PRESETS = {"CartPole-v1": {"total_steps": 500_000, "eval_every": 10_000, "workers": 2, "t_max": 5}}
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

@@ -27,11 +27,11 @@ import numpy as np
 class Episode(NamedTuple):
     """A finished training episode, as the driver writes it to metrics.csv."""
 
-    env_steps: int       # total env steps when it ended
+    env_steps: int  # total env steps when it ended
     episode_return: float
     episode_length: int
-    time: float          # time.perf_counter() when it ended
-    extras: tuple = ()   # values of the algorithm's `metric_names`, in order
+    time: float  # time.perf_counter() when it ended
+    extras: tuple = ()  # values of the algorithm's `metric_names`, in order
 
 
 class Algorithm(Protocol):

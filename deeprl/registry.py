@@ -58,13 +58,13 @@ class AlgoSpec:
     name: str
     summary: str
     config_cls: type
-    impl: str                        # "module:Class", imported only when the algorithm runs
+    impl: str  # "module:Class", imported only when the algorithm runs
     support: Callable[[gym.Space, gym.Space], str | None]
-    observation_spaces: str          # for `deeprl list` and error messages
+    observation_spaces: str  # for `deeprl list` and error messages
     action_spaces: str
     default_budget: dict[str, int]
     aliases: tuple[str, ...] = ()
-    vectorized: bool = False         # collects from n_envs parallel envs
+    vectorized: bool = False  # collects from n_envs parallel envs
 
     def load(self) -> type:
         module, cls = self.impl.split(":")
@@ -74,8 +74,10 @@ class AlgoSpec:
 def continuous_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
     """None if DDPG/TD3/SAC can run on these spaces (flat Box observations, bounded Box actions)."""
     if not isinstance(action_space, gym.spaces.Box):
-        return (f"DDPG, TD3 and SAC need continuous (Box) actions; this env has {describe_space(action_space)}. "
-                "For discrete actions use dqn or ppo")
+        return (
+            f"DDPG, TD3 and SAC need continuous (Box) actions; this env has {describe_space(action_space)}. "
+            "For discrete actions use dqn or ppo"
+        )
     if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
         return "the Box action space must be bounded (finite low and high), the actor's tanh maps onto it"
     if not isinstance(obs_space, gym.spaces.Box) or (obs_space.dtype == np.uint8 and len(obs_space.shape) == 3):
@@ -84,15 +86,21 @@ def continuous_support(obs_space: gym.Space, action_space: gym.Space) -> str | N
 
 
 _CONTINUOUS = dict(
-    support=continuous_support, observation_spaces="Box", action_spaces="Box (bounded)",
-    default_budget={"total_steps": 100_000}, vectorized=True,
+    support=continuous_support,
+    observation_spaces="Box",
+    action_spaces="Box (bounded)",
+    default_budget={"total_steps": 100_000},
+    vectorized=True,
 )
+
 
 def dqn_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
     """None if DQN can run on these spaces (Box observations, vector or image; Discrete actions)."""
     if not _is_discrete(action_space):
-        return (f"DQN picks argmax_a q(s, a) over a finite set of actions, which needs Discrete actions; "
-                f"this env has {describe_space(action_space)}")
+        return (
+            f"DQN picks argmax_a q(s, a) over a finite set of actions, which needs Discrete actions; "
+            f"this env has {describe_space(action_space)}"
+        )
     if not isinstance(obs_space, gym.spaces.Box):
         return f"observations must be a Box (a vector, or uint8 image frames); this env has {describe_space(obs_space)}"
     return None
@@ -109,49 +117,117 @@ def policy_gradient_support(obs_space: gym.Space, action_space: gym.Space) -> st
 
 
 _POLICY_GRADIENT = dict(
-    support=policy_gradient_support, observation_spaces="Box (vector or uint8 images)",
-    action_spaces="Discrete, Box", vectorized=True,
+    support=policy_gradient_support,
+    observation_spaces="Box (vector or uint8 images)",
+    action_spaces="Discrete, Box",
+    vectorized=True,
 )
 
 
 _TABULAR = dict(
-    config_cls=TabularConfig, support=tabular_support,
-    observation_spaces="Discrete, Tuple(Discrete...)", action_spaces="Discrete",
+    config_cls=TabularConfig,
+    support=tabular_support,
+    observation_spaces="Discrete, Tuple(Discrete...)",
+    action_spaces="Discrete",
     default_budget={"episodes": 5_000},
 )
 
 ALGOS: dict[str, AlgoSpec] = {
     spec.name: spec
     for spec in [
-        AlgoSpec("sarsa", "Sarsa(0): on-policy TD control, target R + γQ(S',A')",
-                 impl="deeprl.algos.tabular:Sarsa", **_TABULAR),
-        AlgoSpec("expected-sarsa", "Expected Sarsa: target R + γ Σ π(a|S')Q(S',a)",
-                 impl="deeprl.algos.tabular:ExpectedSarsa", **_TABULAR),
-        AlgoSpec("q-learning", "Sarsamax / Q-learning: off-policy TD control, target R + γ max Q(S',a)",
-                 impl="deeprl.algos.tabular:QLearning", aliases=("sarsamax", "qlearning"), **_TABULAR),
-        AlgoSpec("mc", "First-visit Monte Carlo control (constant-α), the notes' contrast to TD",
-                 impl="deeprl.algos.tabular:MonteCarlo", aliases=("monte-carlo",), **_TABULAR),
-        AlgoSpec("ddpg", "DDPG: deterministic actor-critic, target y = r + γQ'(s', μ'(s')), OU/Gaussian noise",
-                 config_cls=DDPGConfig, impl="deeprl.algos.ddpg:DDPG", **_CONTINUOUS),
-        AlgoSpec("td3", "TD3: DDPG with clipped double Q, target policy smoothing, delayed actor updates",
-                 config_cls=TD3Config, impl="deeprl.algos.td3:TD3", **_CONTINUOUS),
-        AlgoSpec("sac", "SAC: squashed Gaussian policy, twin soft Q critics, automatic entropy tuning",
-                 config_cls=SACConfig, impl="deeprl.algos.sac:SAC", **_CONTINUOUS),
-        AlgoSpec("dqn", "DQN: replay + target network, target r + γ max_a q(s',a;w⁻); --double --dueling "
-                 "--prioritized --n-step", config_cls=DQNConfig, impl="deeprl.algos.dqn:DQN", support=dqn_support,
-                 observation_spaces="Box (vector or uint8 images)", action_spaces="Discrete",
-                 default_budget={"total_steps": 100_000}, vectorized=True),
-        AlgoSpec("a3c", "A3C: asynchronous n-step advantage actor-critic, --workers processes, Hogwild updates",
-                 config_cls=A3CConfig, impl="deeprl.algos.a3c:A3C", support=policy_gradient_support,
-                 observation_spaces="Box (vector or uint8 images)", action_spaces="Discrete, Box",
-                 default_budget={"total_steps": 500_000}),
-        AlgoSpec("reinforce", "REINFORCE: ∇ log π · R over m parallel trajectories; --future-rewards "
-                 "--normalize-rewards --baseline, --reuse K through the IS surrogate", config_cls=ReinforceConfig,
-                 impl="deeprl.algos.reinforce:Reinforce", default_budget={"total_steps": 300_000}, **_POLICY_GRADIENT),
-        AlgoSpec("ppo", "PPO: clipped surrogate, K epochs of minibatches, GAE(λ)", config_cls=PPOConfig,
-                 impl="deeprl.algos.ppo:PPO", default_budget={"total_steps": 1_000_000}, **_POLICY_GRADIENT),
-        AlgoSpec("a2c", "A2C: synchronous n-step advantage actor-critic on vector envs", config_cls=A2CConfig,
-                 impl="deeprl.algos.a2c:A2C", default_budget={"total_steps": 1_000_000}, **_POLICY_GRADIENT),
+        AlgoSpec(
+            "sarsa",
+            "Sarsa(0): on-policy TD control, target R + γQ(S',A')",
+            impl="deeprl.algos.tabular:Sarsa",
+            **_TABULAR,
+        ),
+        AlgoSpec(
+            "expected-sarsa",
+            "Expected Sarsa: target R + γ Σ π(a|S')Q(S',a)",
+            impl="deeprl.algos.tabular:ExpectedSarsa",
+            **_TABULAR,
+        ),
+        AlgoSpec(
+            "q-learning",
+            "Sarsamax / Q-learning: off-policy TD control, target R + γ max Q(S',a)",
+            impl="deeprl.algos.tabular:QLearning",
+            aliases=("sarsamax", "qlearning"),
+            **_TABULAR,
+        ),
+        AlgoSpec(
+            "mc",
+            "First-visit Monte Carlo control (constant-α), the notes' contrast to TD",
+            impl="deeprl.algos.tabular:MonteCarlo",
+            aliases=("monte-carlo",),
+            **_TABULAR,
+        ),
+        AlgoSpec(
+            "ddpg",
+            "DDPG: deterministic actor-critic, target y = r + γQ'(s', μ'(s')), OU/Gaussian noise",
+            config_cls=DDPGConfig,
+            impl="deeprl.algos.ddpg:DDPG",
+            **_CONTINUOUS,
+        ),
+        AlgoSpec(
+            "td3",
+            "TD3: DDPG with clipped double Q, target policy smoothing, delayed actor updates",
+            config_cls=TD3Config,
+            impl="deeprl.algos.td3:TD3",
+            **_CONTINUOUS,
+        ),
+        AlgoSpec(
+            "sac",
+            "SAC: squashed Gaussian policy, twin soft Q critics, automatic entropy tuning",
+            config_cls=SACConfig,
+            impl="deeprl.algos.sac:SAC",
+            **_CONTINUOUS,
+        ),
+        AlgoSpec(
+            "dqn",
+            "DQN: replay + target network, target r + γ max_a q(s',a;w⁻); --double --dueling --prioritized --n-step",
+            config_cls=DQNConfig,
+            impl="deeprl.algos.dqn:DQN",
+            support=dqn_support,
+            observation_spaces="Box (vector or uint8 images)",
+            action_spaces="Discrete",
+            default_budget={"total_steps": 100_000},
+            vectorized=True,
+        ),
+        AlgoSpec(
+            "a3c",
+            "A3C: asynchronous n-step advantage actor-critic, --workers processes, Hogwild updates",
+            config_cls=A3CConfig,
+            impl="deeprl.algos.a3c:A3C",
+            support=policy_gradient_support,
+            observation_spaces="Box (vector or uint8 images)",
+            action_spaces="Discrete, Box",
+            default_budget={"total_steps": 500_000},
+        ),
+        AlgoSpec(
+            "reinforce",
+            "REINFORCE: ∇ log π · R over m parallel trajectories; --future-rewards "
+            "--normalize-rewards --baseline, --reuse K through the IS surrogate",
+            config_cls=ReinforceConfig,
+            impl="deeprl.algos.reinforce:Reinforce",
+            default_budget={"total_steps": 300_000},
+            **_POLICY_GRADIENT,
+        ),
+        AlgoSpec(
+            "ppo",
+            "PPO: clipped surrogate, K epochs of minibatches, GAE(λ)",
+            config_cls=PPOConfig,
+            impl="deeprl.algos.ppo:PPO",
+            default_budget={"total_steps": 1_000_000},
+            **_POLICY_GRADIENT,
+        ),
+        AlgoSpec(
+            "a2c",
+            "A2C: synchronous n-step advantage actor-critic on vector envs",
+            config_cls=A2CConfig,
+            impl="deeprl.algos.a2c:A2C",
+            default_budget={"total_steps": 1_000_000},
+            **_POLICY_GRADIENT,
+        ),
     ]
 }
 

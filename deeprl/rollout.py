@@ -22,7 +22,8 @@ in the checkpoint).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -104,8 +105,16 @@ class Rollout:
     from `seeds` ("env_reset", by env steps taken): at the start, and after a resume whose env could not
     be saved (new episodes, not a replay of the first ones)."""
 
-    def __init__(self, env: Any, n_steps: int, device: torch.device | str = "cpu", *, seeds: Seeds | None = None,
-                 obs_normalizer: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None):
+    def __init__(
+        self,
+        env: Any,
+        n_steps: int,
+        device: torch.device | str = "cpu",
+        *,
+        seeds: Seeds | None = None,
+        obs_normalizer: ObsNormalizer | None = None,
+        reward_scaler: RewardScaler | None = None,
+    ):
         self.env, self.n_steps, self.device = env, n_steps, torch.device(device)
         self.seeds = Seeds(0) if seeds is None else seeds
         self.n_envs = getattr(env, "num_envs", 1)
@@ -118,14 +127,14 @@ class Rollout:
         action_dtype = torch.int64 if isinstance(act_space, gym.spaces.Discrete) else torch.float32
         zeros = lambda *shape, dtype=torch.float32: torch.zeros(shape, dtype=dtype, device=self.device)  # noqa: E731
         self.obs = zeros(T, N, *obs_space.shape, dtype=obs_dtype)
-        self.actions = zeros(T, N, *action_shape, dtype=action_dtype)   # raw samples u (see nets.ActorCritic)
+        self.actions = zeros(T, N, *action_shape, dtype=action_dtype)  # raw samples u (see nets.ActorCritic)
         self.log_probs, self.values, self.rewards = zeros(T, N), zeros(T, N), zeros(T, N)
         self.terminated, self.truncated, self.mask = zeros(T, N), zeros(T, N), zeros(T, N)
         self.next_values = zeros(T, N)
-        self.t = 0                                       # rows filled
+        self.t = 0  # rows filled
         # The env's current position, kept between learn() calls (None until the first reset).
         self.next_obs: np.ndarray | None = None
-        self.prev_done = np.zeros(N, dtype=bool)         # did env i's episode end on the last step?
+        self.prev_done = np.zeros(N, dtype=bool)  # did env i's episode end on the last step?
         self.ep_return = np.zeros(N, np.float64)
         self.ep_length = np.zeros(N, np.int64)
         self.env_steps = 0
@@ -150,8 +159,9 @@ class Rollout:
         self.ep_length[:] = 0
 
     @torch.inference_mode()
-    def collect(self, policy: Policy, n: int, max_episodes: int | None = None,
-                extras: tuple = ()) -> tuple[int, list[Episode]]:
+    def collect(
+        self, policy: Policy, n: int, max_episodes: int | None = None, extras: tuple = ()
+    ) -> tuple[int, list[Episode]]:
         """Step all envs up to `n` times (never past a full batch, and stopping once `max_episodes`
         episodes have finished); returns (vector steps taken, finished episodes)."""
         if self.next_obs is None:
@@ -167,7 +177,7 @@ class Rollout:
             if value is not None:
                 self.values[t].copy_(value)
             obs, reward, terminated, truncated, _ = self.env.step(policy.env_action(action))
-            valid = ~self.prev_done                      # an autoreset step is not a transition
+            valid = ~self.prev_done  # an autoreset step is not a transition
             done = terminated | truncated
             self.ep_return += reward * valid
             self.ep_length += valid
@@ -184,7 +194,9 @@ class Rollout:
             if done.any():
                 now = time.perf_counter()
                 for i in np.flatnonzero(done):
-                    finished.append(Episode(self.env_steps, float(self.ep_return[i]), int(self.ep_length[i]), now, extras))
+                    finished.append(
+                        Episode(self.env_steps, float(self.ep_return[i]), int(self.ep_length[i]), now, extras)
+                    )
                 self.ep_return[done] = 0.0
                 self.ep_length[done] = 0
                 if max_episodes is not None and len(finished) >= max_episodes:
@@ -210,9 +222,12 @@ class Rollout:
     def state_dict(self) -> dict[str, Any]:
         return {
             **{name: getattr(self, name)[: self.t].cpu().clone() for name in self._TENSORS},
-            "t": self.t, "next_obs": None if self.next_obs is None else self.next_obs.copy(),
-            "prev_done": self.prev_done.copy(), "ep_return": self.ep_return.copy(),
-            "ep_length": self.ep_length.copy(), "env_steps": self.env_steps,
+            "t": self.t,
+            "next_obs": None if self.next_obs is None else self.next_obs.copy(),
+            "prev_done": self.prev_done.copy(),
+            "ep_return": self.ep_return.copy(),
+            "ep_length": self.ep_length.copy(),
+            "env_steps": self.env_steps,
             "obs_normalizer": None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
             "reward_scaler": None if self.reward_scaler is None else self.reward_scaler.state_dict(),
         }

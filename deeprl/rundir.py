@@ -33,10 +33,11 @@ import platform
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +47,7 @@ from deeprl.errors import UsageError
 FORMAT = 2
 CONFIG, METRICS, SUMMARY, POLICY, RESUME = "config.json", "metrics.csv", "summary.json", "policy.safetensors", "resume"
 LATEST, STATE, TENSORS, ENV, ENV_SIG = "LATEST", "state.json", "tensors.safetensors", "env.pkl", "env.sig"
-BASE_COLUMNS = ("kind", "env_steps", "episodes", "wall_time_s", "episode_return", "episode_length",
-                "eval_std_return")
+BASE_COLUMNS = ("kind", "env_steps", "episodes", "wall_time_s", "episode_return", "episode_length", "eval_std_return")
 LARGE_ARRAY_BYTES = 1 << 20  # arrays from 1 MiB up get their own .npy file (streamed, memory-mapped on load)
 
 
@@ -97,9 +97,10 @@ def read_json(path: Path) -> Any:
         with open(path) as f:
             return json.load(f)
     except (OSError, ValueError) as e:
-        raise UsageError(f"{str(path)!r} is unreadable ({type(e).__name__}: {str(e)[:200]}). It was changed "
-                         "after deeprl wrote it (deeprl writes every file atomically); restore it or train again.") \
-            from None
+        raise UsageError(
+            f"{str(path)!r} is unreadable ({type(e).__name__}: {str(e)[:200]}). It was changed "
+            "after deeprl wrote it (deeprl writes every file atomically); restore it or train again."
+        ) from None
 
 
 class DiskFullError(UsageError):
@@ -108,9 +109,11 @@ class DiskFullError(UsageError):
     def __init__(self, path: Path, need: int | None):
         free = shutil.disk_usage(Path(path).parent).free if Path(path).parent.exists() else 0
         needed = f" about {need / 2**20:,.1f} MiB were needed and" if need else ""
-        super().__init__(f"No space left on the device while writing {str(path)!r}:{needed} "
-                         f"{free / 2**20:,.1f} MiB are free. The last good checkpoint (if any) is intact; free some "
-                         "space and continue with `deeprl train --resume DIR`.")
+        super().__init__(
+            f"No space left on the device while writing {str(path)!r}:{needed} "
+            f"{free / 2**20:,.1f} MiB are free. The last good checkpoint (if any) is intact; free some "
+            "space and continue with `deeprl train --resume DIR`."
+        )
 
 
 def remove_stray_temp_files(run_dir: Path) -> None:
@@ -168,10 +171,14 @@ def claim_run_dir(run_dir: Path | None, algo: str, env_id: str, seed: int) -> Pa
 
 def already_holds_files(run_dir: Path) -> str:
     if (run_dir / RESUME / LATEST).is_file():
-        return (f"Run directory {str(run_dir)!r} already holds a run. Continue it with "
-                f"`deeprl train --resume {run_dir}`, or pass another --run-dir.")
-    return (f"Run directory {str(run_dir)!r} already holds files (and no resume state to continue from). "
-            "Pass another --run-dir, or delete that directory first.")
+        return (
+            f"Run directory {str(run_dir)!r} already holds a run. Continue it with "
+            f"`deeprl train --resume {run_dir}`, or pass another --run-dir."
+        )
+    return (
+        f"Run directory {str(run_dir)!r} already holds files (and no resume state to continue from). "
+        "Pass another --run-dir, or delete that directory first."
+    )
 
 
 def _mkdir_parents(path: Path) -> None:
@@ -192,16 +199,17 @@ def _claim_file(run_dir: Path) -> None:
 
 
 def _unwritable(path: Path, e: OSError) -> UsageError:
-    return UsageError(f"Cannot write the run directory {str(path)!r}: {e.strerror}. "
-                      "Pass a --run-dir you can write to.")
+    return UsageError(f"Cannot write the run directory {str(path)!r}: {e.strerror}. Pass a --run-dir you can write to.")
 
 
 def check_writable(run_dir: Path) -> None:
     """For --resume: a read-only run directory fails here, before anything is trained."""
     for path in (run_dir, run_dir / RESUME):
         if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
-            raise UsageError(f"Cannot resume {str(run_dir)!r}: {str(path)!r} is read-only. Make it writable "
-                             "(chmod u+w), or copy the run directory somewhere you can write and resume the copy.")
+            raise UsageError(
+                f"Cannot resume {str(run_dir)!r}: {str(path)!r} is read-only. Make it writable "
+                "(chmod u+w), or copy the run directory somewhere you can write and resume the copy."
+            )
 
 
 # ---------------------------------------------------------------- reading a run directory
@@ -209,22 +217,30 @@ def read_config(run_dir: Path | str) -> dict[str, Any]:
     """config.json of a format-2 run directory, or a UsageError saying what the path is instead."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"{str(run_dir)!r} is a file, not a run directory. Pass the directory that "
-                         "`deeprl train` wrote (it holds config.json and policy.safetensors).")
+        raise UsageError(
+            f"{str(run_dir)!r} is a file, not a run directory. Pass the directory that "
+            "`deeprl train` wrote (it holds config.json and policy.safetensors)."
+        )
     if not run_dir.is_dir():
-        raise UsageError(f"Run directory {str(run_dir)!r} does not exist. Pass the directory a `deeprl train` run "
-                         "wrote (it holds config.json, metrics.csv, summary.json and policy.safetensors).")
+        raise UsageError(
+            f"Run directory {str(run_dir)!r} does not exist. Pass the directory a `deeprl train` run "
+            "wrote (it holds config.json, metrics.csv, summary.json and policy.safetensors)."
+        )
     if (run_dir / "checkpoint.pt").exists() and not (run_dir / POLICY).exists():
-        raise UsageError(f"{str(run_dir)!r} is a run directory of format 1 (a pickled checkpoint.pt), which this "
-                         f"deeprl ({__version__}, run-directory format {FORMAT}) does not read: format 1 could run "
-                         "code when loaded. Train it again with this version.")
+        raise UsageError(
+            f"{str(run_dir)!r} is a run directory of format 1 (a pickled checkpoint.pt), which this "
+            f"deeprl ({__version__}, run-directory format {FORMAT}) does not read: format 1 could run "
+            "code when loaded. Train it again with this version."
+        )
     if not (run_dir / CONFIG).is_file():
         raise UsageError(f"{str(run_dir)!r} has no {CONFIG}: it is not a deeprl run directory.")
     config = read_json(run_dir / CONFIG)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format", 1) if isinstance(config, dict) else "?"
-        raise UsageError(f"{str(run_dir / CONFIG)!r} is of run-directory format {found}; this deeprl ({__version__}) "
-                         f"reads format {FORMAT}. Use the deeprl version that wrote it, or train again.")
+        raise UsageError(
+            f"{str(run_dir / CONFIG)!r} is of run-directory format {found}; this deeprl ({__version__}) "
+            f"reads format {FORMAT}. Use the deeprl version that wrote it, or train again."
+        )
     for key, kind in (("algo", str), ("env_id", str), ("config", dict), ("run", dict)):
         if not isinstance(config.get(key), kind):
             raise UsageError(f"{str(run_dir / CONFIG)!r} lacks {key!r}: it was changed after deeprl wrote it.")
@@ -235,8 +251,14 @@ def versions() -> dict[str, str]:
     import gymnasium as gym
     import torch
 
-    return {"deeprl": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "gymnasium": gym.__version__, "numpy": np.__version__, "platform": platform.platform()}
+    return {
+        "deeprl": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gymnasium": gym.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
 
 
 # ---------------------------------------------------------------- state trees without pickle
@@ -278,10 +300,13 @@ class _Encoder:
         if isinstance(obj, dict):
             if all(isinstance(k, str) and not k.startswith("__") for k in obj):
                 return {k: self(v, f"{path}.{k}") for k, v in obj.items()}
-            return {"__items__": [[self(k, f"{path}.k{i}"), self(v, f"{path}.{i}")]
-                                  for i, (k, v) in enumerate(obj.items())]}
-        raise TypeError(f"state entry {path!r} is a {type(obj).__name__}; state must be plain data "
-                        "(dicts, lists, tuples, numbers, strings, tensors, numpy arrays)")
+            return {
+                "__items__": [[self(k, f"{path}.k{i}"), self(v, f"{path}.{i}")] for i, (k, v) in enumerate(obj.items())]
+            }
+        raise TypeError(
+            f"state entry {path!r} is a {type(obj).__name__}; state must be plain data "
+            "(dicts, lists, tuples, numbers, strings, tensors, numpy arrays)"
+        )
 
 
 def _decode(obj: Any, tensors: dict[str, Any], arrays_dir: Path | None) -> Any:
@@ -319,8 +344,7 @@ def _load_tensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 # ---------------------------------------------------------------- the policy artefact
-def save_policy(run_dir: Path, policy_state: dict[str, Any], info: dict[str, Any],
-                name: str = POLICY) -> None:
+def save_policy(run_dir: Path, policy_state: dict[str, Any], info: dict[str, Any], name: str = POLICY) -> None:
     """The policy (weights, normalisation statistics) as one safetensors file: tensors plus a JSON
     header, a format that holds data only. `info` (algo, env id, env steps) goes into the header."""
     from safetensors.torch import save
@@ -330,12 +354,14 @@ def save_policy(run_dir: Path, policy_state: dict[str, Any], info: dict[str, Any
     if encode.large:  # every array of a policy goes into the one file
         import torch
 
-        for i, (key, array) in enumerate(encode.large.items()):
+        for i, (_key, array) in enumerate(encode.large.items()):
             encode.tensors[f"large.{i}"] = torch.from_numpy(np.ascontiguousarray(array).copy())
-        structure = _inline_large(structure, {k: f"large.{i}" for i, k in enumerate(encode.large)},
-                                  {k: a.dtype.str for k, a in encode.large.items()})
-    metadata = {"format": str(FORMAT), "structure": json.dumps(structure),
-                "info": json.dumps(info, default=str)}
+        structure = _inline_large(
+            structure,
+            {k: f"large.{i}" for i, k in enumerate(encode.large)},
+            {k: a.dtype.str for k, a in encode.large.items()},
+        )
+    metadata = {"format": str(FORMAT), "structure": json.dumps(structure), "info": json.dumps(info, default=str)}
     blob = save(encode.tensors, metadata=metadata)
     atomic_write(run_dir / name, lambda f: f.write(blob))
 
@@ -354,17 +380,21 @@ def load_policy(run_dir: Path | str, name: str = POLICY) -> tuple[dict[str, Any]
     """(policy state, info) of a run directory's policy file; a UsageError if it is missing or damaged."""
     path = Path(run_dir) / name
     if not path.is_file():
-        raise UsageError(f"{str(run_dir)!r} has no {name}: its run stopped before saving a policy (the first "
-                         "checkpoint or the end of training saves it). Train again, with --checkpoint-every N "
-                         "to save along the way.")
+        raise UsageError(
+            f"{str(run_dir)!r} has no {name}: its run stopped before saving a policy (the first "
+            "checkpoint or the end of training saves it). Train again, with --checkpoint-every N "
+            "to save along the way."
+        )
     try:
         tensors, metadata = _load_tensors(path)
         if metadata.get("format") != str(FORMAT):
             raise ValueError(f"format {metadata.get('format')!r}, expected {FORMAT}")
         return _decode(json.loads(metadata["structure"]), tensors, None), json.loads(metadata.get("info", "{}"))
     except Exception as e:  # noqa: BLE001 - safetensors and json raise many kinds for a damaged file
-        raise UsageError(f"{str(path)!r} is not a readable deeprl policy ({type(e).__name__}: {str(e)[:200]}). "
-                         "It was changed after deeprl wrote it; train again.") from None
+        raise UsageError(
+            f"{str(path)!r} is not a readable deeprl policy ({type(e).__name__}: {str(e)[:200]}). "
+            "It was changed after deeprl wrote it; train again."
+        ) from None
 
 
 # ---------------------------------------------------------------- the resume state
@@ -379,8 +409,7 @@ class ResumeState:
     env_note: str | None
 
 
-def save_resume_state(run_dir: Path, header: dict[str, Any], state: dict[str, Any],
-                      env_snapshot: bytes | None) -> None:
+def save_resume_state(run_dir: Path, header: dict[str, Any], state: dict[str, Any], env_snapshot: bytes | None) -> None:
     """Write the resume state into a new directory, then point LATEST at it, then delete the old one.
 
     Large arrays stream to .npy files (np.save writes a view in chunks: peak memory stays near the
@@ -392,8 +421,11 @@ def save_resume_state(run_dir: Path, header: dict[str, Any], state: dict[str, An
     resume.mkdir(exist_ok=True)
     encode = _Encoder()
     structure = encode(state, "state")
-    need = sum(t.numel() * t.element_size() for t in encode.tensors.values()) \
-        + sum(a.nbytes for a in encode.large.values()) + len(env_snapshot or b"")
+    need = (
+        sum(t.numel() * t.element_size() for t in encode.tensors.values())
+        + sum(a.nbytes for a in encode.large.values())
+        + len(env_snapshot or b"")
+    )
     name = f"{int(header.get('env_steps', 0)):012d}-{uuid.uuid4().hex[:8]}"
     tmp = resume / f".{name}.tmp"
     try:
@@ -444,9 +476,11 @@ def load_resume_state(run_dir: Path | str) -> ResumeState:
     run_dir = Path(run_dir)
     name = _latest_name(run_dir / RESUME)
     if name is None:
-        raise UsageError(f"{str(run_dir)!r} has no resume state: its run stopped before its first checkpoint, "
-                         "so there is nothing to continue. Delete the directory (or pick another --run-dir) and "
-                         "train again; --checkpoint-every N saves along the way.")
+        raise UsageError(
+            f"{str(run_dir)!r} has no resume state: its run stopped before its first checkpoint, "
+            "so there is nothing to continue. Delete the directory (or pick another --run-dir) and "
+            "train again; --checkpoint-every N saves along the way."
+        )
     folder = run_dir / RESUME / name
     try:
         with open(folder / STATE) as f:
@@ -454,8 +488,10 @@ def load_resume_state(run_dir: Path | str) -> ResumeState:
         tensors, _ = _load_tensors(folder / TENSORS)
         state = _decode(header.pop("structure"), tensors, folder / "arrays")
     except Exception as e:  # noqa: BLE001
-        raise UsageError(f"The resume state in {str(folder)!r} is unreadable ({type(e).__name__}: {str(e)[:200]}). "
-                         "It was changed after deeprl wrote it; restore it or train again.") from None
+        raise UsageError(
+            f"The resume state in {str(folder)!r} is unreadable ({type(e).__name__}: {str(e)[:200]}). "
+            "It was changed after deeprl wrote it; restore it or train again."
+        ) from None
     snapshot, note = None, None
     if (folder / ENV).is_file():
         blob = (folder / ENV).read_bytes()
@@ -464,15 +500,18 @@ def load_resume_state(run_dir: Path | str) -> ResumeState:
         if key is not None and hmac.compare_digest(hmac.new(key, blob, hashlib.sha256).hexdigest().encode(), sig):
             snapshot = blob
         else:
-            note = ("its env snapshot was not written by this user on this machine (or was changed), and "
-                    "unpickling it could run code: it is not loaded")
+            note = (
+                "its env snapshot was not written by this user on this machine (or was changed), and "
+                "unpickling it could run code: it is not loaded"
+            )
     return ResumeState(header, state, snapshot, note)
 
 
 def snapshot_key() -> bytes | None:
     """This user's secret for signing env snapshots, created on first use (0600); None if it cannot be."""
-    home = Path(os.environ.get("DEEPRL_HOME") or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-                / "deeprl")
+    home = Path(
+        os.environ.get("DEEPRL_HOME") or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "deeprl"
+    )
     path = home / "snapshot.key"
     try:
         return path.read_bytes()
@@ -496,8 +535,14 @@ def snapshot_key() -> bytes | None:
 class MetricsLog:
     """metrics.csv (fixed columns, one row per episode or evaluation), mirrored to TensorBoard."""
 
-    def __init__(self, run_dir: Path, extra_columns: tuple[str, ...], keep_rows: int | None,
-                 tensorboard: bool, purge_step: int | None):
+    def __init__(
+        self,
+        run_dir: Path,
+        extra_columns: tuple[str, ...],
+        keep_rows: int | None,
+        tensorboard: bool,
+        purge_step: int | None,
+    ):
         self.columns = BASE_COLUMNS + tuple(extra_columns)
         self.path = run_dir / METRICS
         if keep_rows is None or not self.path.exists():
@@ -510,9 +555,11 @@ class MetricsLog:
             except (UnicodeDecodeError, csv.Error):
                 lines = []
             if len(lines) - 1 < keep_rows or (lines and tuple(lines[0]) != self.columns):
-                raise UsageError(f"{self.path} holds {len(lines) - 1} rows but the checkpoint covers {keep_rows} "
-                                 "(or its columns differ): the file was changed after deeprl wrote it. "
-                                 "Restore it, or train again.")
+                raise UsageError(
+                    f"{self.path} holds {len(lines) - 1} rows but the checkpoint covers {keep_rows} "
+                    "(or its columns differ): the file was changed after deeprl wrote it. "
+                    "Restore it, or train again."
+                )
             atomic_write(self.path, lambda f: csv.writer(f).writerows(lines), mode="w")
             self.rows = keep_rows
         self.file = open(self.path, "a", newline="")
@@ -524,14 +571,24 @@ class MetricsLog:
             # purge_step drops TensorBoard events logged after the checkpoint we resume from.
             self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
 
-    def write(self, kind: str, env_steps: int, episodes: int, wall: float, ret: float,
-              length: float | str = "", std: float | str = "", extras: tuple = ()) -> None:
-        self.writer.writerow([kind, env_steps, episodes, f"{wall:.4f}", _fmt(ret), _fmt(length), _fmt(std),
-                              *map(_fmt, extras)])
+    def write(
+        self,
+        kind: str,
+        env_steps: int,
+        episodes: int,
+        wall: float,
+        ret: float,
+        length: float | str = "",
+        std: float | str = "",
+        extras: tuple = (),
+    ) -> None:
+        self.writer.writerow(
+            [kind, env_steps, episodes, f"{wall:.4f}", _fmt(ret), _fmt(length), _fmt(std), *map(_fmt, extras)]
+        )
         self.rows += 1
         if self.tb is not None:
             self.tb.add_scalar("train/episode_return" if kind == "train" else "eval/mean_return", ret, env_steps)
-            for name, value in zip(self.columns[len(BASE_COLUMNS):], extras):
+            for name, value in zip(self.columns[len(BASE_COLUMNS) :], extras):
                 # A loss is NaN (or blank) until the first update: TensorBoard gets real values only.
                 if isinstance(value, (int, float, np.number)) and math.isfinite(value):
                     self.tb.add_scalar(f"train/{name}", value, env_steps)

@@ -36,8 +36,8 @@ class WorkerLink:
 
     def __init__(self, ctx: Any, env_steps: int, episodes: int, updates: int):
         self.cond = ctx.Condition()
-        self.steps = ctx.RawValue("q", env_steps)          # T, the paper's global step counter
-        self.step_target = ctx.RawValue("q", env_steps)    # workers pause when T reaches it
+        self.steps = ctx.RawValue("q", env_steps)  # T, the paper's global step counter
+        self.step_target = ctx.RawValue("q", env_steps)  # workers pause when T reaches it
         self.episodes = ctx.RawValue("q", episodes)
         self.episode_target = ctx.RawValue("q", NO_LIMIT)
         self.updates = ctx.RawValue("q", updates)
@@ -51,8 +51,9 @@ class WorkerLink:
     def claim_step(self) -> int:
         """T ← T + 1 and return T; wait while the chunk is done; 0 when the pool is stopping."""
         with self.cond:
-            while not self.stop.value and (self.steps.value >= self.step_target.value
-                                           or self.episodes.value >= self.episode_target.value):
+            while not self.stop.value and (
+                self.steps.value >= self.step_target.value or self.episodes.value >= self.episode_target.value
+            ):
                 self.paused.value += 1
                 self.wakeup.release()  # the parent waits for every worker to pause
                 self.cond.wait()
@@ -76,8 +77,9 @@ class WorkerLink:
         self.errors.put((rank, "diverged", message))
 
 
-def shared_optimizer(model: torch.nn.Module, kind: str, lr: float, *, rmsprop_alpha: float = 0.99,
-                     eps: float = 1e-8) -> torch.optim.Optimizer:
+def shared_optimizer(
+    model: torch.nn.Module, kind: str, lr: float, *, rmsprop_alpha: float = 0.99, eps: float = 1e-8
+) -> torch.optim.Optimizer:
     """RMSProp or Adam whose statistics are created now and moved to shared memory, so that every
     worker's `step()` updates the same g (the A3C paper's "shared RMSProp") instead of a private copy."""
     params = list(model.parameters())
@@ -123,8 +125,12 @@ class WorkerPool:
         """Start n processes running loop(rank, link, *args); `counters` = (env steps, episodes, updates)."""
         self.link = WorkerLink(self._ctx, *counters)
         for rank in range(n):
-            p = self._ctx.Process(target=_worker_main, name=f"deeprl-{self.label.lower()}-worker-{rank}",
-                                  daemon=True, args=(loop, rank, self.link, args))
+            p = self._ctx.Process(
+                target=_worker_main,
+                name=f"deeprl-{self.label.lower()}-worker-{rank}",
+                daemon=True,
+                args=(loop, rank, self.link, args),
+            )
             p.start()
             self.procs.append(p)
 
@@ -147,7 +153,8 @@ class WorkerPool:
             self._lock()
             try:
                 done = link.paused.value == len(self.procs) and (
-                    link.steps.value >= link.step_target.value or link.episodes.value >= link.episode_target.value)
+                    link.steps.value >= link.step_target.value or link.episodes.value >= link.episode_target.value
+                )
                 counters = link.steps.value, link.episodes.value, link.updates.value
             finally:
                 link.cond.release()
@@ -168,14 +175,17 @@ class WorkerPool:
             if not dead:
                 return
             rank, code = dead[0]
-            kind, message = "error", f"it exited with code {code} (killed by signal {-code})" if code < 0 \
-                else f"it exited with code {code}"
+            kind, message = (
+                "error",
+                f"it exited with code {code} (killed by signal {-code})" if code < 0 else f"it exited with code {code}",
+            )
         self.close()
         if kind == "diverged":
             raise DivergenceError(message)
         print(f"{self.label} worker {rank} failed:\n{message.rstrip()}", file=sys.stderr)
-        raise WorkerError(f"{self.label} worker {rank} failed ({message.strip().splitlines()[-1]}); "
-                          "the other workers were shut down")
+        raise WorkerError(
+            f"{self.label} worker {rank} failed ({message.strip().splitlines()[-1]}); the other workers were shut down"
+        )
 
     def close(self) -> None:
         """Stop the workers (they finish their env step or update first) and join them; idempotent."""

@@ -19,9 +19,9 @@ import torch
 import deeprl
 from deeprl.algos.a3c import A3C
 from deeprl.config import A3CConfig
+from deeprl.driver import build_config, resume
 from deeprl.envs import make_env, seed_everything
 from deeprl.errors import UsageError
-from deeprl.driver import build_config, resume
 from deeprl.rundir import load_resume_state
 
 DEEPRL = Path(sys.executable).parent / "deeprl"
@@ -60,8 +60,9 @@ def _no_workers_left() -> bool:
 @pytest.mark.slow
 def test_learns_cartpole_with_two_workers(tmp_path: Path, quiet: dict) -> None:
     # 16k steps: at 8k, one full-suite run in ~20 fell short (the workers' interleaving is not seeded)
-    result = deeprl.train("a3c", "CartPole-v1", workers=2, total_steps=16_000, eval_every=2_000,
-                          run_dir=tmp_path / "run", seed=1, **quiet)
+    result = deeprl.train(
+        "a3c", "CartPole-v1", workers=2, total_steps=16_000, eval_every=2_000, run_dir=tmp_path / "run", seed=1, **quiet
+    )
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
     evals = [float(r.split(",")[4]) for r in rows if r.startswith("eval")]
     train = [float(r.split(",")[4]) for r in rows if r.startswith("train")]
@@ -134,12 +135,24 @@ def test_close_stops_every_worker_and_a_new_learn_restarts_them() -> None:
 
 def test_worker_crash_stops_the_others_fast_and_keeps_the_checkpoint(tmp_path: Path, quiet: dict) -> None:
     stamp = tmp_path / "crashed_at"
-    gym.register("deeprl-test/CrashingCartPole-v0", entry_point=FailingCartPole,
-                 kwargs={"fail_after": 1500, "stamp": str(stamp)})
-    with pytest.raises(UsageError, match=r"A3C worker \d failed \(RuntimeError: boom: the env broke\).*"
-                                         r"last good checkpoint"):
-        deeprl.train("a3c", "deeprl-test/CrashingCartPole-v0", workers=2, total_steps=100_000,
-                     checkpoint_every=500, eval_every=100_000, run_dir=tmp_path / "run", **quiet)
+    gym.register(
+        "deeprl-test/CrashingCartPole-v0", entry_point=FailingCartPole, kwargs={"fail_after": 1500, "stamp": str(stamp)}
+    )
+    with pytest.raises(
+        UsageError,
+        match=r"A3C worker \d failed \(RuntimeError: boom: the env broke\).*"
+        r"last good checkpoint",
+    ):
+        deeprl.train(
+            "a3c",
+            "deeprl-test/CrashingCartPole-v0",
+            workers=2,
+            total_steps=100_000,
+            checkpoint_every=500,
+            eval_every=100_000,
+            run_dir=tmp_path / "run",
+            **quiet,
+        )
     reaction_s = time.time() - float(stamp.read_text())
     assert reaction_s < 2.0, reaction_s
     assert _no_workers_left()
@@ -167,8 +180,9 @@ def test_a_killed_worker_is_noticed_and_the_others_stopped() -> None:
 def test_non_finite_loss_is_a_divergence(tmp_path: Path, quiet: dict) -> None:
     gym.register("deeprl-test/NanCartPole-v0", entry_point=FailingCartPole, kwargs={"mode": "nan", "fail_after": 300})
     with pytest.raises(UsageError, match="non-finite loss"):
-        deeprl.train("a3c", "deeprl-test/NanCartPole-v0", workers=2, total_steps=10_000, run_dir=tmp_path / "run",
-                     **quiet)
+        deeprl.train(
+            "a3c", "deeprl-test/NanCartPole-v0", workers=2, total_steps=10_000, run_dir=tmp_path / "run", **quiet
+        )
     assert _no_workers_left()
 
 
@@ -201,10 +215,29 @@ def test_ctrl_c_saves_and_leaves_no_worker_behind(tmp_path: Path) -> None:
     """The terminal sends SIGINT to the whole foreground process group: workers ignore it, the parent
     finishes its chunk, saves, stops the workers and exits."""
     run_dir = tmp_path / "ctrl-c-run"
-    proc = subprocess.Popen([str(DEEPRL), "train", "a3c", "CartPole-v1", "--workers", "2", "--total-steps",
-                             "10000000", "--eval-every", "500", "--run-dir", str(run_dir), "--progress", "off"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [
+            str(DEEPRL),
+            "train",
+            "a3c",
+            "CartPole-v1",
+            "--workers",
+            "2",
+            "--total-steps",
+            "10000000",
+            "--eval-every",
+            "500",
+            "--run-dir",
+            str(run_dir),
+            "--progress",
+            "off",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (run_dir / "metrics.csv").exists():

@@ -9,16 +9,7 @@ import sys
 
 import pytest
 
-from deeprl.bench import (
-    DEFAULT_ROWS,
-    SB3_ZOO,
-    Trial,
-    markdown_table,
-    plan_rows,
-    run_trial,
-    summarize,
-    trial_settings,
-)
+from deeprl.bench import DEFAULT_ROWS, SB3_ZOO, Trial, markdown_table, plan_rows, run_trial, summarize, trial_settings
 from deeprl.errors import UsageError
 
 
@@ -41,6 +32,7 @@ def test_plan_errors_name_what_exists():
 
 def test_every_sb3_row_is_a_benchmark_row():
     from deeprl.bench import LONG_ROWS, SB3_ALGOS
+
     for algo, env_id in SB3_ZOO:
         assert (algo, env_id) in DEFAULT_ROWS + LONG_ROWS
         assert algo in SB3_ALGOS
@@ -53,13 +45,23 @@ def test_settings_come_from_the_preset_and_the_env():
 
 
 def test_summary_medians_count_unsolved_seeds_as_infinite():
-    solved = {"solved_at_wall_s": 1.0, "solved_at_env_steps": 100, "final_return": 500.0,
-              "env_steps": 100, "train_wall_s": 1.0}
-    unsolved = {"solved_at_wall_s": None, "solved_at_env_steps": None, "final_return": 20.0,
-                "env_steps": 1000, "train_wall_s": 4.0}
+    solved = {
+        "solved_at_wall_s": 1.0,
+        "solved_at_env_steps": 100,
+        "final_return": 500.0,
+        "env_steps": 100,
+        "train_wall_s": 1.0,
+    }
+    unsolved = {
+        "solved_at_wall_s": None,
+        "solved_at_env_steps": None,
+        "final_return": 20.0,
+        "env_steps": 1000,
+        "train_wall_s": 4.0,
+    }
     s = summarize([solved, {**solved, "solved_at_wall_s": 3.0}, unsolved])
     assert s["solved"] == 2 and s["n"] == 3
-    assert s["time"] == 3.0                 # median of 1, 3, inf
+    assert s["time"] == 3.0  # median of 1, 3, inf
     assert s["final"] == 500.0
     s = summarize([solved, unsolved, unsolved, {"error": "boom"}])
     assert math.isinf(s["time"]) and s["errors"] == ["boom"] and s["n"] == 4
@@ -68,8 +70,11 @@ def test_summary_medians_count_unsolved_seeds_as_infinite():
 def test_table_shows_the_ratio_and_rows_without_an_sb3_counterpart():
     d = {"n": 5, "solved": 5, "errors": [], "time": 2.0, "steps": 1000, "final": 500.0, "steps_per_s": 5000.0}
     s = {**d, "time": 8.0, "steps_per_s": 1000.0}
-    stats = {("deeprl", "ppo", "CartPole-v1"): d, ("sb3", "ppo", "CartPole-v1"): s,
-             ("deeprl", "q-learning", "CliffWalking-v1"): d}
+    stats = {
+        ("deeprl", "ppo", "CartPole-v1"): d,
+        ("sb3", "ppo", "CartPole-v1"): s,
+        ("deeprl", "q-learning", "CliffWalking-v1"): d,
+    }
     table = markdown_table([("ppo", "CartPole-v1"), ("q-learning", "CliffWalking-v1")], stats, vs_sb3=True)
     lines = table.splitlines()
     assert lines[2].endswith("| 0.25 |")
@@ -80,9 +85,25 @@ def test_table_shows_the_ratio_and_rows_without_an_sb3_counterpart():
 @pytest.mark.timeout(120)
 def test_cli_runs_a_row_end_to_end(tmp_path):
     out = tmp_path / "bench.md"
-    proc = subprocess.run([sys.executable, "-m", "deeprl.cli", "bench", "--algos", "q-learning", "--envs",
-                           "CliffWalking-v1", "--seeds", "1", "--out", str(out)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deeprl.cli",
+            "bench",
+            "--algos",
+            "q-learning",
+            "--envs",
+            "CliffWalking-v1",
+            "--seeds",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     report = out.read_text()
     assert report.strip() == proc.stdout.strip()
@@ -92,11 +113,13 @@ def test_cli_runs_a_row_end_to_end(tmp_path):
 
 
 def test_cli_rejects_bad_flags_before_any_work():
-    proc = subprocess.run([sys.executable, "-m", "deeprl.cli", "bench", "--seeds", "0"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deeprl.cli", "bench", "--seeds", "0"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 2 and "--seeds" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "deeprl.cli", "bench", "--first-seed", "-1"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deeprl.cli", "bench", "--first-seed", "-1"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 2 and "--first-seed" in proc.stderr
 
 
@@ -110,8 +133,13 @@ def test_held_out_seeds_are_the_ones_run(monkeypatch):
         seen.append((t.library, t.seed))
         if t.library == "throughput":
             return {"raw_steps_per_s": 1.0, "acting_steps_per_s": 1.0, "n_envs": 1}
-        return {"solved_at_wall_s": 1.0, "solved_at_env_steps": 100, "final_return": 0.0, "env_steps": 100,
-                "train_wall_s": 1.0}
+        return {
+            "solved_at_wall_s": 1.0,
+            "solved_at_env_steps": 100,
+            "final_return": 0.0,
+            "env_steps": 100,
+            "train_wall_s": 1.0,
+        }
 
     monkeypatch.setattr(bench, "run_trial", fake_trial)
     report = bench.run_bench(("q-learning",), ("CliffWalking-v1",), seeds=2, first_seed=5, log=lambda line: None)

@@ -21,7 +21,7 @@ def _episodes_stream(n_envs, steps, end_every, seed=0):
     rng = np.random.default_rng(seed)
     t = np.zeros(n_envs, int)
     ep = np.zeros(n_envs, int)
-    for step in range(steps):
+    for _step in range(steps):
         obs = np.stack([[e, ep[e], t[e]] for e in range(n_envs)]).astype(np.float32)
         nxt = obs.copy()
         nxt[:, 2] += 1
@@ -38,7 +38,7 @@ def _reference(transitions, n, gamma):
     """Naive n-step tuples keyed by the obs, computed from whole per-env episode lists."""
     ref = {}
     for env_steps in transitions.values():
-        for i, (obs, a, r, nxt, term, trunc) in enumerate(env_steps):
+        for i, (obs, a, _r, _nxt, _term, _trunc) in enumerate(env_steps):
             ret, k, ended_term = 0.0, 0, False
             for j in range(n):
                 o2, _a2, r2, n2, te2, tr2 = env_steps[i + j] if i + j < len(env_steps) else (None,) * 6
@@ -108,7 +108,7 @@ def test_samples_match_naive_reference_with_wraparound(n_envs, n_step):
 def test_terminated_and_truncated_kept_apart_one_step():
     buf = ReplayBuffer(10, VEC, DISCRETE, gamma=0.9)
     o = np.zeros((1, 3), np.float32)
-    buf.add(o, [1], [1.0], o + 1, [True], [False])      # terminated
+    buf.add(o, [1], [1.0], o + 1, [True], [False])  # terminated
     buf.add(o + 5, [2], [2.0], o + 6, [False], [True])  # truncated: a new episode, then cut
     assert buf.terminated[0].sum() == 1 and buf.truncated[0].sum() == 1
     b = buf.sample(64)
@@ -131,13 +131,17 @@ def test_n_step_hand_computed_episode_ends():
     for _ in range(20):
         b = buf.sample(16)
         for i in range(16):
-            got[b.obs[i, 0].item()] = (b.rewards[i].item(), b.next_obs[i, 0].item(), b.terminated[i].item(),
-                                       b.steps[i].item())
+            got[b.obs[i, 0].item()] = (
+                b.rewards[i].item(),
+                b.next_obs[i, 0].item(),
+                b.terminated[i].item(),
+                b.steps[i].item(),
+            )
     assert got == {
-        0.0: (1 + 0.5 * 2 + 0.25 * 4, 3.0, 1.0, 3),   # three rewards, ends at the terminal state
-        1.0: (2 + 0.5 * 4, 3.0, 1.0, 2),              # cut after two: terminated, no bootstrap
+        0.0: (1 + 0.5 * 2 + 0.25 * 4, 3.0, 1.0, 3),  # three rewards, ends at the terminal state
+        1.0: (2 + 0.5 * 4, 3.0, 1.0, 2),  # cut after two: terminated, no bootstrap
         2.0: (4.0, 3.0, 1.0, 1),
-        10.0: (8 + 0.5 * 16, 12.0, 0.0, 2),           # truncated: cut, but bootstraps from s=12 with γ²
+        10.0: (8 + 0.5 * 16, 12.0, 0.0, 2),  # truncated: cut, but bootstraps from s=12 with γ²
         11.0: (16.0, 12.0, 0.0, 1),
     }
 
@@ -147,9 +151,15 @@ def test_valid_mask_skips_autoreset_rows():
     o = np.array([[0, 0, 0], [1, 1, 1]], np.float32)
     buf.add(o, [0, 0], [1.0, 1.0], o + 10, [True, False], [False, False])
     # env 0's next step is the autoreset step: its obs is the terminal obs, not a transition
-    buf.add(np.array([[10, 10, 10], [11, 11, 11]], np.float32), [3, 3], [5.0, 5.0],
-            np.array([[0, 0, 7], [21, 21, 21]], np.float32), [False, False], [False, False],
-            valid=np.array([False, True]))
+    buf.add(
+        np.array([[10, 10, 10], [11, 11, 11]], np.float32),
+        [3, 3],
+        [5.0, 5.0],
+        np.array([[0, 0, 7], [21, 21, 21]], np.float32),
+        [False, False],
+        [False, False],
+        valid=np.array([False, True]),
+    )
     assert len(buf) == 3
     b = buf.sample(100)
     assert 3 not in [int(a) for a, ob in zip(b.actions, b.obs) if ob[0] == 10]
@@ -182,10 +192,11 @@ def test_minibatches_are_consecutive_slices_of_one_draw():
     assert len(parts) == 3
     for k, part in enumerate(parts):
         for name, field, ref in zip(part._fields, part, whole):
-            expected = ref[16 * k:16 * (k + 1)]
+            expected = ref[16 * k : 16 * (k + 1)]
             assert len(field) == 16, name
-            assert (np.array_equal(field, expected) if isinstance(field, np.ndarray)
-                    else torch.equal(field, expected)), name
+            assert np.array_equal(field, expected) if isinstance(field, np.ndarray) else torch.equal(field, expected), (
+                name
+            )
     prioritized = ReplayBuffer(50, VEC, DISCRETE, prioritized=True)
     with pytest.raises(RuntimeError, match="one minibatch at a time"):
         next(prioritized.minibatches(2, 4))
@@ -200,8 +211,7 @@ def test_observation_that_does_not_continue_starts_a_new_stream():
     buf.add(obs(5), [0], [2.0], obs(6), [False], [False])
     buf.add(obs(6), [0], [4.0], obs(7), [False], [False])
     b = buf.sample(32)
-    got = {b.obs[i, 0].item(): (b.rewards[i].item(), b.next_obs[i, 0].item(), b.steps[i].item())
-           for i in range(32)}
+    got = {b.obs[i, 0].item(): (b.rewards[i].item(), b.next_obs[i, 0].item(), b.steps[i].item()) for i in range(32)}
     assert got == {0.0: (1.0, 1.0, 1), 5.0: (2 + 0.5 * 4, 7.0, 2)}
 
 
@@ -214,10 +224,12 @@ def _stack_stream(n_envs, steps, seed=0):
     """Frame-stacked observations like FrameStackObservation(padding_type='reset'): the reset stack
     repeats the first frame; each frame is unique (its first pixels encode env, episode, t)."""
     rng = np.random.default_rng(seed)
+
     def frame(e, ep, t):
         f = np.zeros((84, 84), np.uint8)
         f[0, :3] = (e, ep % 256, t % 256)
         return f
+
     ep = np.zeros(n_envs, int)
     t = np.zeros(n_envs, int)
     stacks = [np.stack([frame(e, 0, 0)] * 4) for e in range(n_envs)]
@@ -279,6 +291,7 @@ def test_memory_for_a_million_atari_transitions():
 
 def test_capacity_beyond_memory_fails_before_allocation(monkeypatch):
     from deeprl import buffers
+
     monkeypatch.setattr(buffers, "available_memory", lambda: 8 * 2**30)
     with pytest.raises(UsageError, match=r"needs 26\.\d+ GiB.*8\.00 GiB.*--buffer-size"):
         ReplayBuffer(4_000_000, IMG, DISCRETE)
@@ -287,6 +300,7 @@ def test_capacity_beyond_memory_fails_before_allocation(monkeypatch):
 
 
 # ---- sum-tree and prioritized replay --------------------------------------------------------------
+
 
 def test_sum_tree_prefix_search_and_proportions():
     tree = SumTree(5)
@@ -339,10 +353,12 @@ def test_prioritized_overwritten_slots_leave_the_tree():
 
 # ---- resume ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("prioritized", [False, True])
 def test_state_dict_round_trip_continues_identically(prioritized):
     def make():
         return ReplayBuffer(40, VEC, DISCRETE, n_envs=2, n_step=2, prioritized=prioritized, seed=7)
+
     stream = list(_episodes_stream(2, 120, 6, seed=2))
     a, b = make(), make()
     for step in stream[:60]:

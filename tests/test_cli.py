@@ -26,13 +26,43 @@ import deeprl
 from deeprl.config import TabularConfig
 
 DEEPRL = Path(sys.executable).parent / "deeprl"
-SUMMARY_FIELDS = ("algo", "env_id", "seed", "env_steps", "train_wall_s", "eval_mean_return", "eval_std_return",
-                  "eval_episodes", "reward_threshold", "solved", "solved_at_env_steps", "solved_at_wall_s")
-TABULAR_FLAGS = ("--alpha", "--gamma", "--epsilon", "--epsilon-schedule", "--epsilon-final",
-                 "--epsilon-decay-episodes", "--q-init")
-RUN_FLAGS = ("--seed", "--run-dir", "--total-steps", "--episodes", "--eval-every", "--eval-episodes",
-             "--stop-when-solved", "--threshold", "--checkpoint-every", "--n-envs", "--vectorization",
-             "--tensorboard")
+SUMMARY_FIELDS = (
+    "algo",
+    "env_id",
+    "seed",
+    "env_steps",
+    "train_wall_s",
+    "eval_mean_return",
+    "eval_std_return",
+    "eval_episodes",
+    "reward_threshold",
+    "solved",
+    "solved_at_env_steps",
+    "solved_at_wall_s",
+)
+TABULAR_FLAGS = (
+    "--alpha",
+    "--gamma",
+    "--epsilon",
+    "--epsilon-schedule",
+    "--epsilon-final",
+    "--epsilon-decay-episodes",
+    "--q-init",
+)
+RUN_FLAGS = (
+    "--seed",
+    "--run-dir",
+    "--total-steps",
+    "--episodes",
+    "--eval-every",
+    "--eval-episodes",
+    "--stop-when-solved",
+    "--threshold",
+    "--checkpoint-every",
+    "--n-envs",
+    "--vectorization",
+    "--tensorboard",
+)
 ARROWS = set("←↓→↑")
 BOX_CHARS = "│╭╮╰╯─┃━┏┓┗┛┡┩┢┪╇╈┼┬┴├┤┌┐└┘"
 
@@ -54,8 +84,9 @@ class Result:
 def deeprl_cmd(*args: object, cwd: Path, env_extra: dict[str, str] | None = None, timeout: float = 120) -> Result:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env_extra or {})}
     env.pop("FORCE_COLOR", None)
-    proc = subprocess.run([str(DEEPRL), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [str(DEEPRL), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -144,8 +175,17 @@ TRAIN_RUNS: dict[str, tuple[object, ...]] = {
     "seed3-a": ("q-learning", "FrozenLake-v1", "--episodes", 300, "--seed", 3),
     "seed3-b": ("q-learning", "FrozenLake-v1", "--episodes", 300, "--seed", 3),
     "seed4": ("q-learning", "FrozenLake-v1", "--episodes", 300, "--seed", 4),
-    "solved": ("q-learning", "CliffWalking-v1", "--episodes", 500, "--eval-every", 500, "--stop-when-solved",
-               "--threshold", -20),
+    "solved": (
+        "q-learning",
+        "CliffWalking-v1",
+        "--episodes",
+        500,
+        "--eval-every",
+        500,
+        "--stop-when-solved",
+        "--threshold",
+        -20,
+    ),
     "tensorboard": ("q-learning", "CliffWalking-v1", "--episodes", 5, "--tensorboard"),
     "chain": ("q-learning", "chainmod:ChainTest-v0", "--episodes", 20),
 }
@@ -304,8 +344,9 @@ def test_existing_run_dir_is_refused(tmp_path: Path) -> None:
     run_dir = tmp_path / "taken"
     run_dir.mkdir()
     (run_dir / "notes.txt").write_text("mine")
-    msg = fails_cleanly(deeprl_cmd("train", "q-learning", "CliffWalking-v1", "--episodes", 3, "--run-dir", run_dir,
-                                   cwd=tmp_path))
+    msg = fails_cleanly(
+        deeprl_cmd("train", "q-learning", "CliffWalking-v1", "--episodes", 3, "--run-dir", run_dir, cwd=tmp_path)
+    )
     assert "already holds files" in msg and "another --run-dir" in msg, msg
     assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
     assert (run_dir / "notes.txt").read_text() == "mine"
@@ -365,14 +406,20 @@ BAD_TRAIN = {
     "unknown-algo": (("train", "q-learnin", "CliffWalking-v1"), [r"q-learnin\b", r"did you mean\W+q-learning"]),
     "unknown-env": (("train", "q-learning", "CliffWalkin-v1"), [r"CliffWalkin-v1", r"did you mean\W+CliffWalking-v1"]),
     "box-observations": (("train", "q-learning", "CartPole-v1"), [r"CartPole-v1", r"\bBox", r"Discrete"]),
-    "gamma-range": (("train", "q-learning", "CliffWalking-v1", "--gamma", "1.5"),
-                    [r"gamma", r"1\.5", r"\[0(\.0)?, ?1(\.0)?\]"]),
+    "gamma-range": (
+        ("train", "q-learning", "CliffWalking-v1", "--gamma", "1.5"),
+        [r"gamma", r"1\.5", r"\[0(\.0)?, ?1(\.0)?\]"],
+    ),
     "alpha-negative": (("train", "q-learning", "CliffWalking-v1", "--alpha", "-0.1"), [r"alpha", r"-0\.1"]),
     "episodes-zero": (("train", "q-learning", "CliffWalking-v1", "--episodes", "0"), [r"episodes", r"\b0\b"]),
-    "two-budgets": (("train", "q-learning", "CliffWalking-v1", "--episodes", "5", "--total-steps", "100"),
-                    [r"episodes", r"total.steps"]),
-    "bad-schedule": (("train", "q-learning", "CliffWalking-v1", "--epsilon-schedule", "cosine"),
-                     [r"cosine", r"epsilon.schedule", r"constant", r"linear"]),
+    "two-budgets": (
+        ("train", "q-learning", "CliffWalking-v1", "--episodes", "5", "--total-steps", "100"),
+        [r"episodes", r"total.steps"],
+    ),
+    "bad-schedule": (
+        ("train", "q-learning", "CliffWalking-v1", "--epsilon-schedule", "cosine"),
+        [r"cosine", r"epsilon.schedule", r"constant", r"linear"],
+    ),
     "n-envs-tabular": (("train", "q-learning", "CliffWalking-v1", "--n-envs", "4"), [r"n.envs", r"\b4\b"]),
 }
 
@@ -433,8 +480,9 @@ def test_list_json(tmp_path: Path) -> None:
 def test_solve_frozenlake_prints_residual_and_arrow_grid(tmp_path: Path) -> None:
     out = ok(deeprl_cmd("solve", "FrozenLake-v1", cwd=tmp_path))
     assert "residual" in out.stdout.lower()
-    arrow_rows = [line.split() for line in out.stdout.splitlines()
-                  if line.split() and all(tok in ARROWS for tok in line.split())]
+    arrow_rows = [
+        line.split() for line in out.stdout.splitlines() if line.split() and all(tok in ARROWS for tok in line.split())
+    ]
     assert len(arrow_rows) == 4 and all(len(row) == 4 for row in arrow_rows), out.stdout
     # From the start state (top left) the slippery-lake optimal action is LEFT (Sutton & Barto's classic result).
     assert arrow_rows[0][0] == "←", out.stdout

@@ -12,9 +12,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import read_metrics, read_summary
 
 import deeprl
-from deeprl.protocol import Episode
 from deeprl.buffers import ReplayBuffer
 from deeprl.continuous import (
     Collector,
@@ -24,14 +24,13 @@ from deeprl.continuous import (
     squashed_gaussian_log_prob,
     unscale_action,
 )
+from deeprl.driver import build_config
 from deeprl.errors import DivergenceError, UsageError
 from deeprl.math import ddpg_target, sac_target, smoothed_target_actions, td3_target
 from deeprl.nets import soft_update
 from deeprl.noise import GaussianNoise, OrnsteinUhlenbeckNoise
 from deeprl.presets import PRESETS
-from deeprl.driver import build_config
-
-from conftest import read_metrics, read_summary
+from deeprl.protocol import Episode
 
 T = torch.tensor
 
@@ -74,8 +73,8 @@ def test_soft_update_is_polyak_averaging():
         p.data.fill_(1.0)
     for p in target.parameters():
         p.data.fill_(0.0)
-    soft_update(target, source, 0.25)   # 0.25·1 + 0.75·0 = 0.25
-    soft_update(target, source, 0.25)   # 0.25 + 0.75·0.25 = 0.4375
+    soft_update(target, source, 0.25)  # 0.25·1 + 0.75·0 = 0.25
+    soft_update(target, source, 0.25)  # 0.25 + 0.75·0.25 = 0.4375
     assert all(torch.allclose(p, torch.full_like(p, 0.4375)) for p in target.parameters())
     soft_update(target, source, 1.0)
     assert all(torch.equal(p, torch.ones_like(p)) for p in target.parameters())
@@ -106,12 +105,14 @@ def test_squashed_gaussian_log_prob_matches_torch_distributions():
     mean, log_std = torch.randn(64, 2), torch.randn(64, 2).clamp(-2, 1)
     eps = torch.randn(64, 2)
     u = mean + log_std.exp() * eps
-    dist = torch.distributions.TransformedDistribution(torch.distributions.Normal(mean, log_std.exp()),
-                                                       [torch.distributions.TanhTransform()])
+    dist = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.exp()), [torch.distributions.TanhTransform()]
+    )
     expected = dist.log_prob(torch.tanh(u)).sum(-1)
     ok = torch.tanh(u).abs() < 0.999  # where torch's own inverse of tanh is accurate
-    torch.testing.assert_close(squashed_gaussian_log_prob(eps, log_std, u)[ok.all(-1)], expected[ok.all(-1)],
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        squashed_gaussian_log_prob(eps, log_std, u)[ok.all(-1)], expected[ok.all(-1)], rtol=1e-4, atol=1e-4
+    )
     # stable where tanh(u) rounds to ±1: log(1 − tanh²u) ≈ log 4 − 2|u|, finite
     assert torch.isfinite(squashed_gaussian_log_prob(T([[0.0]]), T([[0.0]]), T([[30.0]]))).all()
 
@@ -188,13 +189,24 @@ class RecordingBuffer:
 
     def add(self, obs, actions, rewards, next_obs, terminated, truncated, valid=None):
         for i in np.flatnonzero(valid):
-            self.rows.append((i, float(obs[i, 0]), float(actions[i, 0]), float(rewards[i]), float(next_obs[i, 0]),
-                              bool(terminated[i]), bool(truncated[i])))
+            self.rows.append(
+                (
+                    i,
+                    float(obs[i, 0]),
+                    float(actions[i, 0]),
+                    float(rewards[i]),
+                    float(next_obs[i, 0]),
+                    bool(terminated[i]),
+                    bool(truncated[i]),
+                )
+            )
 
 
 def test_collector_skips_autoreset_steps_keeps_final_obs_and_resets_noise_per_env():
-    env = gym.vector.SyncVectorEnv([lambda: CountingEnv(3), lambda: CountingEnv(5, terminate=True)],
-                                   autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    env = gym.vector.SyncVectorEnv(
+        [lambda: CountingEnv(3), lambda: CountingEnv(5, terminate=True)],
+        autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+    )
     buffer, noise = RecordingBuffer(), SpyNoise()
     c = Collector(env, buffer, noise)
     c.reset(seed=0)
@@ -204,7 +216,7 @@ def test_collector_skips_autoreset_steps_keeps_final_obs_and_resets_noise_per_en
     env0 = [r for r in buffer.rows if r[0] == 0]
     # env 0: steps 1-3, autoreset at step 4 (not stored), steps 5-7 of the next episode
     assert [(r[1], r[4]) for r in env0] == [(0, 1), (1, 2), (2, 3), (0, 1), (1, 2), (2, 3)]
-    assert [r[6] for r in env0] == [False, False, True, False, False, True]   # truncated, never terminated
+    assert [r[6] for r in env0] == [False, False, True, False, False, True]  # truncated, never terminated
     assert not any(r[5] for r in env0)
     env1 = [r for r in buffer.rows if r[0] == 1]
     assert [r[5] for r in env1] == [False] * 4 + [True, False]  # terminated at step 5; step 6 is its autoreset
@@ -212,8 +224,11 @@ def test_collector_skips_autoreset_steps_keeps_final_obs_and_resets_noise_per_en
     # noise resets when an env receives its reset observation: env 0 after step 4, env 1 after step 6
     resets = [m.tolist() for m in noise.masks[1:]]
     assert resets == [[True, False], [False, True]]
-    assert [(e.episode_return, e.episode_length, e.env_steps) for e in finished] == [(3.0, 3, 6), (5.0, 5, 10),
-                                                                                      (3.0, 3, 14)]
+    assert [(e.episode_return, e.episode_length, e.env_steps) for e in finished] == [
+        (3.0, 3, 6),
+        (5.0, 5, 10),
+        (3.0, 3, 14),
+    ]
 
 
 def test_pendulum_only_truncates_so_every_stored_transition_bootstraps():
@@ -234,15 +249,24 @@ def test_pendulum_only_truncates_so_every_stored_transition_bootstraps():
 @pytest.mark.slow
 @pytest.mark.parametrize("algo, steps", [("ddpg", 6000), ("td3", 8000), ("sac", 6000)])
 def test_learns_pendulum_with_a_short_budget(tmp_path, quiet, algo, steps):
-    r = deeprl.train(algo, "Pendulum-v1", seed=0, total_steps=steps, stop_when_solved=True,
-                     run_dir=tmp_path / algo, **quiet)
+    r = deeprl.train(
+        algo, "Pendulum-v1", seed=0, total_steps=steps, stop_when_solved=True, run_dir=tmp_path / algo, **quiet
+    )
     assert r.summary["solved"], f"{algo} did not reach -200 in {steps} steps: {r.summary['eval_mean_return']}"
     evals = [float(row["episode_return"]) for row in read_metrics(tmp_path / algo) if row["kind"] == "eval"]
     assert evals[0] < -600  # the first policy is bad: the agent learned, the task is not trivial
 
 
-SMALL = dict(total_steps=900, learning_starts=200, batch_size=32, hidden=(16, 16), eval_every=300,
-             eval_episodes=2, buffer_size=5000, progress="off")
+SMALL = dict(
+    total_steps=900,
+    learning_starts=200,
+    batch_size=32,
+    hidden=(16, 16),
+    eval_every=300,
+    eval_episodes=2,
+    buffer_size=5000,
+    progress="off",
+)
 
 
 @pytest.mark.parametrize("algo, extra", [("ddpg", {"noise": "ou"}), ("td3", {"n_envs": 2}), ("sac", {})])
@@ -263,15 +287,21 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path,
 
     monkeypatch.setattr(ddpg_module, "ddpg_target", lambda r, q, d, t: r * float("nan"))
     opts = {**SMALL, "checkpoint_every": 100, "train_freq": 1, "gradient_steps": 1}  # checked after every step
-    with pytest.raises(UsageError, match=r"Training stopped: the critic loss became nan by gradient "
-                                         r"step 1 \(env step 200\); .*The last good checkpoint \(env step 100\)"):
+    with pytest.raises(
+        UsageError,
+        match=r"Training stopped: the critic loss became nan by gradient "
+        r"step 1 \(env step 200\); .*The last good checkpoint \(env step 100\)",
+    ):
         deeprl.train("ddpg", "Pendulum-v1", seed=0, run_dir=tmp_path / "r", **opts)
     assert (tmp_path / "r" / "resume" / "LATEST").is_file() and (tmp_path / "r" / "policy.safetensors").is_file()
 
 
 def test_non_finite_actions_raise_divergence():
-    spec, cfg, _ = build_config("td3", "Pendulum-v1", **{k: v for k, v in SMALL.items() if k in
-                                                         ("learning_starts", "batch_size", "hidden", "buffer_size")})
+    spec, cfg, _ = build_config(
+        "td3",
+        "Pendulum-v1",
+        **{k: v for k, v in SMALL.items() if k in ("learning_starts", "batch_size", "hidden", "buffer_size")},
+    )
     algo = spec.load()(cfg, deeprl.envs.make_vec_env("Pendulum-v1", 1), seed=0, device="cpu")
     algo.learn(200)
     with torch.no_grad():
@@ -296,14 +326,26 @@ def test_bad_hyperparameters_name_the_flag():
         build_config("sac", "Pendulum-v1", hidden=())
 
 
-@pytest.mark.parametrize("env_id", ["Pendulum-v1", "MountainCarContinuous-v0", "LunarLanderContinuous-v3",
-                                    "HalfCheetah-v5", "Hopper-v5"])
+@pytest.mark.parametrize(
+    "env_id", ["Pendulum-v1", "MountainCarContinuous-v0", "LunarLanderContinuous-v3", "HalfCheetah-v5", "Hopper-v5"]
+)
 def test_every_preset_builds_and_takes_a_few_steps(tmp_path, env_id):
     for algo in ("ddpg", "td3", "sac"):
         spec, cfg, run = build_config(algo, env_id)
         assert env_id in PRESETS[algo]
-    r = deeprl.train("sac", env_id, total_steps=150, learning_starts=100, batch_size=16, hidden=(8,),
-                     eval_every=150, eval_episodes=1, max_episode_steps=50, run_dir=tmp_path / "r", progress="off")
+    r = deeprl.train(
+        "sac",
+        env_id,
+        total_steps=150,
+        learning_starts=100,
+        batch_size=16,
+        hidden=(8,),
+        eval_every=150,
+        eval_episodes=1,
+        max_episode_steps=50,
+        run_dir=tmp_path / "r",
+        progress="off",
+    )
     assert r.summary["env_steps"] == 150 and math.isfinite(r.summary["eval_mean_return"])
 
 

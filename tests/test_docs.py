@@ -3,9 +3,8 @@ that fails to import or a public function without a docstring fails here."""
 
 from __future__ import annotations
 
-import inspect
-
 import importlib.util
+import inspect
 from pathlib import Path
 
 import deeprl
@@ -32,6 +31,7 @@ def test_api_docs_build(tmp_path):
 def test_public_api_has_docstrings():
     public = [getattr(deeprl, n) for n in deeprl.__all__ if not n.startswith("__")]
     public += [getattr(deeprl.math, n) for n in deeprl.math.__all__]
-    missing = [obj.__name__ for obj in public
-               if (inspect.isfunction(obj) or inspect.isclass(obj)) and not inspect.getdoc(obj)]
+    missing = [
+        obj.__name__ for obj in public if (inspect.isfunction(obj) or inspect.isclass(obj)) and not inspect.getdoc(obj)
+    ]
     assert not missing, f"public API without a docstring: {missing}"

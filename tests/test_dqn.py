@@ -14,12 +14,22 @@ import torch
 
 import deeprl
 from deeprl.algos.dqn import DQN, QNetwork
+from deeprl.driver import build_config
 from deeprl.errors import UsageError
 from deeprl.math import double_dqn_target, dqn_target
-from deeprl.driver import build_config
 
-FAST = {"progress": "off", "eval_every": 1000, "eval_episodes": 2, "n_envs": 4, "learning_starts": 200, "batch_size": 32,
-            "buffer_size": 2000, "train_freq": 4, "gradient_steps": 1, "hidden": (32,)}
+FAST = {
+    "progress": "off",
+    "eval_every": 1000,
+    "eval_episodes": 2,
+    "n_envs": 4,
+    "learning_starts": 200,
+    "batch_size": 32,
+    "buffer_size": 2000,
+    "train_freq": 4,
+    "gradient_steps": 1,
+    "hidden": (32,),
+}
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -29,10 +39,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 # ---- targets -----------------------------------------------------------------------------------
 
+
 def test_dqn_target_hand_computed_numpy_and_torch():
     rewards = np.array([1.0, 1.0, 0.5])
     q_next = np.array([[2.0, 3.0], [4.0, -1.0], [10.0, 20.0]])
-    discounts = np.array([0.9, 0.9, 0.81])       # the third is a 2-step transition: γ²
+    discounts = np.array([0.9, 0.9, 0.81])  # the third is a 2-step transition: γ²
     terminated = np.array([0.0, 1.0, 0.0])
     expected = [1.0 + 0.9 * 3.0, 1.0, 0.5 + 0.81 * 20.0]
     np.testing.assert_allclose(dqn_target(rewards, q_next, discounts, terminated), expected)
@@ -42,8 +53,8 @@ def test_dqn_target_hand_computed_numpy_and_torch():
 
 def test_double_dqn_target_online_picks_target_values():
     rewards = np.array([0.0, 1.0])
-    q_online = np.array([[5.0, 1.0], [0.0, 2.0]])   # picks a=0, then a=1
-    q_target = np.array([[1.5, 9.0], [7.0, 3.0]])   # max would give 9 and 7; Double gives 1.5 and 3
+    q_online = np.array([[5.0, 1.0], [0.0, 2.0]])  # picks a=0, then a=1
+    q_target = np.array([[1.5, 9.0], [7.0, 3.0]])  # max would give 9 and 7; Double gives 1.5 and 3
     discounts, terminated = np.array([0.5, 0.5]), np.array([0.0, 0.0])
     np.testing.assert_allclose(double_dqn_target(rewards, q_online, q_target, discounts, terminated), [0.75, 2.5])
     got = double_dqn_target(*(torch.tensor(x) for x in (rewards, q_online, q_target, discounts, terminated)))
@@ -60,8 +71,10 @@ def test_truncation_bootstraps_termination_does_not():
 
 # ---- networks ----------------------------------------------------------------------------------
 
+
 def test_dueling_head_is_value_plus_centred_advantage():
     import gymnasium as gym
+
     net = QNetwork(gym.spaces.Box(-1, 1, (3,)), 3, (8,), dueling=True)
     obs = torch.randn(5, 3)
     features = net.encoder(obs)
@@ -73,6 +86,7 @@ def test_dueling_head_is_value_plus_centred_advantage():
 
 def test_image_observations_use_the_nature_cnn():
     import gymnasium as gym
+
     net = QNetwork(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), 6, (32,), dueling=False)
     assert type(net.encoder).__name__ == "NatureCNN"
     assert net(torch.zeros(2, 4, 84, 84, dtype=torch.uint8)).shape == (2, 6)
@@ -80,8 +94,10 @@ def test_image_observations_use_the_nature_cnn():
 
 # ---- the algorithm -----------------------------------------------------------------------------
 
+
 def _agent(**overrides):
     from deeprl.envs import make_vec_env
+
     options = {k: v for k, v in {**FAST, **overrides}.items()}
     _spec, config, opts = build_config("dqn", "CartPole-v1", **options)
     env = make_vec_env("CartPole-v1", opts.n_envs)
@@ -120,10 +136,17 @@ def test_epsilon_schedule_and_chunk_invariance():
         assert torch.equal(p, q)
 
 
-@pytest.mark.parametrize("flags", [
-    {"double": True}, {"dueling": True}, {"prioritized": True}, {"n_step": 3}, {"loss": "mse"},
-    {"max_grad_norm": None, "double": True, "dueling": True, "prioritized": True, "n_step": 2},
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"double": True},
+        {"dueling": True},
+        {"prioritized": True},
+        {"n_step": 3},
+        {"loss": "mse"},
+        {"max_grad_norm": None, "double": True, "dueling": True, "prioritized": True, "n_step": 2},
+    ],
+)
 def test_each_extension_trains_and_writes_its_run(tmp_path, flags):
     result = deeprl.train("dqn", "CartPole-v1", total_steps=800, run_dir=tmp_path / "r", seed=1, **FAST, **flags)
     assert result.summary["env_steps"] == 800
@@ -162,6 +185,7 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
 
 # ---- bad input ---------------------------------------------------------------------------------
 
+
 def test_continuous_actions_name_the_algorithms_that_handle_them(tmp_path):
     with pytest.raises(UsageError, match=r"dqn cannot train on Pendulum-v1.*Discrete actions") as e:
         deeprl.train("dqn", "Pendulum-v1", total_steps=100, run_dir=tmp_path / "r", progress="off")
@@ -171,8 +195,20 @@ def test_continuous_actions_name_the_algorithms_that_handle_them(tmp_path):
 
 
 def test_buffer_too_large_fails_before_allocation(tmp_path):
-    cli = [str(Path(sys.executable).parent / "deeprl"), "train", "dqn", "CartPole-v1", "--total-steps", "100",
-           "--buffer-size", str(10**13), "--run-dir", str(tmp_path / "r"), "--progress", "off"]
+    cli = [
+        str(Path(sys.executable).parent / "deeprl"),
+        "train",
+        "dqn",
+        "CartPole-v1",
+        "--total-steps",
+        "100",
+        "--buffer-size",
+        str(10**13),
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--progress",
+        "off",
+    ]
     out = subprocess.run(cli, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode != 0
     assert "GiB" in out.stderr and "--buffer-size" in out.stderr and "Traceback" not in out.stderr
@@ -189,12 +225,38 @@ def test_bad_hyperparameters_name_the_flag():
 
 # ---- Atari -------------------------------------------------------------------------------------
 
+
 def test_atari_pong_smoke_run(tmp_path):
     pytest.importorskip("ale_py")
     pytest.importorskip("cv2")
-    cli = [str(Path(sys.executable).parent / "deeprl"), "train", "dqn", "ALE/Pong-v5", "--total-steps", "200",
-           "--buffer-size", "1000", "--learning-starts", "100", "--n-envs", "2", "--eval-episodes", "1",
-           "--max-episode-steps", "50", "--device", "cpu", "--batch-size", "8", "--torch-threads", "1", "--run-dir", str(tmp_path / "pong"), "--progress", "off"]
+    cli = [
+        str(Path(sys.executable).parent / "deeprl"),
+        "train",
+        "dqn",
+        "ALE/Pong-v5",
+        "--total-steps",
+        "200",
+        "--buffer-size",
+        "1000",
+        "--learning-starts",
+        "100",
+        "--n-envs",
+        "2",
+        "--eval-episodes",
+        "1",
+        "--max-episode-steps",
+        "50",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+        "--torch-threads",
+        "1",
+        "--run-dir",
+        str(tmp_path / "pong"),
+        "--progress",
+        "off",
+    ]
     out = subprocess.run(cli, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     for name in ("config.json", "metrics.csv", "summary.json", "policy.safetensors", "resume/LATEST"):
@@ -207,14 +269,14 @@ def test_atari_observations_and_life_loss_terminal():
     pytest.importorskip("ale_py")
     pytest.importorskip("cv2")
     from deeprl.envs import make_vec_env
-    _spec, config, _opts = build_config("dqn", "ALE/Breakout-v5", buffer_size=5000, learning_starts=10**6,
-                                      n_envs=1)
+
+    _spec, config, _opts = build_config("dqn", "ALE/Breakout-v5", buffer_size=5000, learning_starts=10**6, n_envs=1)
     env = make_vec_env("ALE/Breakout-v5", 1)
     assert env.single_observation_space.shape == (4, 84, 84)
     agent = DQN(config, env, seed=0)
     assert agent.buffer.K == 4  # frames stored once, stacks rebuilt
     agent.learn(1500, None)  # random play loses lives; each loss is a learning termination
-    stored_terminated = agent.buffer.terminated[0, :agent.buffer.head[0]].sum()
+    stored_terminated = agent.buffer.terminated[0, : agent.buffer.head[0]].sum()
     assert agent.lives[0] < 5 or agent.episodes > 0
     assert stored_terminated >= 1
     assert agent.episodes == 0 or stored_terminated > agent.episodes  # more cuts than game overs
@@ -222,11 +284,21 @@ def test_atari_observations_and_life_loss_terminal():
 
 # ---- learning ----------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_cartpole_preset_learns(tmp_path):
     """The default CartPole preset's greedy policy passes 200 (random play: ~20) within 27.5k steps.
     (The full criterion, 475 within 100k steps in 4 of 5 seeds, is measured in benchmarks/dqn_cartpole.py.)"""
-    result = deeprl.train("dqn", "CartPole-v1", total_steps=27_500, seed=0, run_dir=tmp_path / "r",
-                          progress="off", eval_every=2500, eval_episodes=5, stop_when_solved=True,
-                          threshold=200)
+    result = deeprl.train(
+        "dqn",
+        "CartPole-v1",
+        total_steps=27_500,
+        seed=0,
+        run_dir=tmp_path / "r",
+        progress="off",
+        eval_every=2500,
+        eval_episodes=5,
+        stop_when_solved=True,
+        threshold=200,
+    )
     assert result.summary["solved"], result.summary

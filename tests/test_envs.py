@@ -14,15 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from deeprl.envs import (
-    ObservationIndex,
-    autoreset_mode,
-    env_spec,
-    env_state,
-    make_env,
-    make_vec_env,
-    seed_everything,
-)
+from deeprl.envs import ObservationIndex, autoreset_mode, env_spec, env_state, make_env, make_vec_env, seed_everything
 from deeprl.errors import UsageError
 
 # --- Ids and errors ----------------------------------------------------------------------------

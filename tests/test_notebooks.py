@@ -18,8 +18,8 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("DEEPRL_NOTEBOOK_QUICK", "1")       # budget(full, quick) picks the quick budgets
-    monkeypatch.delenv("DISPLAY", raising=False)            # headless, as on a server
+    monkeypatch.setenv("DEEPRL_NOTEBOOK_QUICK", "1")  # budget(full, quick) picks the quick budgets
+    monkeypatch.delenv("DISPLAY", raising=False)  # headless, as on a server
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, with the cell and its traceback, if any cell fails

@@ -12,16 +12,20 @@ REFERENCE = re.compile(r"`((?:deeprl|tests)/[\w/]+\.py)::(\w+)`")
 
 def defined_names(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    return {node.name for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    return {
+        node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    }
 
 
 def test_every_reference_in_the_notes_map_exists():
     text = (ROOT / "docs" / "notes-map.md").read_text()
     references = REFERENCE.findall(text)
     assert len(references) >= 30, "the map lost its references"
-    missing = [f"{file}::{name}" for file, name in references
-               if not (ROOT / file).is_file() or name not in defined_names(ROOT / file)]
+    missing = [
+        f"{file}::{name}"
+        for file, name in references
+        if not (ROOT / file).is_file() or name not in defined_names(ROOT / file)
+    ]
     assert not missing, f"docs/notes-map.md names what does not exist: {missing}"
 
 

@@ -7,12 +7,7 @@ import numpy as np
 import pytest
 
 from deeprl.errors import UsageError
-from deeprl.oracle import (
-    bellman_optimality_residual,
-    policy_evaluation,
-    tabular_model,
-    value_iteration,
-)
+from deeprl.oracle import bellman_optimality_residual, policy_evaluation, tabular_model, value_iteration
 
 GAMMA = 0.9
 
@@ -63,10 +58,7 @@ def test_tabular_model_arrays_of_two_state_mdp():
 
 def test_tabular_model_stochastic_transitions():
     # state 0, a0: 0.25 -> reward 4, terminates; 0.75 -> reward 0, to state 1
-    transitions = {
-        0: {0: [(0.25, 1, 4.0, True), (0.75, 1, 0.0, False)]},
-        1: {0: [(1.0, 1, 0.0, True)]},
-    }
+    transitions = {0: {0: [(0.25, 1, 4.0, True), (0.75, 1, 0.0, False)]}, 1: {0: [(1.0, 1, 0.0, True)]}}
     model = tabular_model(FakeTabularEnv(transitions, 2, 1))
     # R(0,0) = 0.25 * 4 + 0.75 * 0 = 1
     assert model.reward[0, 0] == pytest.approx(1.0)

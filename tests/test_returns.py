@@ -72,8 +72,9 @@ def test_n_step_returns_cut_at_termination_and_truncation():
 
 def test_n_step_returns_with_n_past_the_batch_is_the_bootstrapped_future_return():
     terminated, truncated = [0, 1, 0, 0], [0, 0, 0, 0]
-    torch.testing.assert_close(n_step_returns(R, NEXT_V, terminated, truncated, 0.9, 10),
-                               future_returns(R, terminated, truncated, 0.9, NEXT_V))
+    torch.testing.assert_close(
+        n_step_returns(R, NEXT_V, terminated, truncated, 0.9, 10), future_returns(R, terminated, truncated, 0.9, NEXT_V)
+    )
     with pytest.raises(ValueError):
         n_step_returns(R, NEXT_V, NONE, NONE, 0.9, 0)
 
@@ -89,8 +90,9 @@ def test_gae_lambda_one_is_the_return_minus_the_value():
     next_values = [20.0, 30.0, 40.0, 50.0]  # consistent: next_values[t] = values[t + 1] inside the episode
     terminated, truncated = NONE, [0, 1, 0, 0]
     returns = future_returns(R, terminated, truncated, 0.9, next_values)
-    torch.testing.assert_close(gae(R, values, next_values, terminated, truncated, 0.9, 1.0),
-                               returns - torch.tensor(values))
+    torch.testing.assert_close(
+        gae(R, values, next_values, terminated, truncated, 0.9, 1.0), returns - torch.tensor(values)
+    )
 
 
 def test_gae_hand_computed_with_a_truncation():

@@ -13,25 +13,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import read_metrics, read_summary
 
 import deeprl
 from deeprl import driver as driver_module
-from deeprl.protocol import Episode
-from deeprl.registry import ALGOS, AlgoSpec, tabular_support
 from deeprl.config import TabularConfig
 from deeprl.errors import DivergenceError, UsageError
 from deeprl.evaluation import Evaluator
+from deeprl.protocol import Episode
+from deeprl.registry import ALGOS, AlgoSpec, tabular_support
 from deeprl.rundir import atomic_write, load_resume_state
 
-from conftest import read_metrics, read_summary
-
-DESIGN_SUMMARY_KEYS = ("algo env_id seed env_steps train_wall_s eval_mean_return eval_std_return eval_episodes "
-                       "reward_threshold solved solved_at_env_steps solved_at_wall_s").split()
+DESIGN_SUMMARY_KEYS = (
+    "algo env_id seed env_steps train_wall_s eval_mean_return eval_std_return eval_episodes "
+    "reward_threshold solved solved_at_env_steps solved_at_wall_s"
+).split()
 
 
 def test_python_api_writes_the_run_directory_contract(tmp_path):
-    result = deeprl.train("q-learning", "FrozenLake-v1", seed=1, episodes=200, eval_every=1000,
-                          run_dir=tmp_path / "r", progress="off")
+    result = deeprl.train(
+        "q-learning", "FrozenLake-v1", seed=1, episodes=200, eval_every=1000, run_dir=tmp_path / "r", progress="off"
+    )
     for name in ("config.json", "metrics.csv", "summary.json", "policy.safetensors", "resume/LATEST"):
         assert (tmp_path / "r" / name).is_file(), name
     assert set(DESIGN_SUMMARY_KEYS) <= set(result.summary)
@@ -75,15 +77,78 @@ def test_resume_in_process_matches_uninterrupted(tmp_path, algo):
 # One killed run per family that keeps different state: a tabular Q table; DQN's replay buffer, target
 # network, ε schedule and optimizer; PPO's partial on-policy batch; SAC's buffer, twin critics and α.
 KILL_CASES = {
-    "q-learning": (["q-learning", "FrozenLake-v1", "--seed", "7", "--episodes", "6000", "--eval-every", "20000",
-                    "--eval-episodes", "20"], 10_000),
-    "dqn": (["dqn", "CartPole-v1", "--seed", "3", "--total-steps", "12000", "--eval-every", "4000",
-             "--eval-episodes", "3", "--learning-starts", "500", "--train-freq", "16", "--gradient-steps", "4"],
-            4000),
-    "ppo": (["ppo", "CartPole-v1", "--seed", "3", "--total-steps", "12000", "--eval-every", "4000",
-             "--eval-episodes", "3", "--n-steps", "50"], 4000),  # 50 x 8 envs: checkpoints fall mid-batch
-    "sac": (["sac", "Pendulum-v1", "--seed", "3", "--total-steps", "900", "--eval-every", "300",
-             "--eval-episodes", "1", "--learning-starts", "200", "--batch-size", "32"], 300),
+    "q-learning": (
+        [
+            "q-learning",
+            "FrozenLake-v1",
+            "--seed",
+            "7",
+            "--episodes",
+            "6000",
+            "--eval-every",
+            "20000",
+            "--eval-episodes",
+            "20",
+        ],
+        10_000,
+    ),
+    "dqn": (
+        [
+            "dqn",
+            "CartPole-v1",
+            "--seed",
+            "3",
+            "--total-steps",
+            "12000",
+            "--eval-every",
+            "4000",
+            "--eval-episodes",
+            "3",
+            "--learning-starts",
+            "500",
+            "--train-freq",
+            "16",
+            "--gradient-steps",
+            "4",
+        ],
+        4000,
+    ),
+    "ppo": (
+        [
+            "ppo",
+            "CartPole-v1",
+            "--seed",
+            "3",
+            "--total-steps",
+            "12000",
+            "--eval-every",
+            "4000",
+            "--eval-episodes",
+            "3",
+            "--n-steps",
+            "50",
+        ],
+        4000,
+    ),  # 50 x 8 envs: checkpoints fall mid-batch
+    "sac": (
+        [
+            "sac",
+            "Pendulum-v1",
+            "--seed",
+            "3",
+            "--total-steps",
+            "900",
+            "--eval-every",
+            "300",
+            "--eval-episodes",
+            "1",
+            "--learning-starts",
+            "200",
+            "--batch-size",
+            "32",
+        ],
+        300,
+    ),
 }
 
 
@@ -96,8 +161,9 @@ def test_sigkill_then_resume_ends_like_the_uninterrupted_run(tmp_path, family):
     subprocess.run(cli + args + ["--run-dir", str(tmp_path / "whole")], check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(cli + args + ["--run-dir", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cli + args + ["--run-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while not (killed / "resume" / "LATEST").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.005)
@@ -113,7 +179,7 @@ def test_sigkill_then_resume_ends_like_the_uninterrupted_run(tmp_path, family):
     assert read_summary(killed) == read_summary(tmp_path / "whole")
     assert read_metrics(killed) == read_metrics(tmp_path / "whole")
     weights = {"dqn": "q", "ppo": "model", "sac": "actor"}.get(family)  # the final weights too, not only
-    if weights:                                                           # the evaluations they produced
+    if weights:  # the evaluations they produced
         whole = getattr(deeprl.load(tmp_path / "whole").algo, weights).state_dict()
         resumed = getattr(deeprl.load(killed).algo, weights).state_dict()
         for name, tensor in whole.items():
@@ -185,13 +251,13 @@ class _Diverging:
 
 
 def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    spec = AlgoSpec("diverging", "test", TabularConfig, "unused:unused", tabular_support, "", "",
-                    {"total_steps": 1000})
+    spec = AlgoSpec("diverging", "test", TabularConfig, "unused:unused", tabular_support, "", "", {"total_steps": 1000})
     monkeypatch.setitem(ALGOS, "diverging", spec)
     monkeypatch.setattr(AlgoSpec, "load", lambda self: _Diverging)
     with pytest.raises(UsageError, match="stopped: the loss is nan. The last good checkpoint \\(env step 300\\)"):
-        deeprl.train("diverging", "FrozenLake-v1", run_dir=tmp_path / "r", checkpoint_every=100,
-                     eval_every=100, progress="off")
+        deeprl.train(
+            "diverging", "FrozenLake-v1", run_dir=tmp_path / "r", checkpoint_every=100, eval_every=100, progress="off"
+        )
     assert load_resume_state(tmp_path / "r").state["algo"] == {"steps": 300}
     assert not (tmp_path / "r" / "summary.json").exists()
 
@@ -211,8 +277,15 @@ def test_evaluator_is_deterministic_and_caps_endless_episodes():
 
 
 def test_load_gives_an_agent_that_acts_on_single_observations(tmp_path):
-    deeprl.train("q-learning", "Blackjack-v1", episodes=2000, eval_every=10_000, eval_episodes=20,
-                 run_dir=tmp_path / "r", progress="off")
+    deeprl.train(
+        "q-learning",
+        "Blackjack-v1",
+        episodes=2000,
+        eval_every=10_000,
+        eval_episodes=20,
+        run_dir=tmp_path / "r",
+        progress="off",
+    )
     agent = deeprl.load(tmp_path / "r")
     action = agent.act((20, 10, 0))  # a Tuple(Discrete...) observation, encoded internally
     assert action in (0, 1) and isinstance(action, int)
@@ -234,15 +307,18 @@ def test_checkpoint_holds_everything_resume_needs(tmp_path):
     assert env.spec.id == "FrozenLake-v1"
 
 
-@pytest.mark.parametrize("options, fragment", [
-    ({"gamma": 1.5}, "gamma must be in [0.0, 1.0]"),
-    ({"alpha": 0.0}, "alpha must be in (0.0, 1.0]"),
-    ({"episodes": 5, "total_steps": 5}, "one training budget"),
-    ({"epsilon_schedule": "cosine"}, "one of constant, glie, linear"),
-    ({"n_envs": 3}, "single env"),
-    ({"learning_rate": 0.1}, "Unknown option 'learning_rate'"),
-    ({"eval_episodes": 0}, "eval_episodes must be in [1, inf]"),
-])
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"gamma": 1.5}, "gamma must be in [0.0, 1.0]"),
+        ({"alpha": 0.0}, "alpha must be in (0.0, 1.0]"),
+        ({"episodes": 5, "total_steps": 5}, "one training budget"),
+        ({"epsilon_schedule": "cosine"}, "one of constant, glie, linear"),
+        ({"n_envs": 3}, "single env"),
+        ({"learning_rate": 0.1}, "Unknown option 'learning_rate'"),
+        ({"eval_episodes": 0}, "eval_episodes must be in [1, inf]"),
+    ],
+)
 def test_bad_options_fail_before_any_file_is_written(tmp_path, options, fragment):
     with pytest.raises(UsageError) as info:
         deeprl.train("q-learning", "FrozenLake-v1", run_dir=tmp_path / "r", progress="off", **options)
@@ -265,8 +341,15 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
 def test_tensorboard_logs_returns_exploration_and_speed(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    deeprl.train("q-learning", "FrozenLake-v1", episodes=100, eval_every=500, tensorboard=True,
-                 run_dir=tmp_path / "r", progress="off")
+    deeprl.train(
+        "q-learning",
+        "FrozenLake-v1",
+        episodes=100,
+        eval_every=500,
+        tensorboard=True,
+        run_dir=tmp_path / "r",
+        progress="off",
+    )
     events = EventAccumulator(str(tmp_path / "r" / "tb"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
@@ -277,9 +360,24 @@ def test_tensorboard_logs_returns_exploration_and_speed(tmp_path):
 def test_ctrl_c_finishes_the_chunk_saves_and_resumes(tmp_path):
     cli = [str(Path(sys.executable).parent / "deeprl"), "train"]
     run_dir = tmp_path / "r"
-    proc = subprocess.Popen(cli + ["q-learning", "FrozenLake-v1", "--episodes", "1000000", "--eval-every", "10000000",
-                                   "--run-dir", str(run_dir), "--progress", "off"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli
+        + [
+            "q-learning",
+            "FrozenLake-v1",
+            "--episodes",
+            "1000000",
+            "--eval-every",
+            "10000000",
+            "--run-dir",
+            str(run_dir),
+            "--progress",
+            "off",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not (run_dir / "metrics.csv").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -297,8 +395,15 @@ def test_ctrl_c_finishes_the_chunk_saves_and_resumes(tmp_path):
 
 
 def test_resume_after_stop_when_solved_trains_on_with_a_larger_budget(tmp_path):
-    first = deeprl.train("q-learning", "CliffWalking-v1", threshold=-20, stop_when_solved=True, eval_every=1000,
-                         run_dir=tmp_path / "r", progress="off")
+    first = deeprl.train(
+        "q-learning",
+        "CliffWalking-v1",
+        threshold=-20,
+        stop_when_solved=True,
+        eval_every=1000,
+        run_dir=tmp_path / "r",
+        progress="off",
+    )
     assert first.summary["stopped"] == "solved"
     result = deeprl.resume(tmp_path / "r", total_steps=first.summary["env_steps"] + 3000)
     assert result.summary["env_steps"] == first.summary["env_steps"] + 3000
@@ -329,8 +434,9 @@ def test_checkpoint_from_another_version_is_a_clear_error(tmp_path):
 
 
 def test_eval_by_default_reproduces_the_summary(tmp_path):
-    result = deeprl.train("q-learning", "FrozenLake-v1", episodes=2000, eval_episodes=50, run_dir=tmp_path / "r",
-                          progress="off")
+    result = deeprl.train(
+        "q-learning", "FrozenLake-v1", episodes=2000, eval_episodes=50, run_dir=tmp_path / "r", progress="off"
+    )
     again = deeprl.evaluate(tmp_path / "r")
     assert again["episodes"] == 50
     assert again["mean_return"] == result.summary["eval_mean_return"]
@@ -338,7 +444,14 @@ def test_eval_by_default_reproduces_the_summary(tmp_path):
 
 def test_only_periodic_evaluations_count_as_solving(tmp_path):
     """DESIGN.md: time-to-solve is the first *periodic* evaluation that reaches the threshold."""
-    result = deeprl.train("q-learning", "CliffWalking-v1", total_steps=2500, eval_every=100_000, threshold=-1000,
-                          run_dir=tmp_path / "r", progress="off")
+    result = deeprl.train(
+        "q-learning",
+        "CliffWalking-v1",
+        total_steps=2500,
+        eval_every=100_000,
+        threshold=-1000,
+        run_dir=tmp_path / "r",
+        progress="off",
+    )
     assert result.summary["eval_mean_return"] >= -1000  # the final evaluation reaches it...
     assert not result.summary["solved"] and result.summary["solved_at_env_steps"] is None  # ...but is not periodic

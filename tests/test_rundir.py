@@ -31,8 +31,20 @@ from deeprl.cli import main
 from deeprl.errors import UsageError
 
 CLI = [str(Path(sys.executable).parent / "deeprl")]
-FROZEN = ["q-learning", "FrozenLake-v1", "--seed", "0", "--episodes", "50", "--eval-episodes", "5",
-          "--checkpoint-every", "100", "--progress", "off"]
+FROZEN = [
+    "q-learning",
+    "FrozenLake-v1",
+    "--seed",
+    "0",
+    "--episodes",
+    "50",
+    "--eval-episodes",
+    "5",
+    "--checkpoint-every",
+    "100",
+    "--progress",
+    "off",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -75,8 +87,11 @@ def snapshot(run_dir: Path) -> dict[str, tuple[bytes, int, int]]:
     out = {}
     for path in sorted(Path(run_dir).rglob("*")):
         st = path.stat()
-        out[str(path.relative_to(run_dir))] = (path.read_bytes() if path.is_file() else b"<dir>",
-                                               st.st_mtime_ns, st.st_mode)
+        out[str(path.relative_to(run_dir))] = (
+            path.read_bytes() if path.is_file() else b"<dir>",
+            st.st_mtime_ns,
+            st.st_mode,
+        )
     return out
 
 
@@ -175,8 +190,9 @@ def test_hostile_files_never_run_on_load_evaluate_eval_or_render(pristine, tmp_p
         shutil.rmtree(run)
 
 
-def test_hostile_npy_and_torch_files_and_a_validly_signed_env_pkl_never_run_on_eval(pristine, tmp_path, capsys,
-                                                                                    deeprl_home):
+def test_hostile_npy_and_torch_files_and_a_validly_signed_env_pkl_never_run_on_eval(
+    pristine, tmp_path, capsys, deeprl_home
+):
     """A real .npy holding a pickled object array; a torch.save'd checkpoint.pt; env.pkl signed with THIS
     user's key (only --resume may unpickle it): eval, render and load read none of them."""
     marker = tmp_path / "marker"
@@ -258,12 +274,25 @@ def test_resume_never_unpickles_an_env_pkl_this_user_did_not_sign(pristine, tmp_
 
 # ---------------------------------------------------------------- 2. concurrent runs
 def test_four_concurrent_runs_without_run_dir_get_four_directories(tmp_path):
-    args = CLI + ["train", "q-learning", "FrozenLake-v1", "--seed", "0", "--episodes", "200", "--eval-episodes",
-                  "10", "--progress", "off"]
-    procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    args = CLI + [
+        "train",
+        "q-learning",
+        "FrozenLake-v1",
+        "--seed",
+        "0",
+        "--episodes",
+        "200",
+        "--eval-episodes",
+        "10",
+        "--progress",
+        "off",
+    ]
+    procs = [
+        subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     dirs = sorted((tmp_path / "runs").iterdir())
     assert len(dirs) == 4, dirs
@@ -309,10 +338,25 @@ def test_default_names_in_the_same_second_are_claimed_once_each(tmp_path, monkey
 def test_two_runs_on_the_same_empty_run_dir_one_wins(tmp_path):
     run = tmp_path / "shared"
     run.mkdir()
-    args = CLI + ["train", "q-learning", "FrozenLake-v1", "--seed", "0", "--episodes", "200", "--eval-episodes",
-                  "10", "--progress", "off", "--run-dir", str(run)]
-    procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    args = CLI + [
+        "train",
+        "q-learning",
+        "FrozenLake-v1",
+        "--seed",
+        "0",
+        "--episodes",
+        "200",
+        "--eval-episodes",
+        "10",
+        "--progress",
+        "off",
+        "--run-dir",
+        str(run),
+    ]
+    procs = [
+        subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 2], outs
@@ -348,8 +392,7 @@ def _assert_refused_and_unchanged(target: Path, capsys, *fragments: str) -> str:
 
 
 @pytest.mark.parametrize("source, what", [("sarsa", "algo"), ("cliff", "env_id")])
-def test_a_resume_state_of_another_run_is_refused_and_changes_nothing(q_and_sarsa, tmp_path, capsys, source,
-                                                                      what):
+def test_a_resume_state_of_another_run_is_refused_and_changes_nothing(q_and_sarsa, tmp_path, capsys, source, what):
     target = copy_run(q_and_sarsa / "q", tmp_path / "target")
     shutil.rmtree(target / "resume")
     shutil.copytree(q_and_sarsa / source / "resume", target / "resume", copy_function=shutil.copy2)
@@ -367,18 +410,38 @@ def test_a_resume_state_of_format_1_is_refused_and_changes_nothing(q_and_sarsa, 
 
 
 # ---------------------------------------------------------------- 4. SIGTERM, then --resume
-DQN = ["dqn", "CartPole-v1", "--seed", "3", "--total-steps", "3000", "--learning-starts", "100", "--buffer-size",
-       "2000", "--eval-every", "1000", "--eval-episodes", "3", "--checkpoint-every", "500", "--progress", "off"]
+DQN = [
+    "dqn",
+    "CartPole-v1",
+    "--seed",
+    "3",
+    "--total-steps",
+    "3000",
+    "--learning-starts",
+    "100",
+    "--buffer-size",
+    "2000",
+    "--eval-every",
+    "1000",
+    "--eval-episodes",
+    "3",
+    "--checkpoint-every",
+    "500",
+    "--progress",
+    "off",
+]
 
 
 def test_sigterm_then_resume_ends_like_the_uninterrupted_run(tmp_path):
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     train = CLI + ["train", *DQN]
     # the uninterrupted run alongside (two cores): same results whatever the timing
-    uninterrupted = subprocess.Popen(train + ["--run-dir", str(whole)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-    proc = subprocess.Popen(train + ["--run-dir", str(stopped)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    uninterrupted = subprocess.Popen(
+        train + ["--run-dir", str(whole)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    proc = subprocess.Popen(
+        train + ["--run-dir", str(stopped)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 120
     while not (stopped / "resume" / "LATEST").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.002)
@@ -395,8 +458,9 @@ def test_sigterm_then_resume_ends_like_the_uninterrupted_run(tmp_path):
 
     _, err = uninterrupted.communicate(timeout=120)
     assert uninterrupted.returncode == 0, err
-    resumed = subprocess.run(CLI + ["train", "--resume", str(stopped)], capture_output=True, text=True, timeout=120,
-                             check=False)
+    resumed = subprocess.run(
+        CLI + ["train", "--resume", str(stopped)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert resumed.returncode == 0, resumed.stderr
 
     assert read_summary(stopped) == read_summary(whole)
@@ -426,8 +490,12 @@ def test_files_honour_the_umask(tmp_path, mask):
 
 
 def test_files_honour_the_umask_of_a_cli_process(tmp_path):
-    subprocess.run(CLI + ["train", *FROZEN, "--run-dir", str(tmp_path / "r")], check=True, capture_output=True,
-                   preexec_fn=lambda: os.umask(0o022))
+    subprocess.run(
+        CLI + ["train", *FROZEN, "--run-dir", str(tmp_path / "r")],
+        check=True,
+        capture_output=True,
+        preexec_fn=lambda: os.umask(0o022),
+    )
     assert (tmp_path / "r" / "config.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "r" / "policy.safetensors").stat().st_mode & 0o777 == 0o644
 
@@ -487,9 +555,15 @@ def test_a_read_only_run_directory_refuses_resume_before_writing(pristine, tmp_p
     if os.geteuid() == 0:  # root writes through chmod 0o555: make os.access say what it would for a user
         real_access = os.access
         inside = str(run.resolve())
-        monkeypatch.setattr(os, "access", lambda path, mode, *a, **k: False
-                            if str(Path(path).resolve()).startswith(inside) and mode & os.W_OK
-                            else real_access(path, mode, *a, **k))
+        monkeypatch.setattr(
+            os,
+            "access",
+            lambda path, mode, *a, **k: (
+                False
+                if str(Path(path).resolve()).startswith(inside) and mode & os.W_OK
+                else real_access(path, mode, *a, **k)
+            ),
+        )
         rc, err = cli(["train", "--resume", run, "--progress", "off"], capsys)
     else:
         for path in (run / "resume", run):
@@ -519,17 +593,26 @@ def test_a_full_disk_keeps_the_previous_resume_state_and_resume_works(tmp_path, 
             if len(states_seen) >= 2:
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real(*args, **kwargs)
+
         return fake
 
     run = tmp_path / "r"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rundir, "LARGE_ARRAY_BYTES", 512)  # so that np.save writes arrays/*.npy
         if failing == "safetensors save_file":
-            mp.setattr(safetensors.torch, "save_file", full_disk_at_the_second_state(
-                safetensors.torch.save_file, lambda tensors, filename, *a, **k: str(Path(filename).parent)))
+            mp.setattr(
+                safetensors.torch,
+                "save_file",
+                full_disk_at_the_second_state(
+                    safetensors.torch.save_file, lambda tensors, filename, *a, **k: str(Path(filename).parent)
+                ),
+            )
         else:
-            mp.setattr(np, "save", full_disk_at_the_second_state(
-                np.save, lambda file, *a, **k: str(Path(file.name).parent.parent)))
+            mp.setattr(
+                np,
+                "save",
+                full_disk_at_the_second_state(np.save, lambda file, *a, **k: str(Path(file.name).parent.parent)),
+            )
         with pytest.raises(UsageError, match="No space left") as info:
             train_frozen(run, episodes=100)
     assert "--resume" in str(info.value)
@@ -566,8 +649,17 @@ def test_dqn_divergence_mid_chunk_names_the_real_env_step(tmp_path, monkeypatch)
     monkeypatch.setattr(dqn_module, "dqn_target", nan_target)
     monkeypatch.setattr(dqn_module, "double_dqn_target", nan_target)
     with pytest.raises(UsageError) as info:
-        deeprl.train("dqn", "CartPole-v1", seed=0, total_steps=3000, learning_starts=100, buffer_size=2000,
-                     eval_every=100_000, run_dir=tmp_path / "r", progress="off")
+        deeprl.train(
+            "dqn",
+            "CartPole-v1",
+            seed=0,
+            total_steps=3000,
+            learning_starts=100,
+            buffer_size=2000,
+            eval_every=100_000,
+            run_dir=tmp_path / "r",
+            progress="off",
+        )
     message = str(info.value)
     assert "nan" in message
     assert not re.search(r"env step 0\b", message), message
@@ -592,8 +684,16 @@ def test_ppo_divergence_names_the_env_step_it_stopped_at(tmp_path, monkeypatch):
     _, config, run = build_config("ppo", "CartPole-v1", n_steps=32)
     diverged_at = 2 * config.n_steps * run.n_envs
     with pytest.raises(UsageError) as info:
-        deeprl.train("ppo", "CartPole-v1", seed=0, total_steps=4096, n_steps=32, eval_every=100_000,
-                     run_dir=tmp_path / "r", progress="off")
+        deeprl.train(
+            "ppo",
+            "CartPole-v1",
+            seed=0,
+            total_steps=4096,
+            n_steps=32,
+            eval_every=100_000,
+            run_dir=tmp_path / "r",
+            progress="off",
+        )
     message = str(info.value)
     assert not re.search(r"env step 0\b", message), message
     assert diverged_at in _env_steps_named(message), f"the message does not name env step {diverged_at}: {message}"

@@ -13,7 +13,7 @@ def test_a_stream_depends_only_on_seed_name_and_index():
     a, b = Seeds(7), Seeds(7)
     np.testing.assert_array_equal(a.generator("replay").random(5), b.generator("replay").random(5))
     assert a.integer("env_reset", 0) == b.integer("env_reset", 0)
-    assert a.integer("env_reset", 0) != a.integer("env_reset", 100)     # a new index, a new seed
+    assert a.integer("env_reset", 0) != a.integer("env_reset", 100)  # a new index, a new seed
     assert a.integer("env_reset", 0) != Seeds(8).integer("env_reset", 0)
     assert not np.array_equal(a.generator("replay").random(5), a.generator("noise").random(5))
 

@@ -34,8 +34,9 @@ def test_reinforce_loss_masks_autoreset_rows():
 
 
 def test_importance_ratio():
-    torch.testing.assert_close(importance_ratio(torch.log(torch.tensor([0.6])), torch.log(torch.tensor([0.3]))),
-                               torch.tensor([2.0]))
+    torch.testing.assert_close(
+        importance_ratio(torch.log(torch.tensor([0.6])), torch.log(torch.tensor([0.3]))), torch.tensor([2.0])
+    )
 
 
 def test_surrogate_gradient_at_theta_equals_reinforce_gradient():
@@ -58,8 +59,10 @@ def test_clipped_surrogate_hand_values():
     torch.testing.assert_close(clipped_surrogate(log_prob[:1], old[:1], torch.tensor([2.0]), 0.2), torch.tensor(-2.4))
     torch.testing.assert_close(clipped_surrogate(log_prob[1:], old[1:], torch.tensor([-1.0]), 0.2), torch.tensor(0.8))
     # inside the interval nothing is clipped
-    torch.testing.assert_close(clipped_surrogate(torch.log(torch.tensor([1.1])), torch.zeros(1), torch.tensor([3.0]), 0.2),
-                               is_surrogate(torch.log(torch.tensor([1.1])), torch.zeros(1), torch.tensor([3.0])))
+    torch.testing.assert_close(
+        clipped_surrogate(torch.log(torch.tensor([1.1])), torch.zeros(1), torch.tensor([3.0]), 0.2),
+        is_surrogate(torch.log(torch.tensor([1.1])), torch.zeros(1), torch.tensor([3.0])),
+    )
 
 
 def test_clipped_surrogate_is_never_above_the_surrogate():
@@ -70,8 +73,8 @@ def test_clipped_surrogate_is_never_above_the_surrogate():
     advantages = torch.randn(500, generator=g) * 3
     for eps in (0.1, 0.2, 0.5):
         for i in range(500):
-            clipped = clipped_surrogate(log_prob[i:i + 1], old[i:i + 1], advantages[i:i + 1], eps)
-            plain = is_surrogate(log_prob[i:i + 1], old[i:i + 1], advantages[i:i + 1])
+            clipped = clipped_surrogate(log_prob[i : i + 1], old[i : i + 1], advantages[i : i + 1], eps)
+            plain = is_surrogate(log_prob[i : i + 1], old[i : i + 1], advantages[i : i + 1])
             assert clipped >= plain - 1e-6
         # and the clipping is active somewhere (the test would pass trivially otherwise)
         assert clipped_surrogate(log_prob, old, advantages, eps) > is_surrogate(log_prob, old, advantages)
@@ -83,5 +86,7 @@ def test_value_losses():
     # old values 1, 1; ε = 0.5: clipped values 1, 1.5; squared errors max((1-2)², (1-2)²) = 1, max(9, 2.25) = 9
     torch.testing.assert_close(clipped_value_loss(v, torch.tensor([1.0, 1.0]), target, 0.5), torch.tensor(0.5 * 10 / 2))
     # a value moved far past its target is held by the clipped term: (1.5 − 5)² = 12.25 > (3 − 5)² = 4
-    torch.testing.assert_close(clipped_value_loss(torch.tensor([3.0]), torch.tensor([1.0]), torch.tensor([5.0]), 0.5),
-                               torch.tensor(0.5 * 12.25))
+    torch.testing.assert_close(
+        clipped_value_loss(torch.tensor([3.0]), torch.tensor([1.0]), torch.tensor([5.0]), 0.5),
+        torch.tensor(0.5 * 12.25),
+    )

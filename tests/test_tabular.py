@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import read_metrics
 
 import deeprl
 from deeprl.envs import make_env
-from deeprl.oracle import policy_evaluation, tabular_model, value_iteration
 from deeprl.evaluation import Evaluator
-
-from conftest import read_metrics
+from deeprl.oracle import policy_evaluation, tabular_model, value_iteration
 
 CLIFF_START, CLIFF_COLS = 36, 12
 
@@ -101,23 +100,46 @@ def test_taxi_is_solved(tmp_path, algo):
 
 
 def test_glie_schedule_is_one_over_k(tmp_path):
-    deeprl.train("sarsa", "FrozenLake-v1", episodes=40, epsilon=1.0, epsilon_schedule="glie",
-                 run_dir=tmp_path / "r", progress="off")
+    deeprl.train(
+        "sarsa",
+        "FrozenLake-v1",
+        episodes=40,
+        epsilon=1.0,
+        epsilon_schedule="glie",
+        run_dir=tmp_path / "r",
+        progress="off",
+    )
     rows = [r for r in read_metrics(tmp_path / "r") if r["kind"] == "train"]
     assert [float(r["epsilon"]) for r in rows] == pytest.approx([1 / k for k in range(1, 41)])
 
 
 def test_linear_schedule_reaches_its_final_value(tmp_path):
-    deeprl.train("q-learning", "FrozenLake-v1", episodes=30, epsilon=1.0, epsilon_schedule="linear",
-                 epsilon_final=0.1, epsilon_decay_episodes=10, run_dir=tmp_path / "r", progress="off")
+    deeprl.train(
+        "q-learning",
+        "FrozenLake-v1",
+        episodes=30,
+        epsilon=1.0,
+        epsilon_schedule="linear",
+        epsilon_final=0.1,
+        epsilon_decay_episodes=10,
+        run_dir=tmp_path / "r",
+        progress="off",
+    )
     eps = [float(r["epsilon"]) for r in read_metrics(tmp_path / "r") if r["kind"] == "train"]
     assert eps[0] == 1.0 and eps[5] == pytest.approx(1.0 - 0.9 * 5 / 10) and eps[10:] == [0.1] * 20
 
 
 def test_constant_epsilon_is_constant_by_default(tmp_path):
     """`--epsilon 0.1` on its own means a constant 0.1 (no hidden schedule)."""
-    deeprl.train("q-learning", "FrozenLake-v1", episodes=20, epsilon=0.25, epsilon_schedule="constant",
-                 run_dir=tmp_path / "r", progress="off")
+    deeprl.train(
+        "q-learning",
+        "FrozenLake-v1",
+        episodes=20,
+        epsilon=0.25,
+        epsilon_schedule="constant",
+        run_dir=tmp_path / "r",
+        progress="off",
+    )
     eps = {float(r["epsilon"]) for r in read_metrics(tmp_path / "r") if r["kind"] == "train"}
     assert eps == {0.25}
 
@@ -133,14 +155,14 @@ def test_truncation_bootstraps_and_termination_does_not(tmp_path):
     agent = QLearning(TabularConfig(alpha=1.0, gamma=1.0, epsilon=0.0, q_init=0.0), env, seed=0)
     agent.q[24] = -5.0  # pretend the state above the start is known to be worth -5
     agent.q[36] = [0.0, -1.0, -1.0, -1.0]  # make "up" the one greedy action at the start
-    agent.learn(1)      # greedy from the start (36): action 0 = up, to 24, truncated
+    agent.learn(1)  # greedy from the start (36): action 0 = up, to 24, truncated
     assert agent.q[36, 0] == pytest.approx(-1.0 + 1.0 * -5.0)  # bootstrapped although the episode ended
 
     env = make_env("CliffWalking-v1")
     agent = QLearning(TabularConfig(alpha=1.0, gamma=1.0, epsilon=0.0), env, seed=0)
     agent.q[:, :] = -3.0
-    agent.q[35, 2] = 0.0   # force the greedy step 35 -> down -> 47 (the goal, terminated)
-    agent.learn(0)         # resets the env
+    agent.q[35, 2] = 0.0  # force the greedy step 35 -> down -> 47 (the goal, terminated)
+    agent.learn(0)  # resets the env
     env.unwrapped.s = agent.state = 35
     agent.learn(1)
     assert agent.q[35, 2] == pytest.approx(-1.0)  # reward only: no bootstrap past termination
@@ -155,7 +177,7 @@ def test_greedy_ties_are_broken_at_random_but_a_unique_best_always_wins():
     assert counts.min() > 800  # all-zero row: each of the 4 actions about 1000 times
     agent.q[0] = [0.0, 0.5, 0.5, -1.0]
     picks = {agent.behaviour(0) for _ in range(200)}
-    assert picks == {1, 2}     # only the tied best ones
+    assert picks == {1, 2}  # only the tied best ones
     agent.q[0] = [0.0, 0.5, 0.7, -1.0]
     assert {agent.behaviour(0) for _ in range(200)} == {2}
     # evaluation stays deterministic: the first greedy action

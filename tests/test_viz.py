@@ -14,15 +14,14 @@ import imageio.v2 as imageio
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from conftest import read_metrics
 
 import deeprl
 from deeprl import viz
-from deeprl.viz import video as viz_video  # the module whose internals a test replaces
-from deeprl.registry import ALGOS
 from deeprl.cli import main
 from deeprl.errors import UsageError
-
-from conftest import read_metrics
+from deeprl.registry import ALGOS
+from deeprl.viz import video as viz_video  # the module whose internals a test replaces
 
 
 def mp4_frames(path: Path) -> list[np.ndarray]:
@@ -40,10 +39,21 @@ def cliff_runs(tmp_path_factory) -> list[Path]:
     root = tmp_path_factory.mktemp("cliff")
     runs = []
     for seed in range(3):
-        runs.append(deeprl.train("q-learning", "CliffWalking-v1", seed=seed, run_dir=root / f"q{seed}",
-                                 max_episode_steps=100, progress="off").run_dir)
-    runs.append(deeprl.train("sarsa", "CliffWalking-v1", seed=0, run_dir=root / "sarsa", max_episode_steps=100,
-                             progress="off").run_dir)
+        runs.append(
+            deeprl.train(
+                "q-learning",
+                "CliffWalking-v1",
+                seed=seed,
+                run_dir=root / f"q{seed}",
+                max_episode_steps=100,
+                progress="off",
+            ).run_dir
+        )
+    runs.append(
+        deeprl.train(
+            "sarsa", "CliffWalking-v1", seed=0, run_dir=root / "sarsa", max_episode_steps=100, progress="off"
+        ).run_dir
+    )
     return runs
 
 
@@ -73,16 +83,17 @@ def test_header_shows_the_running_return():
     b = viz.annotate(frame, "q-learning on X", "episode 1/1   step 4   return -4.00")
     assert a.shape[0] % 2 == 0 and a.shape[1] % 2 == 0 and a.shape[0] > 100
     header = a.shape[0] - 100
-    assert (a[header:] == 200).all()            # the game itself is not covered
+    assert (a[header:] == 200).all()  # the game itself is not covered
     assert len(np.unique(a[:header].reshape(-1, 3), axis=0)) > 10  # anti-aliased text in the header
-    assert (a[:header] != b[:header]).any()     # the number changed
+    assert (a[:header] != b[:header]).any()  # the number changed
     small = viz.annotate(np.zeros((210, 160, 3), np.uint8), "t", "s")  # Atari-sized: enlarged for the text
     assert small.shape[1] == 320
 
 
 def test_render_a_function_policy_on_cartpole(tmp_path):
-    rec = deeprl.render(lambda obs: int(obs[2] > 0), tmp_path / "cp.gif", env_id="CartPole-v1", episodes=1,
-                        seed=3, max_steps=40, fps=25)
+    rec = deeprl.render(
+        lambda obs: int(obs[2] > 0), tmp_path / "cp.gif", env_id="CartPole-v1", episodes=1, seed=3, max_steps=40, fps=25
+    )
     frames = gif_frames(tmp_path / "cp.gif")
     assert len(frames) == rec.frames == rec.lengths[0] + 1 and rec.lengths[0] <= 40
     assert rec.returns[0] == rec.lengths[0]  # CartPole pays 1 per step
@@ -123,8 +134,7 @@ def test_env_without_rgb_array_is_a_clear_error(tmp_path):
     with pytest.raises(UsageError, match="cannot render frames.*rgb_array"):
         deeprl.render(lambda obs: 0, tmp_path / "x.gif", env_id="NoFramesViz-v0")
     with pytest.raises(UsageError, match="cannot render frames"):
-        deeprl.train("q-learning", "NoFramesViz-v0", episodes=3, video_every=1, run_dir=tmp_path / "r",
-                     progress="off")
+        deeprl.train("q-learning", "NoFramesViz-v0", episodes=3, video_every=1, run_dir=tmp_path / "r", progress="off")
     assert not (tmp_path / "r").exists()  # refused before any file was written
 
 
@@ -157,10 +167,13 @@ def test_mujoco_renders_headless(tmp_path):
     pytest.importorskip("mujoco")
     # in a fresh process, as a user would, with MUJOCO_GL unset and no display
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY")}
-    code = ("import deeprl, numpy as np, os; r = deeprl.render(lambda o: np.zeros(6, np.float32), 'hc.mp4', "
-            "env_id='HalfCheetah-v5', max_steps=8); print(os.environ['MUJOCO_GL'], r.frames)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "import deeprl, numpy as np, os; r = deeprl.render(lambda o: np.zeros(6, np.float32), 'hc.mp4', "
+        "env_id='HalfCheetah-v5', max_steps=8); print(os.environ['MUJOCO_GL'], r.frames)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     backend, frames = out.stdout.split()[-2:]
     assert backend in ("egl", "osmesa")
@@ -234,8 +247,16 @@ def test_plot_draws_curves_spread_and_threshold(cliff_runs, tmp_path):
 
 
 def test_plot_single_run_uses_the_env_threshold(tmp_path):
-    run = deeprl.train("q-learning", "FrozenLake-v1", seed=0, episodes=2000, eval_every=2000, eval_episodes=50,
-                       run_dir=tmp_path / "fl", progress="off").run_dir
+    run = deeprl.train(
+        "q-learning",
+        "FrozenLake-v1",
+        seed=0,
+        episodes=2000,
+        eval_every=2000,
+        eval_episodes=50,
+        run_dir=tmp_path / "fl",
+        progress="off",
+    ).run_dir
     fig = deeprl.plot(run, tmp_path / "fl.png")
     dashed = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "--"]
     assert list(dashed[0].get_ydata()) == [0.7, 0.7]  # FrozenLake-v1's reward_threshold
@@ -258,7 +279,7 @@ def test_plot_errors_and_cli(cliff_runs, tmp_path, capsys):
 # ---------------------------------------------------------------- during training
 def test_video_every_records_eval_episodes_without_changing_training(tmp_path):
     kwargs = dict(seed=2, episodes=300, eval_every=1000, max_episode_steps=50, progress="off")
-    plain = deeprl.train("q-learning", "CliffWalking-v1", run_dir=tmp_path / "plain", **kwargs)
+    deeprl.train("q-learning", "CliffWalking-v1", run_dir=tmp_path / "plain", **kwargs)
     filmed = deeprl.train("q-learning", "CliffWalking-v1", run_dir=tmp_path / "filmed", video_every=2000, **kwargs)
     assert read_metrics(tmp_path / "plain") == read_metrics(tmp_path / "filmed")
     videos = sorted(p.name for p in (tmp_path / "filmed" / "videos").iterdir())
@@ -272,8 +293,17 @@ def test_video_every_records_eval_episodes_without_changing_training(tmp_path):
 
 def test_video_every_survives_resume(tmp_path):
     run = tmp_path / "r"
-    deeprl.train("q-learning", "CliffWalking-v1", seed=1, total_steps=3000, eval_every=1000, video_every=1000,
-                 max_episode_steps=30, run_dir=run, progress="off")
+    deeprl.train(
+        "q-learning",
+        "CliffWalking-v1",
+        seed=1,
+        total_steps=3000,
+        eval_every=1000,
+        video_every=1000,
+        max_episode_steps=30,
+        run_dir=run,
+        progress="off",
+    )
     deeprl.resume(run, total_steps=5000)
     names = sorted(p.name for p in (run / "videos").iterdir())
     assert names == [f"step_{s:07d}.mp4" for s in (1000, 2000, 3000, 4000, 5000)]
@@ -295,8 +325,16 @@ def test_every_deep_algorithm_renders_and_logs_its_metrics_to_tensorboard(algo, 
 
     spec = ALGOS[algo]
     env_id = _env_for(spec)
-    options = dict(seed=0, total_steps=1200, eval_every=100_000, eval_episodes=1, tensorboard=True,
-                   run_dir=tmp_path / "r", progress="off", device="cpu")
+    options = dict(
+        seed=0,
+        total_steps=1200,
+        eval_every=100_000,
+        eval_episodes=1,
+        tensorboard=True,
+        run_dir=tmp_path / "r",
+        progress="off",
+        device="cpu",
+    )
     if algo == "dqn":
         options.update(learning_starts=200, train_freq=1)
     result = deeprl.train(algo, env_id, **options)

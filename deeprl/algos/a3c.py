@@ -43,8 +43,16 @@ from deeprl.seeding import Seeds
 from deeprl.workers import WorkerLink, WorkerPool, shared_optimizer
 
 
-def _worker_loop(rank: int, link: WorkerLink, cfg: A3CConfig, env_spec: Any, seeds: Seeds, pool_start: int,
-                 model: ActorCritic, optimizer: torch.optim.Optimizer) -> None:
+def _worker_loop(
+    rank: int,
+    link: WorkerLink,
+    cfg: A3CConfig,
+    env_spec: Any,
+    seeds: Seeds,
+    pool_start: int,
+    model: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+) -> None:
     """One worker (its own process): n-step actor-critic updates of the shared θ until the pool stops."""
     torch.manual_seed(seeds.integer("worker_torch", rank, pool_start))
     env = gym.make(env_spec)
@@ -56,8 +64,7 @@ def _worker_loop(rank: int, link: WorkerLink, cfg: A3CConfig, env_spec: Any, see
     box = isinstance(env.action_space, gym.spaces.Box)
     # Rollout storage, allocated once: row t holds s_t, a_t, r_t and how step t ended.
     obs_buf = torch.zeros((cfg.t_max, *env.observation_space.shape), dtype=torch.float32)
-    act_buf = torch.zeros((cfg.t_max, *env.action_space.shape),
-                          dtype=torch.float32 if box else torch.int64)
+    act_buf = torch.zeros((cfg.t_max, *env.action_space.shape), dtype=torch.float32 if box else torch.int64)
     rewards, terminated, truncated = (torch.zeros(cfg.t_max) for _ in range(3))
     ep_return, ep_length = 0.0, 0
 
@@ -97,11 +104,15 @@ def _worker_loop(rank: int, link: WorkerLink, cfg: A3CConfig, env_spec: Any, see
 
         log_prob, entropy, values = local.evaluate(obs_buf[:t], act_buf[:t])
         advantages = returns - values.detach()  # A_t = R_t − V(s_t)
-        loss = (reinforce_loss(log_prob, advantages) + cfg.value_coef * value_loss(values, returns)
-                - cfg.entropy_coef * entropy.mean())
+        loss = (
+            reinforce_loss(log_prob, advantages)
+            + cfg.value_coef * value_loss(values, returns)
+            - cfg.entropy_coef * entropy.mean()
+        )
         if not torch.isfinite(loss):
-            link.report_divergence(rank, f"worker {rank} computed a non-finite loss ({loss.item()}) "
-                                         f"near env step {link.steps.value}")
+            link.report_divergence(
+                rank, f"worker {rank} computed a non-finite loss ({loss.item()}) near env step {link.steps.value}"
+            )
             return
         local.zero_grad(set_to_none=False)
         loss.backward()
@@ -120,13 +131,16 @@ class A3C:
         # Hogwild shares CPU memory between processes: A3C runs on the CPU whatever --device says.
         self.cfg, self.seed, self.seeds = config, seed, Seeds(seed)
         if env.spec is None:
-            raise ValueError("A3C workers make their own env copies from the env's registered spec; "
-                             "this env has none. Register it with gymnasium.register and pass its id.")
+            raise ValueError(
+                "A3C workers make their own env copies from the env's registered spec; "
+                "this env has none. Register it with gymnasium.register and pass its id."
+            )
         self.env_spec = env.spec
         self.model = ActorCritic(env.observation_space, env.action_space, config.hidden)
         self.model.share_memory()
-        self.optimizer = shared_optimizer(self.model, config.optimizer, config.lr, rmsprop_alpha=config.rmsprop_alpha,
-                                          eps=config.optimizer_eps)
+        self.optimizer = shared_optimizer(
+            self.model, config.optimizer, config.lr, rmsprop_alpha=config.rmsprop_alpha, eps=config.optimizer_eps
+        )
         self.env_steps, self.episodes, self.updates = 0, 0, 0
         self.pool = WorkerPool(config.start_method, "A3C")
 
@@ -157,9 +171,13 @@ class A3C:
         opt = self.optimizer.state_dict()
         return {
             "model": {k: v.clone() for k, v in self.model.state_dict().items()},
-            "optimizer": {"state": {i: {k: v.clone() for k, v in s.items()} for i, s in opt["state"].items()},
-                          "param_groups": opt["param_groups"]},
-            "env_steps": self.env_steps, "episodes": self.episodes, "updates": self.updates,
+            "optimizer": {
+                "state": {i: {k: v.clone() for k, v in s.items()} for i, s in opt["state"].items()},
+                "param_groups": opt["param_groups"],
+            },
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:

@@ -20,8 +20,16 @@ import numpy as np
 import torch
 
 from deeprl.config import DDPGConfig
-from deeprl.continuous import (check_losses, deterministic_nets, exploration_noise, flat_dims, frozen, noisy_actions,
-                               replay_collector, scale_action)
+from deeprl.continuous import (
+    check_losses,
+    deterministic_nets,
+    exploration_noise,
+    flat_dims,
+    frozen,
+    noisy_actions,
+    replay_collector,
+    scale_action,
+)
 from deeprl.math import ddpg_target
 from deeprl.nets import soft_update
 from deeprl.protocol import Episode
@@ -39,8 +47,9 @@ class DDPG:
         seeds = Seeds(seed)
         _, act_space, _, self.act_dim = flat_dims(env)
         self.low, self.high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
-        (self.actor, self.critic, self.actor_target, self.critic_target,
-         self.actor_opt, self.critic_opt) = deterministic_nets(config, env, n_critics=1, device=self.device)
+        (self.actor, self.critic, self.actor_target, self.critic_target, self.actor_opt, self.critic_opt) = (
+            deterministic_nets(config, env, n_critics=1, device=self.device)
+        )
         self.updates = 0
         self.losses = (float("nan"), float("nan"))  # the last round's, for metrics.csv
         self.noise = self.buffer = self.collector = None
@@ -65,7 +74,7 @@ class DDPG:
         """n_updates gradient steps on the critic and the actor, each on its own minibatch."""
         for mb in self.buffer.minibatches(n_updates, self.cfg.batch_size):
             # Critic: regress Q(s, a) onto y = r + γ (1 − terminated) Q'(s', μ'(s')).
-            discounts = self.cfg.gamma ** mb.steps  # γ^k, k = rewards in r (1: no n-step returns here)
+            discounts = self.cfg.gamma**mb.steps  # γ^k, k = rewards in r (1: no n-step returns here)
             with torch.no_grad():
                 q_next = self.critic_target(mb.next_obs, self.actor_target(mb.next_obs))[0]
                 td_target = ddpg_target(mb.rewards, q_next, discounts, mb.terminated)
@@ -85,8 +94,14 @@ class DDPG:
             soft_update(self.critic_target, self.critic, self.cfg.tau)
             soft_update(self.actor_target, self.actor, self.cfg.tau)
             self.updates += 1
-        self.losses = tuple(check_losses(torch.stack([critic_loss.detach(), actor_loss.detach()]),
-                                         ("critic loss", "actor loss"), self.updates, self.collector.env_steps))
+        self.losses = tuple(
+            check_losses(
+                torch.stack([critic_loss.detach(), actor_loss.detach()]),
+                ("critic loss", "actor loss"),
+                self.updates,
+                self.collector.env_steps,
+            )
+        )
 
     def policy_state(self) -> dict[str, Any]:
         return {"actor": self.actor.state_dict()}

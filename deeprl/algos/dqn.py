@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deeprl.protocol import Episode
 from deeprl.buffers import ReplayBuffer
 from deeprl.config import DQNConfig
 from deeprl.envs import autoreset_mode
 from deeprl.errors import DivergenceError, UsageError
 from deeprl.math import double_dqn_target, dqn_target, linear_schedule
 from deeprl.nets import adam, layer_init, make_encoder, soft_update
+from deeprl.protocol import Episode
 from deeprl.seeding import Seeds
 
 
@@ -82,10 +82,19 @@ class DQN:
                 raise UsageError(f"DQN needs a vector env with NEXT_STEP autoreset; got {autoreset_mode(env)}.")
             n = env.num_envs
             # The buffer's γ sums the n-step rewards (its only use); _update bootstraps with γ^k itself.
-            self.buffer = ReplayBuffer(config.buffer_size, obs_space, act_space, n_envs=n, device=self.device,
-                                       n_step=config.n_step, gamma=config.gamma, prioritized=config.prioritized,
-                                       alpha=config.priority_alpha, beta=config.priority_beta,
-                                       seed=self.seeds.sequence("replay"))
+            self.buffer = ReplayBuffer(
+                config.buffer_size,
+                obs_space,
+                act_space,
+                n_envs=n,
+                device=self.device,
+                n_step=config.n_step,
+                gamma=config.gamma,
+                prioritized=config.prioritized,
+                alpha=config.priority_alpha,
+                beta=config.priority_beta,
+                seed=self.seeds.sequence("replay"),
+            )
             self.autoreset = np.zeros(n, dtype=bool)  # env i's next step only returns its reset observation
             self.ep_return = np.zeros(n)
             self.ep_length = np.zeros(n, dtype=np.int64)
@@ -138,8 +147,11 @@ class DQN:
             self.autoreset = done
             self.obs = next_obs
 
-            if (self.env_steps >= cfg.learning_starts and len(self.buffer) >= cfg.batch_size
-                    and self.vec_steps % max(1, cfg.train_freq // n) == 0):
+            if (
+                self.env_steps >= cfg.learning_starts
+                and len(self.buffer) >= cfg.batch_size
+                and self.vec_steps % max(1, cfg.train_freq // n) == 0
+            ):
                 for _ in range(cfg.gradient_steps):
                     self._update()
             if self.env_steps - self.last_target_update >= cfg.target_update_interval:
@@ -147,11 +159,11 @@ class DQN:
                 self.last_target_update = self.env_steps
             if done.any():
                 loss = self._checked_loss()
-                now = time.perf_counter()
+                now, extras = time.perf_counter(), (round(epsilon, 6), loss)
                 for i in np.flatnonzero(done):
                     self.episodes += 1
-                    finished.append(Episode(self.env_steps, float(self.ep_return[i]), int(self.ep_length[i]),
-                                            now, (round(epsilon, 6), loss)))
+                    ret, length = float(self.ep_return[i]), int(self.ep_length[i])
+                    finished.append(Episode(self.env_steps, ret, length, now, extras))
                 self.ep_return[done], self.ep_length[done] = 0.0, 0
                 if max_episodes is not None and len(finished) >= max_episodes:
                     break
@@ -162,12 +174,12 @@ class DQN:
         cfg = self.cfg
         beta = linear_schedule(cfg.priority_beta, 1.0, cfg.priority_beta_steps, self.env_steps)
         batch = self.buffer.sample(cfg.batch_size, beta=beta)
-        discounts = cfg.gamma ** batch.steps  # γ^k: the buffer summed k rewards (k = n_step, fewer at an end)
+        discounts = cfg.gamma**batch.steps  # γ^k: the buffer summed k rewards (k = n_step, fewer at an end)
         with torch.no_grad():
             q_next_target = self.q_target(batch.next_obs)
         if cfg.double:  # one forward of the online net over s and s' together (half the call overhead)
             q_both = self.q(torch.cat([batch.obs, batch.next_obs]))
-            q_all, q_next_online = q_both[:cfg.batch_size], q_both[cfg.batch_size:].detach()
+            q_all, q_next_online = q_both[: cfg.batch_size], q_both[cfg.batch_size :].detach()
             td_target = double_dqn_target(batch.rewards, q_next_online, q_next_target, discounts, batch.terminated)
         else:
             q_all = self.q(batch.obs)
@@ -204,11 +216,18 @@ class DQN:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "q": self.q.state_dict(), "q_target": self.q_target.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "buffer": self.buffer.state_dict(), "rng": self.rng.bit_generator.state, "loss": self.loss.cpu(),
+            "q": self.q.state_dict(),
+            "q_target": self.q_target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "loss": self.loss.cpu(),
             "counters": (self.env_steps, self.vec_steps, self.updates, self.episodes, self.last_target_update),
-            "obs": None if self.obs is None else np.array(self.obs), "autoreset": self.autoreset.copy(),
-            "ep_return": self.ep_return.copy(), "ep_length": self.ep_length.copy(), "lives": self.lives.copy(),
+            "obs": None if self.obs is None else np.array(self.obs),
+            "autoreset": self.autoreset.copy(),
+            "ep_return": self.ep_return.copy(),
+            "ep_length": self.ep_length.copy(),
+            "lives": self.lives.copy(),
         }
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:

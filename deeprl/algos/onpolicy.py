@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from deeprl.protocol import Episode
 from deeprl.errors import DivergenceError
 from deeprl.nets import ActorCritic, adam, is_image_space
+from deeprl.protocol import Episode
 from deeprl.rollout import ObsNormalizer, RewardScaler, Rollout
 from deeprl.seeding import Seeds
 
@@ -32,15 +32,30 @@ class OnPolicyAgent(abc.ABC):
         self.env, self.seed, self.device = env, seed, torch.device(device or "cpu")
         obs_space = getattr(env, "single_observation_space", env.observation_space)
         act_space = getattr(env, "single_action_space", env.action_space)
-        self.model = ActorCritic(obs_space, act_space, cfg.hidden, cfg.activation, shared=cfg.shared,
-                                 critic=self.uses_critic, log_std=cfg.log_std, log_std_init=cfg.log_std_init,
-                                 bound=cfg.bound).to(self.device)
-        self.obs_normalizer = ObsNormalizer(obs_space.shape) \
-            if cfg.normalize_obs and not is_image_space(obs_space) else None
+        self.model = ActorCritic(
+            obs_space,
+            act_space,
+            cfg.hidden,
+            cfg.activation,
+            shared=cfg.shared,
+            critic=self.uses_critic,
+            log_std=cfg.log_std,
+            log_std_init=cfg.log_std_init,
+            bound=cfg.bound,
+        ).to(self.device)
+        self.obs_normalizer = (
+            ObsNormalizer(obs_space.shape) if cfg.normalize_obs and not is_image_space(obs_space) else None
+        )
         n_envs = getattr(env, "num_envs", 1)
         reward_scaler = RewardScaler(n_envs, cfg.gamma) if cfg.scale_rewards else None
-        self.rollout = Rollout(env, cfg.n_steps, self.device, seeds=Seeds(seed), obs_normalizer=self.obs_normalizer,
-                               reward_scaler=reward_scaler)
+        self.rollout = Rollout(
+            env,
+            cfg.n_steps,
+            self.device,
+            seeds=Seeds(seed),
+            obs_normalizer=self.obs_normalizer,
+            reward_scaler=reward_scaler,
+        )
         self.optimizer = self.make_optimizer()
         self.updates = 0
         self.last_metrics: tuple[float, ...] = (math.nan,) * len(self.metric_names)
@@ -75,9 +90,11 @@ class OnPolicyAgent(abc.ABC):
                 self.updates += 1
                 rollout.clear()
                 if not all(math.isfinite(m) for m in metrics):
-                    raise DivergenceError(f"non-finite loss after update {self.updates} at env step "
-                                          f"{rollout.env_steps} ({dict(zip(self.metric_names, metrics))}); "
-                                          "try a smaller learning rate")
+                    raise DivergenceError(
+                        f"non-finite loss after update {self.updates} at env step "
+                        f"{rollout.env_steps} ({dict(zip(self.metric_names, metrics))}); "
+                        "try a smaller learning rate"
+                    )
                 self.last_metrics = metrics
             if max_episodes is not None and len(finished) >= max_episodes:
                 break
@@ -100,8 +117,10 @@ class OnPolicyAgent(abc.ABC):
 
     def policy_state(self) -> dict[str, Any]:
         """The weights and the observation statistics policy() normalises with."""
-        return {"model": self.model.state_dict(),
-                "obs_normalizer": None if self.obs_normalizer is None else self.obs_normalizer.state_dict()}
+        return {
+            "model": self.model.state_dict(),
+            "obs_normalizer": None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
+        }
 
     def load_policy_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -109,8 +128,13 @@ class OnPolicyAgent(abc.ABC):
             self.obs_normalizer.load_state_dict(state["obs_normalizer"])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rollout": self.rollout.state_dict(), "updates": self.updates, "last_metrics": self.last_metrics}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rollout": self.rollout.state_dict(),
+            "updates": self.updates,
+            "last_metrics": self.last_metrics,
+        }
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
         self.model.load_state_dict(state["model"])
@@ -124,4 +148,3 @@ def flat_valid(rollout: Rollout, *tensors: torch.Tensor) -> tuple[torch.Tensor, 
     the vector env's autoreset rows are dropped here, once, instead of masked in every loss."""
     valid = rollout.mask.flatten().nonzero().squeeze(-1)
     return tuple(x.flatten(0, 1)[valid] for x in tensors)
-

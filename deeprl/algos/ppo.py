@@ -41,8 +41,9 @@ class PPO(OnPolicyAgent):
             stats = []
             order = None if whole else torch.randperm(n, device=self.device)
             for start in range(0, n, cfg.minibatch_size):
-                mb_obs, mb_actions, mb_log_probs, mb_values, mb_advantages, mb_returns = batch if whole else \
-                    (x[order[start:start + cfg.minibatch_size]] for x in batch)
+                mb_obs, mb_actions, mb_log_probs, mb_values, mb_advantages, mb_returns = (
+                    batch if whole else (x[order[start : start + cfg.minibatch_size]] for x in batch)
+                )
                 log_prob, entropy, values = self.model.evaluate(mb_obs, mb_actions)
                 if cfg.normalize_advantages and len(mb_advantages) > 1:
                     mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)

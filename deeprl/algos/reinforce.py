@@ -35,13 +35,16 @@ class Reinforce(OnPolicyAgent):
         mask = r.mask
         # r.next_values is V(s_{t+1}) with a baseline, 0 without (the notes' plain horizon-H sums)
         future = future_returns(r.rewards, r.terminated, r.truncated, cfg.gamma, r.next_values)
-        returns = future if cfg.future_rewards else \
-            trajectory_returns(r.rewards, r.terminated, r.truncated, cfg.gamma, r.next_values)
+        returns = (
+            future
+            if cfg.future_rewards
+            else trajectory_returns(r.rewards, r.terminated, r.truncated, cfg.gamma, r.next_values)
+        )
         weights = returns - r.values if cfg.baseline else returns
         if cfg.normalize_rewards:
             weights = normalize_rewards(weights, mask)
         stats = []
-        for k in range(cfg.reuse):
+        for _k in range(cfg.reuse):
             log_prob, entropy, values = self.model.evaluate(r.obs.flatten(0, 1), r.actions.flatten(0, 1))
             log_prob, entropy = log_prob.view_as(mask), entropy.view_as(mask)
             if cfg.reuse == 1:

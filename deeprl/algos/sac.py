@@ -21,8 +21,15 @@ import numpy as np
 import torch
 
 from deeprl.config import SACConfig
-from deeprl.continuous import QEnsemble, SquashedGaussianActor, check_losses, flat_dims, frozen, replay_collector, \
-    scale_action
+from deeprl.continuous import (
+    QEnsemble,
+    SquashedGaussianActor,
+    check_losses,
+    flat_dims,
+    frozen,
+    replay_collector,
+    scale_action,
+)
 from deeprl.errors import DivergenceError
 from deeprl.math import sac_target
 from deeprl.nets import adam, soft_update
@@ -48,9 +55,12 @@ class SAC:
         self.log_alpha = torch.tensor(float(np.log(config.alpha)), device=self.device, requires_grad=config.autotune)
         # log α is a second parameter group of the policy's optimizer (its own step size): the policy and
         # temperature losses share one backward pass and one Adam step.
-        self.actor_opt = adam([{"params": list(self.actor.parameters())}]
-                              + ([{"params": [self.log_alpha], "lr": config.alpha_lr}] if config.autotune else []),
-                              config.actor_lr, self.device)
+        self.actor_opt = adam(
+            [{"params": list(self.actor.parameters())}]
+            + ([{"params": [self.log_alpha], "lr": config.alpha_lr}] if config.autotune else []),
+            config.actor_lr,
+            self.device,
+        )
         self.alpha = self.log_alpha.detach().exp()
         self.generator = seeds.torch_generator("policy", self.device)  # the policy's ε, in acting and training
         self.updates = 0
@@ -82,12 +92,13 @@ class SAC:
         cfg = self.cfg
         for mb in self.buffer.minibatches(n_updates, cfg.batch_size):
             # Critics: soft target with a fresh a' ~ π(·|s') and its entropy bonus −α log π(a'|s').
-            discounts = cfg.gamma ** mb.steps  # γ^k, k = rewards in r (1: no n-step returns here)
+            discounts = cfg.gamma**mb.steps  # γ^k, k = rewards in r (1: no n-step returns here)
             with torch.no_grad():
                 next_actions, next_log_prob = self.actor.sample(mb.next_obs, self.generator)
                 q1_next, q2_next = self.critic_target(mb.next_obs, next_actions)
-                td_target = sac_target(mb.rewards, q1_next, q2_next, next_log_prob, self.alpha, discounts,
-                                       mb.terminated)
+                td_target = sac_target(
+                    mb.rewards, q1_next, q2_next, next_log_prob, self.alpha, discounts, mb.terminated
+                )
             q = self.critic(mb.obs, mb.actions)  # (2, batch)
             critic_loss = (q - td_target).pow(2).mean(dim=1).sum()
             self.critic_opt.zero_grad(set_to_none=True)
@@ -112,9 +123,14 @@ class SAC:
 
             soft_update(self.critic_target, self.critic, cfg.tau)
             self.updates += 1
-        self.losses = tuple(check_losses(torch.stack([critic_loss.detach(), actor_loss.detach(), self.alpha]),
-                                         ("critic loss", "actor loss", "entropy coefficient α"),
-                                         self.updates, self.collector.env_steps))
+        self.losses = tuple(
+            check_losses(
+                torch.stack([critic_loss.detach(), actor_loss.detach(), self.alpha]),
+                ("critic loss", "actor loss", "entropy coefficient α"),
+                self.updates,
+                self.collector.env_steps,
+            )
+        )
 
     def policy_state(self) -> dict[str, Any]:
         return {"actor": self.actor.state_dict()}
@@ -124,11 +140,15 @@ class SAC:
 
     def state_dict(self) -> dict[str, Any]:
         state = {
-            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
             "critic_target": self.critic_target.state_dict(),
-            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-            "log_alpha": self.log_alpha.detach().cpu(), "generator": self.generator.get_state(),
-            "updates": self.updates, "losses": self.losses,
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "log_alpha": self.log_alpha.detach().cpu(),
+            "generator": self.generator.get_state(),
+            "updates": self.updates,
+            "losses": self.losses,
         }
         if self.collector is not None:
             state.update(self.collector.replay_state())

@@ -16,9 +16,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from deeprl.protocol import Episode
 from deeprl.config import TabularConfig
-from deeprl.seeding import Seeds
 from deeprl.envs import ObservationIndex
 from deeprl.math import (
     discounted_returns,
@@ -29,6 +27,8 @@ from deeprl.math import (
     sarsamax_target,
     td_update,
 )
+from deeprl.protocol import Episode
+from deeprl.seeding import Seeds
 
 Method = Literal["sarsa", "expected-sarsa", "q-learning", "mc"]
 
@@ -46,8 +46,9 @@ class TabularAgent:
         self.rng = self.seeds.generator("exploration")  # the ε-greedy behaviour policy
         self.env_steps = 0
         self.episodes = 0
-        self.epsilon = epsilon_at(config.epsilon_schedule, config.epsilon, config.epsilon_final,
-                                  config.epsilon_decay_episodes, 1)
+        self.epsilon = epsilon_at(
+            config.epsilon_schedule, config.epsilon, config.epsilon_final, config.epsilon_decay_episodes, 1
+        )
         # The episode in progress: current state, the action Sarsa has already chosen, running sums,
         # and (Monte Carlo only) the visited (s, a) and rewards. None until the first reset.
         self.state: int | None = None
@@ -121,10 +122,14 @@ class TabularAgent:
                     bootstrap = 0.0 if terminated else epsilon_greedy_expectation(q[s_next], self.epsilon)
                     self._monte_carlo_update(bootstrap)
                 self.episodes += 1
-                finished.append(Episode(self.env_steps + step + 1, self.ep_return, self.ep_length,
-                                        time.perf_counter(), (self.epsilon,)))
-                self.epsilon = epsilon_at(cfg.epsilon_schedule, cfg.epsilon, cfg.epsilon_final,
-                                          cfg.epsilon_decay_episodes, self.episodes + 1)
+                finished.append(
+                    Episode(
+                        self.env_steps + step + 1, self.ep_return, self.ep_length, time.perf_counter(), (self.epsilon,)
+                    )
+                )
+                self.epsilon = epsilon_at(
+                    cfg.epsilon_schedule, cfg.epsilon, cfg.epsilon_final, cfg.epsilon_decay_episodes, self.episodes + 1
+                )
                 self._start_episode()
                 if max_episodes is not None and len(finished) >= max_episodes:
                     self.env_steps += step + 1
@@ -152,17 +157,22 @@ class TabularAgent:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "q": self.q.copy(), "rng": self.rng.bit_generator.state, "env_steps": self.env_steps,
-            "episodes": self.episodes, "epsilon": self.epsilon, "state": self.state,
-            "next_action": self.next_action, "ep_return": self.ep_return, "ep_length": self.ep_length,
+            "q": self.q.copy(),
+            "rng": self.rng.bit_generator.state,
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "epsilon": self.epsilon,
+            "state": self.state,
+            "next_action": self.next_action,
+            "ep_return": self.ep_return,
+            "ep_length": self.ep_length,
             "trajectory": list(self.trajectory),
         }
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
         self.q[...] = state["q"]
         self.rng.bit_generator.state = state["rng"]
-        for key in ("env_steps", "episodes", "epsilon", "state", "next_action", "ep_return",
-                    "ep_length", "trajectory"):
+        for key in ("env_steps", "episodes", "epsilon", "state", "next_action", "ep_return", "ep_length", "trajectory"):
             setattr(self, key, state[key])
         if not env_restored:  # the env could not be saved: drop the episode in progress
             self._start_episode(seed=self.seeds.integer("env_reset", self.env_steps))

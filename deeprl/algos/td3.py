@@ -23,8 +23,16 @@ import numpy as np
 import torch
 
 from deeprl.config import TD3Config
-from deeprl.continuous import (check_losses, deterministic_nets, exploration_noise, flat_dims, frozen, noisy_actions,
-                               replay_collector, scale_action)
+from deeprl.continuous import (
+    check_losses,
+    deterministic_nets,
+    exploration_noise,
+    flat_dims,
+    frozen,
+    noisy_actions,
+    replay_collector,
+    scale_action,
+)
 from deeprl.math import smoothed_target_actions, td3_target
 from deeprl.nets import soft_update
 from deeprl.protocol import Episode
@@ -42,8 +50,14 @@ class TD3:
         seeds = Seeds(seed)
         _, act_space, _, self.act_dim = flat_dims(env)
         self.low, self.high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
-        (self.actor, self.critic, self.actor_target, self.critic_target,   # Q_1 and Q_2: one batched QEnsemble
-         self.actor_opt, self.critic_opt) = deterministic_nets(config, env, n_critics=2, device=self.device)
+        (
+            self.actor,
+            self.critic,
+            self.actor_target,
+            self.critic_target,  # Q_1 and Q_2: one batched QEnsemble
+            self.actor_opt,
+            self.critic_opt,
+        ) = deterministic_nets(config, env, n_critics=2, device=self.device)
         self.generator = seeds.torch_generator("target_smoothing", self.device)  # target smoothing noise ε
         self.updates = 0
         self.actor_loss = torch.zeros((), device=self.device)  # 0 until the first (delayed) actor update
@@ -71,11 +85,12 @@ class TD3:
         cfg = self.cfg
         for mb in self.buffer.minibatches(n_updates, cfg.batch_size):
             # Critics: both regress onto the clipped double-Q target at the smoothed target action.
-            discounts = cfg.gamma ** mb.steps  # γ^k, k = rewards in r (1: no n-step returns here)
+            discounts = cfg.gamma**mb.steps  # γ^k, k = rewards in r (1: no n-step returns here)
             with torch.no_grad():
                 eps = torch.randn(mb.actions.shape, generator=self.generator, device=self.device)
-                next_actions = smoothed_target_actions(self.actor_target(mb.next_obs), cfg.target_policy_noise * eps,
-                                                       cfg.target_noise_clip)
+                next_actions = smoothed_target_actions(
+                    self.actor_target(mb.next_obs), cfg.target_policy_noise * eps, cfg.target_noise_clip
+                )
                 q1_next, q2_next = self.critic_target(mb.next_obs, next_actions)
                 td_target = td3_target(mb.rewards, q1_next, q2_next, discounts, mb.terminated)
             q = self.critic(mb.obs, mb.actions)  # (2, batch)
@@ -95,8 +110,14 @@ class TD3:
                 self.actor_loss = actor_loss.detach()
                 soft_update(self.critic_target, self.critic, cfg.tau)
                 soft_update(self.actor_target, self.actor, cfg.tau)
-        self.losses = tuple(check_losses(torch.stack([critic_loss.detach(), self.actor_loss]),
-                                         ("critic loss", "actor loss"), self.updates, self.collector.env_steps))
+        self.losses = tuple(
+            check_losses(
+                torch.stack([critic_loss.detach(), self.actor_loss]),
+                ("critic loss", "actor loss"),
+                self.updates,
+                self.collector.env_steps,
+            )
+        )
 
     def policy_state(self) -> dict[str, Any]:
         return {"actor": self.actor.state_dict()}
@@ -106,8 +127,12 @@ class TD3:
 
     def state_dict(self) -> dict[str, Any]:
         state = {name: getattr(self, name).state_dict() for name in _NETS}
-        state.update(updates=self.updates, losses=self.losses, generator=self.generator.get_state(),
-                     actor_loss=self.actor_loss.cpu())
+        state.update(
+            updates=self.updates,
+            losses=self.losses,
+            generator=self.generator.get_state(),
+            actor_loss=self.actor_loss.cpu(),
+        )
         if self.collector is not None:
             state.update(self.collector.replay_state())
         return state

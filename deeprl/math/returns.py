@@ -35,6 +35,7 @@ def discounted_returns(rewards: np.ndarray, gamma: float, bootstrap: float = 0.0
 # the batch's last row is cut like a truncation, and also bootstraps from `next_values`.
 # Rows after an ended episode (vector-env autoreset steps) get values too, which callers mask out.
 
+
 def _as_float(x: Any) -> torch.Tensor:
     import torch  # here, not at the top: the CLI imports deeprl.math for its checks before torch
 
@@ -55,8 +56,7 @@ def _ends(terminated: Any, truncated: Any, like: torch.Tensor) -> tuple[torch.Te
     return term, trunc, term + trunc
 
 
-def future_returns(rewards: Any, terminated: Any, truncated: Any, gamma: float,
-                   next_values: Any = 0.0) -> torch.Tensor:
+def future_returns(rewards: Any, terminated: Any, truncated: Any, gamma: float, next_values: Any = 0.0) -> torch.Tensor:
     """R_t^future = r_t + γ r_{t+1} + … up to the end of t's episode (the notes' "Credit Assignment").
 
     Terminated: the sum stops. Truncated, or the last row of the batch: it is completed with
@@ -71,15 +71,18 @@ def future_returns(rewards: Any, terminated: Any, truncated: Any, gamma: float,
     out = torch.empty_like(rewards)
     running = next_values[-1] * (1.0 - term[-1])
     for t in range(len(rewards) - 1, -1, -1):
-        if t < len(rewards) - 1:  # what follows r_t: G_{t+1} in the episode, V(s_{t+1}) after a truncation, 0 after a termination
+        if (
+            t < len(rewards) - 1
+        ):  # what follows r_t: G_{t+1} in the episode, V(s_{t+1}) after a truncation, 0 after a termination
             running = (1.0 - done[t]) * running + trunc[t] * next_values[t]
         running = rewards[t] + gamma * running
         out[t] = running
     return out
 
 
-def trajectory_returns(rewards: Any, terminated: Any, truncated: Any, gamma: float,
-                       next_values: Any = 0.0) -> torch.Tensor:
+def trajectory_returns(
+    rewards: Any, terminated: Any, truncated: Any, gamma: float, next_values: Any = 0.0
+) -> torch.Tensor:
     """R(τ) for every step: the (discounted) return of the whole trajectory that step belongs to,
     counted from the trajectory's first step in the batch (the notes' REINFORCE estimator without
     credit assignment: every log π(a_t|s_t) of τ is weighted by the same R(τ))."""
@@ -108,8 +111,9 @@ def normalize_rewards(returns: Any, mask: Any = None, eps: float = 1e-8) -> torc
     return (returns - mu) / (sigma + eps) * mask
 
 
-def n_step_returns(rewards: Any, next_values: Any, terminated: Any, truncated: Any, gamma: float,
-                   n: int) -> torch.Tensor:
+def n_step_returns(
+    rewards: Any, next_values: Any, terminated: Any, truncated: Any, gamma: float, n: int
+) -> torch.Tensor:
     """G_t^(n) = r_t + γ r_{t+1} + … + γ^{n−1} r_{t+n−1} + γ^n V(s_{t+n}) (the notes' "n-step return",
     A3C's target), cut short where the episode ends (termination: no bootstrap; truncation:
     γ^k V of the final observation) and at the end of the batch (bootstrap from next_values).
@@ -124,7 +128,7 @@ def n_step_returns(rewards: Any, next_values: Any, terminated: Any, truncated: A
     out = torch.empty_like(rewards)
     for t in range(T):
         g = torch.zeros_like(rewards[t])
-        alive = torch.ones_like(rewards[t])   # 1 while t's episode goes on
+        alive = torch.ones_like(rewards[t])  # 1 while t's episode goes on
         discount = 1.0
         horizon = min(n, T - t)
         for k in range(horizon):
@@ -139,8 +143,9 @@ def n_step_returns(rewards: Any, next_values: Any, terminated: Any, truncated: A
     return out
 
 
-def gae(rewards: Any, values: Any, next_values: Any, terminated: Any, truncated: Any, gamma: float,
-        lam: float) -> torch.Tensor:
+def gae(
+    rewards: Any, values: Any, next_values: Any, terminated: Any, truncated: Any, gamma: float, lam: float
+) -> torch.Tensor:
     """Generalized advantage estimation (Schulman et al. 2016): A_t = Σ_k (γλ)^k δ_{t+k} with the TD
     error δ_t = r_t + γ V(s_{t+1})(1 − terminated_t) − V(s_t). The sum stops at an episode's end
     (terminated or truncated; a truncated step's δ still bootstraps from V of its final

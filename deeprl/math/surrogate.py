@@ -40,15 +40,21 @@ def importance_ratio(log_prob: torch.Tensor, old_log_prob: torch.Tensor) -> torc
     return (log_prob - old_log_prob.detach()).exp()
 
 
-def is_surrogate(log_prob: torch.Tensor, old_log_prob: torch.Tensor, returns: torch.Tensor,
-                 mask: torch.Tensor | None = None) -> torch.Tensor:
+def is_surrogate(
+    log_prob: torch.Tensor, old_log_prob: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """−L_sur(θ', θ) = −mean_t ratio_t · R_t^future (the notes' surrogate function, averaged)."""
     ratio = importance_ratio(log_prob, old_log_prob)
     return -masked_mean(ratio * returns.detach(), mask)
 
 
-def clipped_surrogate(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
-                      clip_eps: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+def clipped_surrogate(
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_eps: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """−L_sur^clip = −mean_t min(ratio_t A_t, clip(ratio_t, 1−ε, 1+ε) A_t) (PPO, Schulman et al. 2017;
     the notes' "How do we fix this?"). The min makes it a pessimistic bound: L^clip ≤ L_sur."""
     import torch
@@ -65,8 +71,13 @@ def value_loss(values: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor |
     return 0.5 * masked_mean((values - targets.detach()) ** 2, mask)
 
 
-def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, targets: torch.Tensor, clip_eps: float,
-                       mask: torch.Tensor | None = None) -> torch.Tensor:
+def clipped_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    targets: torch.Tensor,
+    clip_eps: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """½ mean max((V − target)², (V_old + clip(V − V_old, −ε, ε) − target)²): PPO2's value clipping
     (OpenAI baselines), which keeps the critic near the values the advantages were computed with."""
     import torch

@@ -26,9 +26,24 @@ import importlib
 from typing import Any
 
 _SUBMODULE = {
-    **dict.fromkeys(["VIDEO_EXTENSIONS", "RENDER_STEP_CAP", "HOLD_S", "MIN_WIDTH", "ensure_mujoco_gl",
-                     "make_render_env", "annotate", "EpisodeStats", "play", "check_video_path", "Recording",
-                     "record", "EvalVideoRecorder"], "video"),
+    **dict.fromkeys(
+        [
+            "VIDEO_EXTENSIONS",
+            "RENDER_STEP_CAP",
+            "HOLD_S",
+            "MIN_WIDTH",
+            "ensure_mujoco_gl",
+            "make_render_env",
+            "annotate",
+            "EpisodeStats",
+            "play",
+            "check_video_path",
+            "Recording",
+            "record",
+            "EvalVideoRecorder",
+        ],
+        "video",
+    ),
     **dict.fromkeys(["render"], "playback"),
     **dict.fromkeys(["Video", "LiveDisplay", "show_state", "LiveResult", "show"], "notebook"),
     **dict.fromkeys(["PLOT_EXTENSIONS", "RunCurves", "read_run", "smooth", "plot"], "plots"),

@@ -19,8 +19,16 @@ import numpy as np
 
 from deeprl.errors import UsageError
 from deeprl.viz.playback import resolve_agent
-from deeprl.viz.video import (EpisodeStats, Recording, annotate, check_positive, default_fps, make_render_env, play,
-                              record)
+from deeprl.viz.video import (
+    EpisodeStats,
+    Recording,
+    annotate,
+    check_positive,
+    default_fps,
+    make_render_env,
+    play,
+    record,
+)
 
 
 def _png(frame: np.ndarray) -> bytes:
@@ -80,9 +88,11 @@ class LiveDisplay:
 
     def __init__(self, fps: float | None = None):
         if not _in_notebook():
-            raise UsageError("The live display draws into a Jupyter notebook's output, and this is not a notebook. "
-                             "Write a video instead: deeprl.render(agent, 'episode.mp4') or `deeprl render RUN_DIR "
-                             "--out episode.mp4`.")
+            raise UsageError(
+                "The live display draws into a Jupyter notebook's output, and this is not a notebook. "
+                "Write a video instead: deeprl.render(agent, 'episode.mp4') or `deeprl render RUN_DIR "
+                "--out episode.mp4`."
+            )
         self.handle: Any = None
         self.period = 0.0 if not fps else 1.0 / fps
         self.last = 0.0
@@ -110,8 +120,10 @@ def show_state(env: gym.Env, step: int = 0, info: str = "") -> None:
     """The notes' `show_state(env, step, info)` for Gymnasium: call it after each step of an env made with
     `render_mode="rgb_array"`; the picture is replaced in place in the notebook, no xvfb needed."""
     if env.render_mode != "rgb_array":
-        raise UsageError(f"show_state needs an env made with render_mode='rgb_array' (this one has "
-                         f"{env.render_mode!r}): gymnasium.make(env_id, render_mode='rgb_array').")
+        raise UsageError(
+            f"show_state needs an env made with render_mode='rgb_array' (this one has "
+            f"{env.render_mode!r}): gymnasium.make(env_id, render_mode='rgb_array')."
+        )
     key = env.unwrapped
     if key not in _LIVE:
         _LIVE[key] = LiveDisplay()
@@ -129,13 +141,22 @@ class LiveResult:
         return [e.episode_return for e in self.episodes]
 
     def __repr__(self) -> str:
-        return "; ".join(f"episode {i + 1}: return {e.episode_return:.2f} in {e.length} steps"
-                         for i, e in enumerate(self.episodes))
+        return "; ".join(
+            f"episode {i + 1}: return {e.episode_return:.2f} in {e.length} steps" for i, e in enumerate(self.episodes)
+        )
 
 
-def show(agent_or_run_dir: Any, env_id: str | None = None, *, episodes: int = 1, seed: int | None = None,
-         max_steps: int | None = None, fps: float | None = None, format: str = "mp4",
-         live: bool = False) -> Video | LiveResult:
+def show(
+    agent_or_run_dir: Any,
+    env_id: str | None = None,
+    *,
+    episodes: int = 1,
+    seed: int | None = None,
+    max_steps: int | None = None,
+    fps: float | None = None,
+    format: str = "mp4",
+    live: bool = False,
+) -> Video | LiveResult:
     """Play the agent in a notebook. By default: an inline HTML5 video (`format="gif"` for an animated
     GIF). With `live=True` the frames are drawn one by one in place while the episode runs.
 
@@ -153,23 +174,39 @@ def show(agent_or_run_dir: Any, env_id: str | None = None, *, episodes: int = 1,
         if live:
             display = LiveDisplay(fps or default_fps(env))
             stats: list[EpisodeStats] = []
-            for frame, _ in play(act, env, episodes=episodes, seed=seed, max_steps=max_steps,
-                                 title=f"{label} on {env_id}", stats=stats):
+            for frame, _ in play(
+                act, env, episodes=episodes, seed=seed, max_steps=max_steps, title=f"{label} on {env_id}", stats=stats
+            ):
                 display.update(frame)
             return LiveResult(stats)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"episode.{format}"
             try:
-                rec = record(act, env, path, episodes=episodes, seed=seed, fps=fps, max_steps=max_steps,
-                             title=f"{label} on {env_id}")
+                rec = record(
+                    act,
+                    env,
+                    path,
+                    episodes=episodes,
+                    seed=seed,
+                    fps=fps,
+                    max_steps=max_steps,
+                    title=f"{label} on {env_id}",
+                )
             except (OSError, RuntimeError) as e:  # no usable ffmpeg: fall back to a GIF
                 if format != "mp4":
                     raise
                 print(f"note: MP4 encoding failed ({e}); showing a GIF instead.", file=sys.stderr)
                 format, path = "gif", Path(tmp) / "episode.gif"
-                rec = record(act, env, path, episodes=episodes, seed=seed, fps=fps, max_steps=max_steps,
-                             title=f"{label} on {env_id}")
+                rec = record(
+                    act,
+                    env,
+                    path,
+                    episodes=episodes,
+                    seed=seed,
+                    fps=fps,
+                    max_steps=max_steps,
+                    title=f"{label} on {env_id}",
+                )
             return Video(path.read_bytes(), "video/mp4" if format == "mp4" else "image/gif", rec)
     finally:
         env.close()
-

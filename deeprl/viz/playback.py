@@ -29,19 +29,34 @@ def resolve_agent(agent_or_run_dir: Any, env_id: str | None) -> tuple[Callable[[
         agent_or_run_dir = load(agent_or_run_dir)
     if isinstance(agent_or_run_dir, Agent):
         agent = agent_or_run_dir
-        return (agent.act, agent.algo_name, env_id or agent.env_id, agent.run.max_episode_steps,
-                agent.run.seed + EVAL_SEED_OFFSET)
+        return (
+            agent.act,
+            agent.algo_name,
+            env_id or agent.env_id,
+            agent.run.max_episode_steps,
+            agent.run.seed + EVAL_SEED_OFFSET,
+        )
     if callable(agent_or_run_dir):
         if env_id is None:
             raise UsageError("A policy given as a function needs the env: pass env_id='CartPole-v1', say.")
         name = getattr(agent_or_run_dir, "__name__", "policy")
         return agent_or_run_dir, "policy" if name == "<lambda>" else name, env_id, None, 0
-    raise UsageError(f"Expected an Agent (deeprl.load), a run directory or a function obs -> action; "
-                     f"got {type(agent_or_run_dir).__name__}.")
+    raise UsageError(
+        f"Expected an Agent (deeprl.load), a run directory or a function obs -> action; "
+        f"got {type(agent_or_run_dir).__name__}."
+    )
 
 
-def render(agent_or_run_dir: Any, out: Path | str, env_id: str | None = None, *, episodes: int = 1,
-           fps: float | None = None, seed: int | None = None, max_steps: int | None = None) -> Recording:
+def render(
+    agent_or_run_dir: Any,
+    out: Path | str,
+    env_id: str | None = None,
+    *,
+    episodes: int = 1,
+    fps: float | None = None,
+    seed: int | None = None,
+    max_steps: int | None = None,
+) -> Recording:
     """Write the agent playing `episodes` episodes to `out` (.gif or .mp4), each episode's return on
     its frames. By default the episodes start from the run's own evaluation seeds.
 
@@ -57,7 +72,15 @@ def render(agent_or_run_dir: Any, out: Path | str, env_id: str | None = None, *,
     act, label, env_id, max_episode_steps, default_seed = resolve_agent(agent_or_run_dir, env_id)
     env = make_render_env(env_id, max_episode_steps=max_episode_steps)
     try:
-        return record(act, env, out, episodes=episodes, seed=default_seed if seed is None else seed, fps=fps,
-                      max_steps=max_steps, title=f"{label} on {env_id}")
+        return record(
+            act,
+            env,
+            out,
+            episodes=episodes,
+            seed=default_seed if seed is None else seed,
+            fps=fps,
+            max_steps=max_steps,
+            title=f"{label} on {env_id}",
+        )
     finally:
         env.close()

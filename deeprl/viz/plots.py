@@ -24,8 +24,21 @@ PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
 
 
 # Run options that do not change what a run learns: runs differing only in these are seeds of one config.
-_NOT_CONFIG = {"seed", "run_dir", "progress", "device", "tensorboard", "checkpoint_every", "video_every",
-               "total_steps", "episodes", "stop_when_solved", "eval_every", "eval_episodes", "threshold"}
+_NOT_CONFIG = {
+    "seed",
+    "run_dir",
+    "progress",
+    "device",
+    "tensorboard",
+    "checkpoint_every",
+    "video_every",
+    "total_steps",
+    "episodes",
+    "stop_when_solved",
+    "eval_every",
+    "eval_episodes",
+    "threshold",
+}
 
 
 @dataclass
@@ -36,8 +49,8 @@ class RunCurves:
     key: str
     config: dict[str, Any]
     threshold: float | None
-    train: dict[str, np.ndarray]   # env_steps, wall, ret
-    eval: dict[str, np.ndarray]    # env_steps, wall, ret, std
+    train: dict[str, np.ndarray]  # env_steps, wall, ret
+    eval: dict[str, np.ndarray]  # env_steps, wall, ret, std
 
 
 def read_run(run_dir: Path | str) -> RunCurves:
@@ -76,9 +89,16 @@ def read_run(run_dir: Path | str) -> RunCurves:
             threshold = None
     config = {**{k: v for k, v in record["run"].items() if k not in _NOT_CONFIG}, **record["config"]}
     key = json.dumps([record["algo"], record["env_id"], config], sort_keys=True, default=str)
-    return RunCurves(run_dir, record["algo"], record["env_id"], key, config, threshold,
-                     {k: np.asarray(v, dtype=float) for k, v in train.items()},
-                     {k: np.asarray(v, dtype=float) for k, v in evals.items()})
+    return RunCurves(
+        run_dir,
+        record["algo"],
+        record["env_id"],
+        key,
+        config,
+        threshold,
+        {k: np.asarray(v, dtype=float) for k, v in train.items()},
+        {k: np.asarray(v, dtype=float) for k, v in evals.items()},
+    )
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -101,16 +121,22 @@ def _band(xs: list[np.ndarray], ys: list[np.ndarray], points: int = 300) -> tupl
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return (grid, np.nanmean(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0),
-                    np.isfinite(stacked).sum(0))
+            return (
+                grid,
+                np.nanmean(stacked, 0),
+                np.nanmin(stacked, 0),
+                np.nanmax(stacked, 0),
+                np.isfinite(stacked).sum(0),
+            )
 
 
 def _group_label(group: list[RunCurves], groups: list[list[RunCurves]]) -> str:
     label = group[0].algo
     same_algo = [g for g in groups if g[0].algo == label and g is not group]
     if same_algo:
-        diffs = [f"{k}={v}" for k, v in sorted(group[0].config.items())
-                 if any(g[0].config.get(k) != v for g in same_algo)]
+        diffs = [
+            f"{k}={v}" for k, v in sorted(group[0].config.items()) if any(g[0].config.get(k) != v for g in same_algo)
+        ]
         label += f" ({', '.join(diffs[:3])})" if diffs else ""
     n = len(group)
     return label + (f", {n} seeds" if n > 1 else "")
@@ -139,8 +165,9 @@ def _check_plot_args(out: Path | str | None, threshold: float | None, smoothing:
             raise UsageError(f"Cannot write {str(out)!r}: the file must end in {', '.join(PLOT_EXTENSIONS)}.")
         if not out.parent.exists():
             raise UsageError(f"Cannot write {str(out)!r}: the directory {str(out.parent)!r} does not exist.")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-                                  or not math.isfinite(threshold)):
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
+    ):
         raise UsageError(f"threshold must be a finite number, got {threshold!r}.")
     if smoothing is not None and (isinstance(smoothing, bool) or not isinstance(smoothing, int) or smoothing < 1):
         raise UsageError(f"smoothing must be a positive number of episodes, got {smoothing!r}.")
@@ -153,18 +180,36 @@ def _draw_training(ax: Any, group: list[RunCurves], xkey: str, color: Any, label
     if len(trains) == 1:
         r = trains[0]
         ax.plot(r.train[xkey], r.train["ret"], color=color, alpha=0.18, lw=0.8)
-        ax.plot(r.train[xkey], smooth(r.train["ret"], window), color=color, lw=2,
-                label=f"{label}: training episodes" + (f" (mean of {window})" if window > 1 else ""))
+        ax.plot(
+            r.train[xkey],
+            smooth(r.train["ret"], window),
+            color=color,
+            lw=2,
+            label=f"{label}: training episodes" + (f" (mean of {window})" if window > 1 else ""),
+        )
     elif trains:
-        grid, mean, lo, hi, count = _band([r.train[xkey] for r in trains],
-                                          [smooth(r.train["ret"], window) for r in trains])
+        grid, mean, lo, hi, count = _band(
+            [r.train[xkey] for r in trains], [smooth(r.train["ret"], window) for r in trains]
+        )
         ax.fill_between(grid, lo, hi, color=color, alpha=0.2, lw=0)
         every = count == len(trains)  # where a seed has stopped (solved early), the mean is of fewer runs
-        ax.plot(grid, np.where(every, mean, np.nan), color=color, lw=2,
-                label=f"{label}: training episodes (mean of {window}; mean, min-max over seeds)")
+        ax.plot(
+            grid,
+            np.where(every, mean, np.nan),
+            color=color,
+            lw=2,
+            label=f"{label}: training episodes (mean of {window}; mean, min-max over seeds)",
+        )
         if not every.all():
-            ax.plot(grid, np.where(every, np.nan, mean), color=color, lw=1.5, alpha=0.7, ls=":",
-                    label=f"{label}: mean of the seeds still running")
+            ax.plot(
+                grid,
+                np.where(every, np.nan, mean),
+                color=color,
+                lw=1.5,
+                alpha=0.7,
+                ls=":",
+                label=f"{label}: mean of the seeds still running",
+            )
 
 
 def _draw_evaluations(ax: Any, group: list[RunCurves], xkey: str, color: Any, label: str) -> None:
@@ -172,22 +217,60 @@ def _draw_evaluations(ax: Any, group: list[RunCurves], xkey: str, color: Any, la
     evals = [r for r in group if len(r.eval["ret"]) > 0]
     if len(evals) == 1:
         r = evals[0]
-        ax.errorbar(r.eval[xkey], r.eval["ret"], yerr=r.eval["std"], fmt="o-", ms=5, lw=1, capsize=3,
-                    color=color, mec="white", mew=0.8, label=f"{label}: evaluation (mean ± std)")
+        ax.errorbar(
+            r.eval[xkey],
+            r.eval["ret"],
+            yerr=r.eval["std"],
+            fmt="o-",
+            ms=5,
+            lw=1,
+            capsize=3,
+            color=color,
+            mec="white",
+            mew=0.8,
+            label=f"{label}: evaluation (mean ± std)",
+        )
     elif evals:
         steps = sorted(set(np.concatenate([r.eval["env_steps"] for r in evals]).tolist()))
-        at = {s: [float(r.eval["ret"][r.eval["env_steps"] == s][0]) for r in evals
-                  if s in set(r.eval["env_steps"].tolist())] for s in steps}
+        at = {
+            s: [
+                float(r.eval["ret"][r.eval["env_steps"] == s][0])
+                for r in evals
+                if s in set(r.eval["env_steps"].tolist())
+            ]
+            for s in steps
+        }
         if xkey == "env_steps":
             xs = np.asarray(steps)
         else:  # wall time differs per seed: the mean time at which each evaluation happened
-            xs = np.asarray([np.mean([float(r.eval["wall"][r.eval["env_steps"] == s][0]) for r in evals
-                                      if s in set(r.eval["env_steps"].tolist())]) for s in steps])
+            xs = np.asarray(
+                [
+                    np.mean(
+                        [
+                            float(r.eval["wall"][r.eval["env_steps"] == s][0])
+                            for r in evals
+                            if s in set(r.eval["env_steps"].tolist())
+                        ]
+                    )
+                    for s in steps
+                ]
+            )
         mean = np.asarray([np.mean(at[s]) for s in steps])
         lo = np.asarray([np.min(at[s]) for s in steps])
         hi = np.asarray([np.max(at[s]) for s in steps])
-        ax.errorbar(xs, mean, yerr=[mean - lo, hi - mean], fmt="o-", ms=5, lw=1, capsize=3, color=color,
-                    mec="white", mew=0.8, label=f"{label}: evaluation (mean, min-max over seeds)")
+        ax.errorbar(
+            xs,
+            mean,
+            yerr=[mean - lo, hi - mean],
+            fmt="o-",
+            ms=5,
+            lw=1,
+            capsize=3,
+            color=color,
+            mec="white",
+            mew=0.8,
+            label=f"{label}: evaluation (mean, min-max over seeds)",
+        )
 
 
 def _style_axes(axes: Any, threshold: float | None) -> None:
@@ -205,8 +288,13 @@ def _style_axes(axes: Any, threshold: float | None) -> None:
     axes[0].set_ylabel("episode return")
 
 
-def plot(run_dirs: Sequence[Path | str] | Path | str, out: Path | str | None = None, *,
-         threshold: float | None = None, smoothing: int | None = None) -> Any:
+def plot(
+    run_dirs: Sequence[Path | str] | Path | str,
+    out: Path | str | None = None,
+    *,
+    threshold: float | None = None,
+    smoothing: int | None = None,
+) -> Any:
     """Learning curves of one or more runs: return against env steps and against training wall time.
 
     Runs of the same config (differing only in seed, budget and logging) are drawn as one curve:
@@ -246,8 +334,11 @@ def plot(run_dirs: Sequence[Path | str] | Path | str, out: Path | str | None = N
             _draw_evaluations(ax, group, xkey, color, label)
     _style_axes(axes, threshold)
     n = len(runs)
-    fig.suptitle(f"{envs[0]}: {', '.join(_group_label(g, group_list) for g in group_list)}"
-                 + (f" ({n} runs)" if n > 1 and len(group_list) > 1 else ""), fontsize=12)
+    fig.suptitle(
+        f"{envs[0]}: {', '.join(_group_label(g, group_list) for g in group_list)}"
+        + (f" ({n} runs)" if n > 1 and len(group_list) > 1 else ""),
+        fontsize=12,
+    )
     handles, labels = axes[0].get_legend_handles_labels()
     axes[0].legend(handles, labels, loc="best", fontsize=8, framealpha=0.85)
     if out is not None:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ from deeprl.envs import env_spec, make_env
 from deeprl.errors import UsageError
 
 VIDEO_EXTENSIONS = (".gif", ".mp4")
-RENDER_STEP_CAP = 1_000     # episodes of envs without a time limit stop here unless max_steps says otherwise
-HOLD_S = 0.6                # the last frame of each episode stays on screen this long
-MIN_WIDTH = 320             # small frames (Atari's 160 px) are enlarged so the header text fits
+RENDER_STEP_CAP = 1_000  # episodes of envs without a time limit stop here unless max_steps says otherwise
+HOLD_S = 0.6  # the last frame of each episode stays on screen this long
+MIN_WIDTH = 320  # small frames (Atari's 160 px) are enlarged so the header text fits
 
 
 # ---------------------------------------------------------------- headless rendering
@@ -38,11 +38,11 @@ def _has_display() -> bool:
     return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gl_backend_works(backend: str) -> bool:
     """Whether MuJoCo can open an offscreen context with `backend`, tried in a child process: the
     OpenGL platform is fixed at first import, so a failed try would spoil this process."""
-    code = (f"from mujoco.{backend} import GLContext; c = GLContext(64, 64); c.make_current(); c.free()")
+    code = f"from mujoco.{backend} import GLContext; c = GLContext(64, 64); c.make_current(); c.free()"
     env = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
     try:
         return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60).returncode == 0
@@ -94,22 +94,25 @@ def make_render_env(env_id: str, *, max_episode_steps: int | None = None, **kwar
     try:
         env = make_env(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **kwargs)
     except TypeError as e:  # a user's env whose __init__ takes no render_mode
-        raise UsageError(f"{env_id} cannot render frames (it takes no render_mode: {e}). deeprl renders "
-                         "with render_mode='rgb_array'; add it to the env's metadata['render_modes'].") from None
+        raise UsageError(
+            f"{env_id} cannot render frames (it takes no render_mode: {e}). deeprl renders "
+            "with render_mode='rgb_array'; add it to the env's metadata['render_modes']."
+        ) from None
     modes = env.metadata.get("render_modes", [])
     if "rgb_array" not in modes or env.render_mode != "rgb_array":
         env.close()
-        raise UsageError(f"{env_id} cannot render frames: its render modes are {list(modes) or 'none'}, and "
-                         "videos need 'rgb_array'. Evaluate it with `deeprl eval` instead.")
+        raise UsageError(
+            f"{env_id} cannot render frames: its render modes are {list(modes) or 'none'}, and "
+            "videos need 'rgb_array'. Evaluate it with `deeprl eval` instead."
+        )
     return env
 
 
 # ---------------------------------------------------------------- frames
 @lru_cache(maxsize=8)
 def _font(size: int) -> Any:
-    from PIL import ImageFont
-
     import matplotlib  # DejaVu Sans ships with matplotlib, a dependency: the same text everywhere
+    from PIL import ImageFont
 
     path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     try:
@@ -135,7 +138,7 @@ def annotate(frame: np.ndarray, title: str, status: str) -> np.ndarray:
     header = 2 * size + 14
     out = np.empty((header + h + (header + h) % 2, w + w % 2, 3), dtype=np.uint8)
     out[:] = (24, 26, 32)
-    out[header:header + h, :w] = frame
+    out[header : header + h, :w] = frame
     image = Image.fromarray(out)
     draw = ImageDraw.Draw(image)
     font = _font(size)
@@ -151,8 +154,9 @@ class EpisodeStats:
     terminated: bool
 
 
-def _single_actor(policy: Callable[[Any], np.ndarray], observation_space: gym.Space,
-                  action_space: gym.Space) -> Callable[[Any], Any]:
+def _single_actor(
+    policy: Callable[[Any], np.ndarray], observation_space: gym.Space, action_space: gym.Space
+) -> Callable[[Any], Any]:
     """A batched policy (numpy batch in, actions out) as a function of one observation."""
     batch = gym.vector.utils.create_empty_array(observation_space, 1)
 
@@ -164,9 +168,16 @@ def _single_actor(policy: Callable[[Any], np.ndarray], observation_space: gym.Sp
     return act
 
 
-def play(act: Callable[[Any], Any], env: gym.Env, *, episodes: int = 1, seed: int = 0,
-         max_steps: int | None = None, title: str = "",
-         stats: list[EpisodeStats] | None = None) -> Iterator[tuple[np.ndarray, bool]]:
+def play(
+    act: Callable[[Any], Any],
+    env: gym.Env,
+    *,
+    episodes: int = 1,
+    seed: int = 0,
+    max_steps: int | None = None,
+    title: str = "",
+    stats: list[EpisodeStats] | None = None,
+) -> Iterator[tuple[np.ndarray, bool]]:
     """Play `episodes` episodes (episode i from reset seed `seed + i`) and yield (annotated frame,
     episode_over) for the first frame and after every step. Finished episodes go to `stats`."""
     if max_steps is None and env.spec is not None and env.spec.max_episode_steps is None:
@@ -207,8 +218,15 @@ class _GifSink:
 
     def close(self) -> int:
         if self.frames:
-            self.frames[0].save(self.path, format="GIF", save_all=True, append_images=self.frames[1:],
-                                duration=self.durations, loop=0, optimize=False)
+            self.frames[0].save(
+                self.path,
+                format="GIF",
+                save_all=True,
+                append_images=self.frames[1:],
+                duration=self.durations,
+                loop=0,
+                optimize=False,
+            )
         return len(self.frames)
 
 
@@ -219,9 +237,17 @@ class _Mp4Sink:
         import imageio.v2 as imageio
 
         self.fps, self.count = fps, 0
-        self.writer = imageio.get_writer(str(path), format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                         pixelformat="yuv420p", quality=7, macro_block_size=1,
-                                         ffmpeg_log_level="error")
+        self.writer = imageio.get_writer(
+            str(path),
+            format="FFMPEG",
+            mode="I",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            quality=7,
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+        )
 
     def add(self, frame: np.ndarray, hold_s: float = 0.0) -> None:
         for _ in range(1 + int(round(hold_s * self.fps))):
@@ -240,8 +266,9 @@ def _sink(path: Path, fps: float) -> _GifSink | _Mp4Sink:
 def check_video_path(out: Path | str) -> Path:
     out = Path(out)
     if out.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise UsageError(f"Cannot write {str(out)!r}: the file must end in .gif or .mp4 "
-                         f"(got {out.suffix or 'no extension'!r}).")
+        raise UsageError(
+            f"Cannot write {str(out)!r}: the file must end in .gif or .mp4 (got {out.suffix or 'no extension'!r})."
+        )
     if out.exists() and out.is_dir():
         raise UsageError(f"{str(out)!r} is a directory; pass a file name ending in .gif or .mp4.")
     if not out.parent.exists():
@@ -274,15 +301,23 @@ def default_fps(env: gym.Env) -> float:
     return float(min(fps, 50))
 
 
-def record(act: Callable[[Any], Any], env: gym.Env, out: Path, *, episodes: int = 1, seed: int = 0,
-           fps: float | None = None, max_steps: int | None = None, title: str = "") -> Recording:
+def record(
+    act: Callable[[Any], Any],
+    env: gym.Env,
+    out: Path,
+    *,
+    episodes: int = 1,
+    seed: int = 0,
+    fps: float | None = None,
+    max_steps: int | None = None,
+    title: str = "",
+) -> Recording:
     """Play episodes in `env` (made with render_mode="rgb_array") and write them to `out`."""
     fps = fps or default_fps(env)
     stats: list[EpisodeStats] = []
     sink = _sink(out, fps)
     try:
-        for frame, over in play(act, env, episodes=episodes, seed=seed, max_steps=max_steps, title=title,
-                                stats=stats):
+        for frame, over in play(act, env, episodes=episodes, seed=seed, max_steps=max_steps, title=title, stats=stats):
             sink.add(frame, HOLD_S if over else 0.0)
     finally:
         frames = sink.close()
@@ -290,8 +325,12 @@ def record(act: Callable[[Any], Any], env: gym.Env, out: Path, *, episodes: int 
 
 
 def check_positive(name: str, value: Any, flag: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
-                              or (isinstance(value, float) and not math.isfinite(value))):
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value > 0
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise UsageError(f"{name} must be a positive number, got {value!r}. Pass {flag}.")
 
 
