@@ -14,12 +14,13 @@ trap 'rm -rf "$out"' EXIT
 run() {  # label checkout args...
   local label=$1 checkout=$2; shift 2
   local dir="$out/$label"
-  /usr/bin/time -f "%M" -o "$out/$label.rss" env PYTHONPATH="$checkout" "$py" -m deeprl.cli train "$@" \
-    --run-dir "$dir" --progress off > "$out/$label.log" 2>&1 || { echo "$label failed:"; tail -5 "$out/$label.log"; return; }
+  # from $out: `python -m` puts the working directory first on sys.path, and it must not hold a deeprl/
+  (cd "$out" && /usr/bin/time -f "%M" -o "$out/$label.rss" env PYTHONPATH="$checkout" "$py" -m deeprl.cli train "$@" \
+    --run-dir "$dir" --progress off > "$out/$label.log" 2>&1) || { echo "$label failed:"; tail -5 "$out/$label.log"; return; }
   local rss_mb=$(( $(tail -1 "$out/$label.rss") / 1024 ))
   local files
-  files=$(cd "$dir" && du -sb checkpoint.pt policy.safetensors resume 2>/dev/null \
-          | awk '{printf "%s %.1f MB  ", $2, $1 / 1e6}')
+  files=$(cd "$dir" && { du -sb checkpoint.pt policy.safetensors resume 2>/dev/null || true; } \
+          | awk '{printf "%s %.2f MB  ", $2, $1 / 1e6}')
   printf '| %-28s | %6d MB | %s|\n' "$label" "$rss_mb" "$files"
 }
 
