@@ -118,7 +118,7 @@ class DiskFullError(UsageError):
 
 def remove_stray_temp_files(run_dir: Path) -> None:
     """Temp files and half-written resume states a killed write left behind (they can be gigabytes)."""
-    resume = run_dir / RESUME
+    resume = _resume_dir(run_dir)
     for tmp in list(run_dir.glob(".*.tmp")) + list(resume.glob(".*.tmp")):
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -417,7 +417,7 @@ def save_resume_state(run_dir: Path, header: dict[str, Any], state: dict[str, An
     """
     from safetensors.torch import save_file
 
-    resume = run_dir / RESUME
+    resume = _resume_dir(run_dir)
     resume.mkdir(exist_ok=True)
     encode = _Encoder()
     structure = encode(state, "state")
@@ -459,6 +459,16 @@ def save_resume_state(run_dir: Path, header: dict[str, Any], state: dict[str, An
     remove_stray_temp_files(run_dir)
 
 
+def _resume_dir(run_dir: Path) -> Path:
+    resume = Path(run_dir) / RESUME
+    if resume.is_symlink():  # a resume/ pointing elsewhere would make saves and clean-ups act outside the run
+        raise UsageError(
+            f"{str(resume)!r} is a symbolic link; a run directory's resume/ must be a plain directory inside it. "
+            "Replace the link with the directory it points to."
+        )
+    return resume
+
+
 def _latest_name(resume: Path) -> str | None:
     try:
         name = json.loads((resume / LATEST).read_text())["state"]
@@ -468,13 +478,13 @@ def _latest_name(resume: Path) -> str | None:
 
 
 def has_resume_state(run_dir: Path) -> bool:
-    return _latest_name(Path(run_dir) / RESUME) is not None
+    return _latest_name(_resume_dir(run_dir)) is not None
 
 
 def load_resume_state(run_dir: Path | str) -> ResumeState:
     """The newest complete resume state, validated as data; the env snapshot only if this user signed it."""
     run_dir = Path(run_dir)
-    name = _latest_name(run_dir / RESUME)
+    name = _latest_name(_resume_dir(run_dir))
     if name is None:
         raise UsageError(
             f"{str(run_dir)!r} has no resume state: its run stopped before its first checkpoint, "

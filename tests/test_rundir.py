@@ -513,6 +513,20 @@ def test_resume_removes_stray_temp_files_and_directories(pristine, tmp_path, cap
     assert not list(run.rglob("*.tmp"))
 
 
+def test_a_resume_dir_that_is_a_symlink_is_refused_and_nothing_outside_is_touched(pristine, tmp_path, capsys):
+    """A received run directory whose resume/ links elsewhere must not make resume write or delete there."""
+    run = copy_run(pristine, tmp_path / "run")
+    outside = tmp_path / "outside"
+    (run / "resume").rename(outside)
+    (outside / ".keep-me.tmp").write_text("not deeprl's")
+    (outside / "someone-elses-dir").mkdir()
+    (run / "resume").symlink_to(outside, target_is_directory=True)
+    before = snapshot(outside)
+    rc, err = cli(["train", "--resume", run, "--progress", "off"], capsys)
+    assert rc == 2 and "symbolic link" in err, err
+    assert snapshot(outside) == before and (outside / "someone-elses-dir").is_dir()
+
+
 def test_resume_without_a_resume_state_says_to_delete_or_pick_another_directory(pristine, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
