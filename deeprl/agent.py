@@ -13,7 +13,7 @@ import numpy as np
 
 from deeprl._version import __version__
 from deeprl.config import RunOptions
-from deeprl.envs import make_env
+from deeprl.envs import check_env_module_imported, make_env
 from deeprl.errors import UsageError
 from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
 from deeprl.registry import AlgoSpec, get_algo
@@ -58,16 +58,21 @@ def configs_from_record(record: dict[str, Any], source: str) -> tuple[AlgoSpec, 
     UsageError naming them; values out of range fail the dataclasses' validation, as on the CLI.
     """
     spec = get_algo(record["algo"])
+    if not isinstance(record.get("config"), dict) or not isinstance(record.get("run"), dict):
+        raise UsageError(f"{source} lacks its config or run options: it was changed after deeprl wrote it.")
     for cls, values in ((spec.config_cls, record["config"]), (RunOptions, record["run"])):
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            written_by = record.get("versions", {}).get("deeprl", "?")
+            versions = record.get("versions")
+            written_by = versions.get("deeprl", "?") if isinstance(versions, dict) else "?"
             raise UsageError(
                 f"{source} was written by deeprl {written_by} with options this version ({__version__}) "
                 f"does not know: {', '.join(unknown)}. Use that version of deeprl to evaluate or resume it."
             )
     run = dict(record["run"])
     if run.get("run_dir") is not None:
+        if not isinstance(run["run_dir"], str):
+            raise UsageError(f"{source} holds an invalid setting: run_dir is {run['run_dir']!r}, not a path.")
         run["run_dir"] = Path(run["run_dir"])
     try:
         return spec, spec.config_cls(**record["config"]), RunOptions(**run)
@@ -79,13 +84,15 @@ def load(run_dir: Path | str, policy_file: str = POLICY) -> Agent:
     """The trained agent of a run directory: its config.json and its policy file (weights and
     normalisation statistics, read as data)."""
     record = read_config(run_dir)
-    spec, config, run = configs_from_record(record, f"{str(Path(run_dir) / 'config.json')!r}")
+    source = f"{str(Path(run_dir) / 'config.json')!r}"
+    check_env_module_imported(record["env_id"], source)
+    spec, config, run = configs_from_record(record, source)
     policy_state, info = load_policy(run_dir, policy_file)
     env = make_env(run.env_id, max_episode_steps=run.max_episode_steps)
     algo = spec.load()(config, env, seed=run.seed, device="cpu")
     try:
         algo.load_policy_state(policy_state)
-    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
         raise UsageError(
             f"{str(Path(run_dir) / policy_file)!r} does not fit {spec.name} with this config.json "
             f"({type(e).__name__}: {str(e)[:200]}). The files come from different runs, or were "

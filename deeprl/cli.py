@@ -45,7 +45,7 @@ class TrainArgs(Generic[C]):
 
 @dataclass(frozen=True)
 class ResumeArgs:
-    """Continue a run from its checkpoint.pt; give a larger budget to train further."""
+    """Continue a run from its resume state (RUN_DIR/resume); give a larger budget to train further."""
 
     resume: Path
     """Run directory to continue."""
@@ -55,6 +55,9 @@ class ResumeArgs:
     """New total budget in episodes (default: the run's own)."""
     progress: Literal["auto", "on", "off"] | None = None
     """Progress bar (default: the run's own)."""
+    trust_module: tuple[str, ...] = ()
+    """Import these modules first (your own env package, for a run on 'module:EnvId'): deeprl never imports a
+    module just because a run directory names it, since importing runs its code."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class EvalArgs:
     result matches summary.json)."""
     json: bool = False
     """Print one JSON object instead of a sentence."""
+    trust_module: tuple[str, ...] = ()
+    """Import these modules first (your own env package, for a run on 'module:EnvId'): deeprl never imports a
+    module just because a run directory names it, since importing runs its code."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,9 @@ class RenderArgs:
     """Reset seed of the first episode, episode i uses seed + i (default: the run's evaluation seeds)."""
     max_steps: int | None = None
     """Cut each episode after this many steps (default: the env's time limit, or 1000 without one)."""
+    trust_module: tuple[str, ...] = ()
+    """Import these modules first (your own env package, for a run on 'module:EnvId'): deeprl never imports a
+    module just because a run directory names it, since importing runs its code."""
 
     def __post_init__(self) -> None:
         check_range(self, "episodes", 1)
@@ -123,6 +132,9 @@ class PlotArgs:
     """Return drawn as the dashed 'solved' line (default: the runs' threshold, or the env's reward_threshold)."""
     smoothing: int | None = None
     """Training episodes averaged in the smoothed curve (default: about 1/20 of the shortest run, at most 100)."""
+    trust_module: tuple[str, ...] = ()
+    """Import these modules first (your own env package, for a run on 'module:EnvId'): deeprl never imports a
+    module just because a run directory names it, since importing runs its code."""
 
     def __post_init__(self) -> None:
         check_range(self, "threshold")
@@ -189,6 +201,7 @@ def cmd_train(argv: list[str]) -> None:
 
     if any(a == "--resume" or a.startswith("--resume=") for a in argv):
         args = tyro.cli(ResumeArgs, args=argv, prog="deeprl train")
+        import_trusted_modules(args.trust_module)
         result = resume(args.resume, total_steps=args.total_steps, episodes=args.episodes, progress=args.progress)
         report(result)
         return
@@ -250,10 +263,18 @@ def report(result: Any) -> None:
     print(f"  watch: deeprl render {result.run_dir} --out {Path(result.run_dir) / 'episode.gif'}")
 
 
+def import_trusted_modules(modules: tuple[str, ...]) -> None:
+    if modules:
+        from deeprl.envs import import_trusted_modules as import_modules
+
+        import_modules(modules)
+
+
 def cmd_eval(argv: list[str]) -> None:
     from deeprl.agent import evaluate
 
     args = tyro.cli(EvalArgs, args=argv, prog="deeprl eval")
+    import_trusted_modules(args.trust_module)
     out = evaluate(args.run_dir, episodes=args.episodes, seed=args.seed)
     out["run_dir"] = str(args.run_dir)
     if args.json:
@@ -356,6 +377,7 @@ def cmd_list(argv: list[str]) -> None:
 
 def cmd_render(argv: list[str]) -> None:
     args = tyro.cli(RenderArgs, args=argv, prog="deeprl render")
+    import_trusted_modules(args.trust_module)
     from deeprl.viz import check_video_path, render
 
     check_video_path(args.out)  # a wrong extension fails before the checkpoint is loaded
@@ -369,6 +391,7 @@ def cmd_render(argv: list[str]) -> None:
 
 def cmd_plot(argv: list[str]) -> None:
     args = tyro.cli(PlotArgs, args=argv, prog="deeprl plot")
+    import_trusted_modules(args.trust_module)
     from deeprl.viz import plot
 
     plot(args.run_dirs, args.out, threshold=args.threshold, smoothing=args.smoothing)

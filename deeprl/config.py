@@ -125,8 +125,13 @@ class RunOptions:
             "max_episode_steps",
             "video_every",
             "torch_threads",
+            "seed",
         ):
-            check_range(self, name, 1)
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise UsageError(f"{name} must be a whole number, got {value!r}. Pass it with {_flag(name)} N.")
+            if name != "seed":
+                check_range(self, name, 1)
         check_range(self, "seed", 0, 2**31 - 1)  # room for the eval seeds above it
         check_range(self, "threshold")  # a number, and not NaN
         if self.threshold is not None and math.isinf(self.threshold):

@@ -27,6 +27,7 @@ from deeprl._version import __version__
 from deeprl.agent import configs_from_record
 from deeprl.config import RunOptions, split_options, to_jsonable
 from deeprl.envs import (
+    check_env_module_imported,
     env_spec,
     env_state,
     global_rng_state,
@@ -46,6 +47,7 @@ from deeprl.rundir import (
     SUMMARY,
     MetricsLog,
     ResumeState,
+    check_no_links,
     check_writable,
     claim_run_dir,
     load_resume_state,
@@ -131,6 +133,8 @@ def resume(
     """
     run_dir = Path(run_dir)
     record = read_config(run_dir)
+    check_env_module_imported(record["env_id"], f"{str(run_dir / CONFIG)!r}")
+    check_no_links(run_dir)
     saved = load_resume_state(run_dir)
     check_matches_config(saved, record, run_dir)
     check_writable(run_dir)
@@ -157,6 +161,20 @@ def resume(
 def check_matches_config(saved: ResumeState, record: dict[str, Any], run_dir: Path) -> None:
     """A resume state that belongs to another run (another algorithm, env or settings) is refused."""
     header = saved.header
+    if (
+        not isinstance(header.get("config"), dict)
+        or not isinstance(header.get("run"), dict)
+        or not (
+            isinstance(saved.state, dict)
+            and {"algo", "loop", "rng"} <= set(saved.state)
+            and isinstance(saved.state["loop"], dict)
+            and all(type(saved.state["loop"].get(k)) is int for k in ("env_steps", "episodes"))
+        )
+    ):
+        raise UsageError(
+            f"The resume state in {str(run_dir)!r} is incomplete (its config, run options, loop or RNG state is "
+            "missing): it was changed after deeprl wrote it. Nothing was changed; train again."
+        )
     budget = {"total_steps", "episodes", "stop_when_solved", "progress", "run_dir"}
     differences = [
         f"{key}: config.json has {record.get(key)!r}, the resume state {header.get(key)!r}"
@@ -207,7 +225,6 @@ class _Run:
 
     def save(self) -> None:
         s = self.state
-        self.saved_at.append(s.env_steps)
         self.metrics.flush()
         s.metrics_rows = self.metrics.rows
         info = {"algo": self.spec.name, "env_id": self.opts.env_id, "env_steps": s.env_steps}
@@ -222,6 +239,7 @@ class _Run:
         }
         tree = {"algo": self.algo.state_dict(), "loop": dataclasses.asdict(s), "rng": global_rng_state()}
         save_resume_state(self.run_dir, header, tree, env_state(self.env))
+        self.saved_at.append(s.env_steps)  # only once it is on disk: the interrupt message names it
 
     def evaluate(self, periodic: bool = True) -> None:
         s = self.state
@@ -283,8 +301,7 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeSta
     return _finish(run, stopped)
 
 
-def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | None) -> _Run:
-    """Check everything that can fail before a file is written, then claim the run directory."""
+def _check_options(spec: AlgoSpec, opts: RunOptions) -> None:
     if opts.n_envs != 1 and not spec.vectorized:
         raise UsageError(f"{spec.name} learns from a single env; drop --n-envs {opts.n_envs}.")
     if opts.total_steps is None and opts.episodes is None:
@@ -295,51 +312,58 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         except ImportError:
             raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
 
+
+def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | None) -> _Run:
+    """Check everything that can fail before a file is written, then claim the run directory."""
+    _check_options(spec, opts)
     # The env first: an unknown id or a space the algorithm cannot handle fails before any file is written.
     env, env_restored = _training_env(spec, opts, saved)
-    obs_space = getattr(env, "single_observation_space", env.observation_space)
-    act_space = getattr(env, "single_action_space", env.action_space)
-    check_spaces(spec, opts.env_id, obs_space, act_space)
-    threshold = opts.threshold if opts.threshold is not None else env_spec(opts.env_id).reward_threshold
-    if opts.stop_when_solved and threshold is None:
-        raise UsageError(
-            f"--stop-when-solved needs a threshold, and {opts.env_id} has no reward_threshold. "
-            "Pass the return that counts as solved with --threshold X."
-        )
-    video = None
-    if opts.video_every is not None:  # an env that cannot draw frames fails here, before any file is written
-        from deeprl.viz.video import EvalVideoRecorder
+    opened: list[Any] = [env]  # closed again if anything below fails
+    try:
+        obs_space = getattr(env, "single_observation_space", env.observation_space)
+        act_space = getattr(env, "single_action_space", env.action_space)
+        check_spaces(spec, opts.env_id, obs_space, act_space)
+        threshold = opts.threshold if opts.threshold is not None else env_spec(opts.env_id).reward_threshold
+        if opts.stop_when_solved and threshold is None:
+            raise UsageError(
+                f"--stop-when-solved needs a threshold, and {opts.env_id} has no reward_threshold. "
+                "Pass the return that counts as solved with --threshold X."
+            )
+        video = None
+        if opts.video_every is not None:  # an env that cannot draw frames fails here, before any file is written
+            from deeprl.viz.video import EvalVideoRecorder
 
-        video = EvalVideoRecorder(
-            opts.env_id, seed=opts.seed + EVAL_SEED_OFFSET, label=spec.name, max_episode_steps=opts.max_episode_steps
+            video = EvalVideoRecorder(
+                opts.env_id,
+                seed=opts.seed + EVAL_SEED_OFFSET,
+                label=spec.name,
+                max_episode_steps=opts.max_episode_steps,
+            )
+            opened.append(video)
+        device = resolve_device(opts.device)
+        seed_everything(opts.seed)
+        set_torch_threads(opts.torch_threads, env)
+        algo = spec.load()(config, env, seed=opts.seed, device=device)  # a buffer too large fails here
+        state = LoopState(next_eval=opts.eval_every, next_checkpoint=opts.checkpoint_every)
+        if saved is not None:
+            state = _restore(algo, saved, env_restored, opts)
+        evaluator = Evaluator(opts.env_id, opts.eval_episodes, opts.seed + EVAL_SEED_OFFSET, opts.max_episode_steps)
+        opened.append(evaluator)
+        # Only now is the directory claimed: a run that cannot start leaves nothing behind.
+        run_dir = claim_run_dir(opts.run_dir, spec.name, opts.env_id, opts.seed) if saved is None else opts.run_dir
+        opts = dataclasses.replace(opts, run_dir=run_dir)
+        # On resume, metrics.csv is checked (and cut to the checkpoint's rows) before anything else is written.
+        metrics = MetricsLog(
+            run_dir,
+            algo.metric_names,
+            state.metrics_rows if saved else None,
+            opts.tensorboard,
+            state.env_steps if saved else None,
         )
-    device = resolve_device(opts.device)
-    run_dir = claim_run_dir(opts.run_dir, spec.name, opts.env_id, opts.seed) if saved is None else opts.run_dir
-    opts = dataclasses.replace(opts, run_dir=run_dir)
-
-    seed_everything(opts.seed)
-    set_torch_threads(opts.torch_threads, env)
-    algo = spec.load()(config, env, seed=opts.seed, device=device)
-    state = LoopState(next_eval=opts.eval_every, next_checkpoint=opts.checkpoint_every)
-    if saved is not None:
-        algo.load_state_dict(saved.state["algo"], env_restored=env_restored)
-        set_global_rng_state(saved.state["rng"])
-        state = LoopState(**saved.state["loop"])
-        state.next_checkpoint = (
-            (state.env_steps // opts.checkpoint_every + 1) * opts.checkpoint_every if opts.checkpoint_every else None
-        )
-        if not env_restored:
-            why = saved.env_note or f"{opts.env_id} could not be saved in the checkpoint"
-            print(f"note: {why}; resuming with fresh episodes.", file=sys.stderr)
-
-    # On resume, metrics.csv is checked (and cut to the checkpoint's rows) before anything else is written.
-    metrics = MetricsLog(
-        run_dir,
-        algo.metric_names,
-        state.metrics_rows if saved else None,
-        opts.tensorboard,
-        state.env_steps if saved else None,
-    )
+    except BaseException:
+        for thing in opened:
+            thing.close()
+        raise
     if saved is not None:
         remove_stray_temp_files(run_dir)
     write_json(
@@ -355,13 +379,37 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
             "versions": versions(),
         },
     )
-    evaluator = Evaluator(opts.env_id, opts.eval_episodes, opts.seed + EVAL_SEED_OFFSET, opts.max_episode_steps)
     run = _Run(spec, config, opts, run_dir, env, algo, state, metrics, evaluator, video, threshold)
     # --video-every: at the end of the first chunk at or after each multiple of N (chunks end on evaluations,
     # so N a multiple of --eval-every lands exactly); training never sees it (viz.video.EvalVideoRecorder).
     if video is not None:
         run.next_video = (state.env_steps // opts.video_every + 1) * opts.video_every
     return run
+
+
+def _restore(algo: Any, saved: ResumeState, env_restored: bool, opts: RunOptions) -> LoopState:
+    """Load the resume state into a fresh algorithm; a state that does not fit (edited, or from another
+    deeprl) is a UsageError, raised before anything in the run directory is written."""
+    try:
+        algo.load_state_dict(saved.state["algo"], env_restored=env_restored)
+        set_global_rng_state(saved.state["rng"])
+        state = LoopState(**saved.state["loop"])
+        for name in ("env_steps", "episodes", "next_eval", "metrics_rows"):
+            if isinstance(getattr(state, name), bool) or not isinstance(getattr(state, name), int):
+                raise TypeError(f"loop.{name} is {getattr(state, name)!r}")
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        raise UsageError(
+            f"The resume state of {str(opts.run_dir)!r} does not fit {opts.env_id} with this config "
+            f"({type(e).__name__}: {str(e)[:200]}). It was changed after deeprl wrote it, or written by another "
+            "version; nothing was changed. Train again."
+        ) from None
+    state.next_checkpoint = (
+        (state.env_steps // opts.checkpoint_every + 1) * opts.checkpoint_every if opts.checkpoint_every else None
+    )
+    if not env_restored:
+        why = saved.env_note or f"{opts.env_id} could not be saved in the checkpoint"
+        print(f"note: {why}; resuming with fresh episodes.", file=sys.stderr)
+    return state
 
 
 def _loop(run: _Run) -> str:

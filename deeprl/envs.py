@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import sys
 from functools import partial
 from typing import Any, Literal
 
@@ -55,6 +56,32 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         'Use a registered Gymnasium id (`python -c "import gymnasium; gymnasium.pprint_registry()"` '
         "lists them), or 'your_module:YourEnv-v0' for an env your module registers."
     )
+
+
+def check_env_module_imported(env_id: str, source: str) -> None:
+    """An env id read from a file ('module:EnvId' in a run directory's config.json) is made only if its
+    module is already imported: importing a module runs its code, and a run directory someone sent you
+    (or a file next to it, when the working directory is on sys.path) must not get to run code."""
+    if ":" not in env_id:
+        return
+    module = env_id.split(":", 1)[0]
+    if module in sys.modules:
+        return
+    raise UsageError(
+        f"{source} names the env {env_id!r}, which needs its module {module!r} imported, and deeprl does not "
+        "import modules named in a run directory (importing runs their code). If you trust that module: "
+        f"pass --trust-module {module} to deeprl eval/render/plot/train --resume, or `import {module}` "
+        "before deeprl.load/evaluate/resume in Python."
+    )
+
+
+def import_trusted_modules(modules: tuple[str, ...] | list[str]) -> None:
+    """Import the modules the user named with --trust-module (their own env packages)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UsageError(f"--trust-module {module}: could not import it ({e}). Check the name.") from None
 
 
 def _make(env_id: str, render_mode: str | None, max_episode_steps: int | None, **kwargs: Any) -> gym.Env:

@@ -55,7 +55,10 @@ class RunningMeanStd:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.mean, self.var, self.count = state["mean"].copy(), state["var"].copy(), state["count"]
+        mean, var = np.asarray(state["mean"], np.float64), np.asarray(state["var"], np.float64)
+        if mean.shape != self.mean.shape or var.shape != self.var.shape:
+            raise ValueError(f"running statistics of shape {mean.shape}, expected {self.mean.shape}")
+        self.mean, self.var, self.count = mean.copy(), var.copy(), float(state["count"])
 
 
 class ObsNormalizer(RunningMeanStd):

@@ -202,6 +202,17 @@ def _unwritable(path: Path, e: OSError) -> UsageError:
     return UsageError(f"Cannot write the run directory {str(path)!r}: {e.strerror}. Pass a --run-dir you can write to.")
 
 
+def check_no_links(run_dir: Path) -> None:
+    """For --resume: the entries a run writes into must be plain files and directories of the run directory;
+    a symbolic link planted in a received run directory would make the run write (or read) elsewhere."""
+    for name in (CONFIG, METRICS, SUMMARY, POLICY, RESUME, "videos", "tb"):
+        if (Path(run_dir) / name).is_symlink():
+            raise UsageError(
+                f"{str(Path(run_dir) / name)!r} is a symbolic link; the files and directories of a run directory "
+                "must be its own. Replace the link with what it points to, then resume."
+            )
+
+
 def check_writable(run_dir: Path) -> None:
     """For --resume: a read-only run directory fails here, before anything is trained."""
     for path in (run_dir, run_dir / RESUME):
@@ -270,6 +281,10 @@ class _Encoder:
         self.tensors: dict[str, Any] = {}
         self.large: dict[str, np.ndarray] = {}
 
+    def _unique(self, path: str) -> str:
+        """Names join keys with dots, so {"a.b": x} and {"a": {"b": y}} would meet: the second gets a suffix."""
+        return path if path not in self.tensors else f"{path}#{len(self.tensors)}"
+
     def __call__(self, obj: Any, path: str) -> Any:
         import torch
 
@@ -277,9 +292,10 @@ class _Encoder:
             return obj
         if isinstance(obj, float):
             return obj if math.isfinite(obj) else {"__float__": repr(obj)}
-        if isinstance(obj, np.generic):
-            return self(obj.item(), path)
+        if isinstance(obj, np.generic):  # kept a numpy scalar: state code calls numpy methods on it
+            return {"__npscalar__": self(obj.item(), path), "dtype": obj.dtype.str}
         if isinstance(obj, torch.Tensor):
+            path = self._unique(path)
             self.tensors[path] = obj.detach().to("cpu", copy=True).contiguous()
             return {"__tensor__": path}
         if isinstance(obj, np.ndarray):
@@ -291,6 +307,7 @@ class _Encoder:
                 return {"__npy__": name}
             import torch
 
+            path = self._unique(path)
             self.tensors[path] = torch.from_numpy(np.ascontiguousarray(obj).copy())
             return {"__ndarray__": path, "dtype": obj.dtype.str}
         if isinstance(obj, tuple):
@@ -325,6 +342,11 @@ def _decode(obj: Any, tensors: dict[str, Any], arrays_dir: Path | None) -> Any:
         return np.load(arrays_dir / name, mmap_mode="r", allow_pickle=False)
     if "__float__" in obj:
         return float(obj["__float__"])
+    if "__npscalar__" in obj:
+        dtype = np.dtype(obj["dtype"])
+        if dtype.hasobject:
+            raise ValueError(f"object dtype {obj['dtype']!r}")
+        return dtype.type(_decode(obj["__npscalar__"], tensors, arrays_dir))
     if "__tuple__" in obj:
         return tuple(_decode(v, tensors, arrays_dir) for v in obj["__tuple__"])
     if "__items__" in obj:
@@ -415,7 +437,7 @@ def save_resume_state(run_dir: Path, header: dict[str, Any], state: dict[str, An
     Large arrays stream to .npy files (np.save writes a view in chunks: peak memory stays near the
     arrays themselves); everything else goes into one safetensors file and state.json.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     resume = _resume_dir(run_dir)
     resume.mkdir(exist_ok=True)
@@ -430,7 +452,9 @@ def save_resume_state(run_dir: Path, header: dict[str, Any], state: dict[str, An
     tmp = resume / f".{name}.tmp"
     try:
         (tmp / "arrays").mkdir(parents=True)
-        save_file(encode.tensors, str(tmp / TENSORS))
+        # To bytes (the small tensors), then our own write: a full disk is an OSError (ENOSPC), which
+        # safetensors' save_file would turn into a SafetensorError.
+        _write_bytes(tmp / TENSORS, save(encode.tensors))
         for file, array in encode.large.items():
             with open(tmp / "arrays" / file, "wb") as f:
                 np.save(f, array, allow_pickle=False)
@@ -467,6 +491,11 @@ def _resume_dir(run_dir: Path) -> Path:
             "Replace the link with the directory it points to."
         )
     return resume
+
+
+def _write_bytes(path: Path, blob: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(blob)
 
 
 def _latest_name(resume: Path) -> str | None:
@@ -517,28 +546,43 @@ def load_resume_state(run_dir: Path | str) -> ResumeState:
     return ResumeState(header, state, snapshot, note)
 
 
+KEY_BYTES = 32
+
+
 def snapshot_key() -> bytes | None:
-    """This user's secret for signing env snapshots, created on first use (0600); None if it cannot be."""
+    """This user's secret for signing env snapshots, created on first use (0600); None if it cannot be.
+
+    The key is written whole to a temp file and then linked into place, so a crash or a full disk never
+    leaves a short (guessable) key; a key file of the wrong size or readable by others is not used.
+    """
     home = Path(
         os.environ.get("DEEPRL_HOME") or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "deeprl"
     )
     path = home / "snapshot.key"
+    if not path.exists():
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=home, prefix=".snapshot.key.", suffix=".tmp")  # mode 0600
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(os.urandom(KEY_BYTES))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.link(tmp, path)  # fails if another run linked its key first: then that one is the key
+            except FileExistsError:
+                pass
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        except OSError:
+            return None
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
+        info = path.stat()
+        key = path.read_bytes()
     except OSError:
         return None
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(os.urandom(32))
-    except FileExistsError:
-        pass  # another run created it a moment ago
-    except OSError:
+    if len(key) != KEY_BYTES or info.st_mode & 0o077 or info.st_uid != os.getuid():
         return None
-    return path.read_bytes()
+    return key
 
 
 # ---------------------------------------------------------------- metrics
@@ -581,6 +625,9 @@ class MetricsLog:
             # purge_step drops TensorBoard events logged after the checkpoint we resume from.
             self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
 
+    def _disk_full(self, e: OSError) -> BaseException:
+        return DiskFullError(self.path, None) if e.errno in (errno.ENOSPC, errno.EDQUOT) else e
+
     def write(
         self,
         kind: str,
@@ -592,9 +639,12 @@ class MetricsLog:
         std: float | str = "",
         extras: tuple = (),
     ) -> None:
-        self.writer.writerow(
-            [kind, env_steps, episodes, f"{wall:.4f}", _fmt(ret), _fmt(length), _fmt(std), *map(_fmt, extras)]
-        )
+        try:
+            self.writer.writerow(
+                [kind, env_steps, episodes, f"{wall:.4f}", _fmt(ret), _fmt(length), _fmt(std), *map(_fmt, extras)]
+            )
+        except OSError as e:
+            raise self._disk_full(e) from None
         self.rows += 1
         if self.tb is not None:
             self.tb.add_scalar("train/episode_return" if kind == "train" else "eval/mean_return", ret, env_steps)
@@ -609,13 +659,20 @@ class MetricsLog:
 
     def flush(self) -> None:
         """To disk, not only to the OS: a checkpoint written next must never cover rows a crash loses."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError as e:
+            raise self._disk_full(e) from None
         if self.tb is not None:
             self.tb.flush()
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as e:  # on a full disk the error that stopped the run has been raised already
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
         if self.tb is not None:
             self.tb.close()
 

@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -55,38 +56,44 @@ class RunCurves:
 
 def read_run(run_dir: Path | str) -> RunCurves:
     """The training episodes and evaluations of a run directory (finished or still running)."""
+    from deeprl.rundir import read_config
+
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"Run directory {str(run_dir)!r} does not exist. Pass directories that `deeprl train` wrote.")
-    metrics, config_path = run_dir / "metrics.csv", run_dir / "config.json"
-    if not metrics.is_file() or not config_path.is_file():
-        raise UsageError(f"{str(run_dir)!r} has no metrics.csv/config.json: it is not a deeprl run directory.")
-    record = json.loads(config_path.read_text())
+    record = read_config(run_dir)  # format and types checked; a run directory is data
+    metrics = run_dir / "metrics.csv"
+    if not metrics.is_file():
+        raise UsageError(f"{str(run_dir)!r} has no metrics.csv: it is not a deeprl run directory.")
     train: dict[str, list[float]] = {"env_steps": [], "wall": [], "ret": []}
     evals: dict[str, list[float]] = {"env_steps": [], "wall": [], "ret": [], "std": []}
-    with open(metrics, newline="") as f:
+    with open(metrics, newline="", errors="replace") as f:
         for row in csv.DictReader(f):
             try:
                 steps, wall, ret = float(row["env_steps"]), float(row["wall_time_s"]), float(row["episode_return"])
-            except (TypeError, ValueError):
+                std = float(row.get("eval_std_return") or 0.0)
+            except (TypeError, ValueError, KeyError):
                 continue  # a torn last line of a running or killed run
             target = train if row["kind"] == "train" else evals
             target["env_steps"].append(steps)
             target["wall"].append(wall)
             target["ret"].append(ret)
             if row["kind"] != "train":
-                evals["std"].append(float(row.get("eval_std_return") or 0.0))
+                evals["std"].append(std)
     if not train["ret"] and not evals["ret"]:
         raise UsageError(f"{str(run_dir)!r} has no finished episode or evaluation yet: nothing to plot.")
     summary_path = run_dir / "summary.json"
     threshold = record["run"].get("threshold")
     if threshold is None and summary_path.is_file():
-        threshold = json.loads(summary_path.read_text()).get("reward_threshold")
-    if threshold is None:
         try:
+            threshold = json.loads(summary_path.read_text()).get("reward_threshold")
+        except (OSError, ValueError, AttributeError):
+            threshold = None
+    if threshold is None and (":" not in record["env_id"] or record["env_id"].split(":")[0] in sys.modules):
+        try:  # the env's own threshold; a module named in the file is never imported for it
             threshold = env_spec(record["env_id"]).reward_threshold
         except UsageError:
             threshold = None
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+        threshold = None
     config = {**{k: v for k, v in record["run"].items() if k not in _NOT_CONFIG}, **record["config"]}
     key = json.dumps([record["algo"], record["env_id"], config], sort_keys=True, default=str)
     return RunCurves(

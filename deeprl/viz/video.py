@@ -15,6 +15,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -334,6 +335,12 @@ def check_positive(name: str, value: Any, flag: str) -> None:
         raise UsageError(f"{name} must be a positive number, got {value!r}. Pass {flag}.")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class EvalVideoRecorder:
     """`--video-every N`: one deterministic evaluation episode, written to RUN_DIR/videos/step_<env steps, 7 digits>.mp4.
 
@@ -350,9 +357,17 @@ class EvalVideoRecorder:
         directory.mkdir(parents=True, exist_ok=True)
         act = _single_actor(policy, self.env.observation_space, self.env.action_space)
         final = directory / f"step_{env_steps:07d}.mp4"
-        tmp = final.with_name(f".{final.stem}.tmp.mp4")  # a kill mid-episode leaves no torn video
-        rec = record(act, self.env, tmp, seed=self.seed, title=f"{self.title} at {env_steps:,} env steps")
-        os.replace(tmp, final)
+        # A temp file of our own (mkstemp: a fresh name, never an existing file or a link someone planted),
+        # renamed into place: a kill mid-episode leaves no torn video.
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{final.stem}.", suffix=".tmp.mp4")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            rec = record(act, self.env, tmp, seed=self.seed, title=f"{self.title} at {env_steps:,} env steps")
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
         rec.path = final
         return rec
 
