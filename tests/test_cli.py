@@ -554,7 +554,22 @@ def test_user_env_module_form(runs: dict[str, Future], workdir: Path) -> None:
     train = [r for r in rows if r["kind"] == "train"]
     assert len(train) == 20
     assert all(float(r["episode_return"]) in (0.0, 1.0) for r in train)
-    ev = ok(deeprl_cmd("eval", run_dir, "--episodes", 2, "--json", cwd=workdir, env_extra=user_pythonpath(workdir)))
+    # a module named in a run directory is imported only when the user vouches for it (importing runs its code)
+    refused = deeprl_cmd("eval", run_dir, "--episodes", 2, cwd=workdir, env_extra=user_pythonpath(workdir))
+    assert refused.returncode == 2 and "--trust-module chainmod" in refused.stderr, refused.stderr
+    ev = ok(
+        deeprl_cmd(
+            "eval",
+            run_dir,
+            "--episodes",
+            2,
+            "--json",
+            "--trust-module",
+            "chainmod",
+            cwd=workdir,
+            env_extra=user_pythonpath(workdir),
+        )
+    )
     data = json.loads(ev.stdout)
     assert data["episodes"] == 2
     assert 0.0 <= data["mean_return"] <= 1.0
