@@ -298,7 +298,15 @@ def test_four_concurrent_runs_without_run_dir_get_four_directories(tmp_path):
     assert len(dirs) == 4, dirs
     for d in dirs:
         assert (d / "config.json").is_file() and (d / "policy.safetensors").is_file(), d
-        assert json.loads((d / "config.json").read_text())["format"] == 2
+        config = json.loads((d / "config.json").read_text())
+        assert config["format"] == 2
+        # each directory's config matches its own checkpoint, and holds one run's rows, not a merge of several
+        header = rundir.load_resume_state(d).header
+        assert (header["algo"], header["env_id"], header["seed"]) == (config["algo"], config["env_id"], 0)
+        in_cwd = [(tmp_path / x["run"]["run_dir"]).resolve() for x in (header, config)]  # paths relative to cwd
+        assert in_cwd == [d.resolve(), d.resolve()]
+        assert read_metrics(d) == read_metrics(dirs[0])  # the same seed: the same results, row for row
+        assert len([r for r in read_metrics(d) if r["kind"] == "train"]) == 200
     printed = [re.search(r"saved to (.+)", out).group(1).strip() for out, _ in outs]
     assert len(set(printed)) == 4, printed
     assert sorted((tmp_path / p).resolve() for p in printed) == [d.resolve() for d in dirs]
