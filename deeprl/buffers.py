@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from deeprl.errors import UsageError
+from deeprl.rundir import copy_released
 
 
 class ReplayBatch(NamedTuple):
@@ -466,7 +467,7 @@ class ReplayBuffer:
                     f"replay buffer {name} has shape {state[name].shape}, expected "
                     f"{target.shape}: was it saved with another --buffer-size/--n-envs?"
                 )
-            target[...] = state[name]
+            copy_released(target, state[name])  # large arrays arrive memory-mapped from their .npy files
             if name not in self._PER_ENV and name not in ("frames", "actions"):
                 getattr(self, name)[:, filled:] = 0  # flags of slots past the saved ones (the frames are
                 # left alone: touching them would make a fresh 7 GB Atari buffer resident at once)

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import math
+import mmap
 import os
 import platform
 import shutil
@@ -363,6 +364,23 @@ def _load_tensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
         for key in f.keys():
             tensors[key] = f.get_tensor(key)
     return tensors, metadata
+
+
+def copy_released(dst: np.ndarray, src: np.ndarray, chunk_bytes: int = 64 << 20) -> None:
+    """dst[...] = src in slices of about chunk_bytes (along axis 1, the slot axis of a replay buffer's arrays);
+    when src is memory-mapped from a .npy file, its pages are released after each slice. Loading a replay
+    buffer then costs the buffer and one slice, not the buffer twice (mapped pages count as resident)."""
+    if dst.shape != src.shape:
+        raise ValueError(f"array of shape {src.shape}, expected {dst.shape}")
+    axis = 1 if dst.ndim >= 2 else 0
+    per_index = max(1, src.nbytes // max(1, src.shape[axis]))
+    step = max(1, chunk_bytes // per_index)
+    mapped = getattr(src, "_mmap", None)  # np.memmap's mapping (None for a plain array)
+    for start in range(0, src.shape[axis], step):
+        index = (slice(None),) * axis + (slice(start, start + step),)
+        dst[index] = src[index]
+        if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+            mapped.madvise(mmap.MADV_DONTNEED)
 
 
 # ---------------------------------------------------------------- the policy artefact

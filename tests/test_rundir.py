@@ -885,3 +885,14 @@ def test_tensor_names_that_meet_after_joining_keys_stay_apart(tmp_path):
     assert float(loaded["a.b"]) == 1.0 and float(loaded["a"]["b"]) == 2.0
     assert type(loaded["n"]) is np.float32 and loaded["n"] == np.float32(0.5)
     assert type(loaded["k"][3][0]) is np.int64
+
+
+def test_copy_released_copies_a_memory_mapped_array_in_slices(tmp_path):
+    src = np.random.default_rng(0).integers(0, 255, size=(3, 1000, 84), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", src)
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    dst = np.zeros((3, 1000, 84), np.uint8)
+    rundir.copy_released(dst, mapped, chunk_bytes=10_000)  # 40 slices
+    assert np.array_equal(dst, src)
+    with pytest.raises(ValueError, match="shape"):
+        rundir.copy_released(np.zeros((3, 999, 84), np.uint8), mapped)
