@@ -51,6 +51,7 @@ from deeprl.rundir import (
     check_writable,
     claim_run_dir,
     load_resume_state,
+    lock_run_dir,
     read_config,
     remove_stray_temp_files,
     save_policy,
@@ -220,6 +221,7 @@ class _Run:
     evaluator: Evaluator
     video: Any
     threshold: float | None
+    lock: Any
     saved_at: list[int] = field(default_factory=list)  # env steps of the checkpoints this process wrote
     next_video: int | None = None
 
@@ -264,41 +266,48 @@ class _Run:
 
 def run_training(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | None = None) -> RunResult:
     run = _open(spec, config, opts, saved)
-    stopped = "budget"
-    try:
-        stopped = _loop(run)
-        # The checkpoint comes before the final evaluation: that evaluation is a report on the finished
-        # policy, not a step of training, so a resume with a larger budget drops its row and continues
-        # exactly as a run that had the larger budget from the start.
-        run.save()
-        if run.state.last_eval is None or run.state.last_eval[0] != run.state.env_steps:
-            run.evaluate(periodic=False)
-        if run.video is not None and not (run.run_dir / "videos" / f"step_{run.state.env_steps:07d}.mp4").exists():
-            run.video(run.algo.policy, run.state.env_steps, run.run_dir / "videos")  # the final policy
-    except (DivergenceError, WorkerError) as e:
-        last = run.saved_at[-1] if run.saved_at else saved.header["env_steps"] if saved else None
+    try:  # the run directory stays locked until summary.json is written
+        try:
+            stopped = _loop(run)
+            # The checkpoint comes before the final evaluation: that evaluation is a report on the finished
+            # policy, not a step of training, so a resume with a larger budget drops its row and continues
+            # exactly as a run that had the larger budget from the start.
+            run.save()
+            if run.state.last_eval is None or run.state.last_eval[0] != run.state.env_steps:
+                run.evaluate(periodic=False)
+            final_video = run.run_dir / "videos" / f"step_{run.state.env_steps:07d}.mp4"
+            if run.video is not None and not final_video.exists():
+                run.video(run.algo.policy, run.state.env_steps, run.run_dir / "videos")  # the final policy
+        except (DivergenceError, WorkerError, KeyboardInterrupt) as e:
+            _report_stop(run, saved, e)
+            raise
+        finally:
+            run.close()
+        return _finish(run, stopped)
+    finally:
+        run.lock.close()
+
+
+def _report_stop(run: _Run, saved: ResumeState | None, e: BaseException) -> None:
+    """Say where the run stands: the last checkpoint on disk, and what to do next."""
+    last = run.saved_at[-1] if run.saved_at else saved.header["env_steps"] if saved else None
+    if isinstance(e, (DivergenceError, WorkerError)):
         kept = (
             f"The last good checkpoint (env step {last}) is kept in {run.run_dir}."
             if last is not None
             else f"No checkpoint had been written yet ({run.run_dir} holds the metrics so far)."
         )
         raise UsageError(f"Training stopped: {e}. {kept}") from None
-    except KeyboardInterrupt:
-        last = run.saved_at[-1] if run.saved_at else saved.header["env_steps"] if saved else None
-        if last is not None:
-            print(
-                f"\nInterrupted; saved at env step {last}. Continue with `deeprl train --resume {run.run_dir}`.",
-                file=sys.stderr,
-            )
-        else:
-            print(
-                f"\nInterrupted before any checkpoint; nothing to resume. Delete {run.run_dir} and train again.",
-                file=sys.stderr,
-            )
-        raise
-    finally:
-        run.close()
-    return _finish(run, stopped)
+    if last is not None:
+        print(
+            f"\nInterrupted; saved at env step {last}. Continue with `deeprl train --resume {run.run_dir}`.",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"\nInterrupted before any checkpoint; nothing to resume. Delete {run.run_dir} and train again.",
+            file=sys.stderr,
+        )
 
 
 def _check_options(spec: AlgoSpec, opts: RunOptions) -> None:
@@ -352,6 +361,8 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         # Only now is the directory claimed: a run that cannot start leaves nothing behind.
         run_dir = claim_run_dir(opts.run_dir, spec.name, opts.env_id, opts.seed) if saved is None else opts.run_dir
         opts = dataclasses.replace(opts, run_dir=run_dir)
+        lock = lock_run_dir(run_dir)  # held until the run closes: a --resume meanwhile is refused
+        opened.append(lock)
         # On resume, metrics.csv is checked (and cut to the checkpoint's rows) before anything else is written.
         metrics = MetricsLog(
             run_dir,
@@ -379,7 +390,7 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
             "versions": versions(),
         },
     )
-    run = _Run(spec, config, opts, run_dir, env, algo, state, metrics, evaluator, video, threshold)
+    run = _Run(spec, config, opts, run_dir, env, algo, state, metrics, evaluator, video, threshold, lock)
     # --video-every: at the end of the first chunk at or after each multiple of N (chunks end on evaluations,
     # so N a multiple of --eval-every lands exactly); training never sees it (viz.video.EvalVideoRecorder).
     if video is not None:

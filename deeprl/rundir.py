@@ -170,6 +170,33 @@ def claim_run_dir(run_dir: Path | None, algo: str, env_id: str, seed: int) -> Pa
     return run_dir
 
 
+LOCK = ".lock"
+
+
+def lock_run_dir(run_dir: Path) -> Any:
+    """Hold an exclusive lock on the run directory for the life of the run (flock: the kernel drops it when
+    the process ends, however it ends), so a `--resume` of a directory whose run is still going is refused
+    instead of two processes writing one directory. Returns the open lock file; close it to release."""
+    import fcntl
+
+    f = open(Path(run_dir) / LOCK, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise UsageError(
+            f"{str(run_dir)!r} is in use by another deeprl process (pid {holder}): its run is still going. Wait for "
+            "it to finish (or stop it with Ctrl-C / SIGTERM, which saves), then resume."
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
 def already_holds_files(run_dir: Path) -> str:
     if (run_dir / RESUME / LATEST).is_file():
         return (

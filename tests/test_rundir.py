@@ -896,3 +896,28 @@ def test_copy_released_copies_a_memory_mapped_array_in_slices(tmp_path):
     assert np.array_equal(dst, src)
     with pytest.raises(ValueError, match="shape"):
         rundir.copy_released(np.zeros((3, 999, 84), np.uint8), mapped)
+
+
+def test_a_run_still_going_cannot_be_resumed_at_the_same_time(tmp_path, capsys):
+    run = tmp_path / "busy"
+    args = [*CLI, "train", "q-learning", "FrozenLake-v1", "--episodes", "10000000", "--checkpoint-every", "1000"]
+    proc = subprocess.Popen(
+        [*args, "--eval-every", "100000000", "--run-dir", str(run), "--progress", "off"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while not (run / "resume" / "LATEST").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        rc, err = cli(["train", "--resume", run, "--progress", "off"], capsys)
+        assert rc == 2 and "in use by another deeprl process" in err and str(proc.pid) in err, err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    # the lock went with the process: the run resumes now
+    saved = rundir.load_resume_state(run).state["loop"]
+    result = deeprl.resume(run, episodes=saved["episodes"] + 10, progress="off")
+    assert result.summary["episodes"] == saved["episodes"] + 10
