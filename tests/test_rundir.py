@@ -440,7 +440,9 @@ DQN = [
 ]
 
 
-def test_sigterm_then_resume_ends_like_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_then_resume_ends_like_the_uninterrupted_run(tmp_path, signum, code):
+    """SIGTERM (timeout, docker stop, Slurm) and SIGINT (Ctrl-C) both save and exit; --resume is exact."""
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     train = CLI + ["train", *DQN]
     # the uninterrupted run alongside (two cores): same results whatever the timing
@@ -454,9 +456,9 @@ def test_sigterm_then_resume_ends_like_the_uninterrupted_run(tmp_path):
     while not (stopped / "resume" / "LATEST").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.002)
     assert proc.poll() is None, "the run finished before it could be stopped: raise its budget"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err and "saved at env step" in err, err
     assert not (stopped / "summary.json").exists()
     saved = rundir.load_resume_state(stopped)
