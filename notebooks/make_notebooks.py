@@ -38,7 +38,7 @@ inline videos. On a laptop CPU the whole notebook takes a minute or two."""),
         new_markdown_cell("""## 1. Train
 
 `deeprl.train(algo, env_id, **flags)` runs exactly what `deeprl train ALGO ENV_ID --flag value` runs and
-writes a run directory (config, metrics.csv, summary.json, checkpoint). Tabular Q-learning on the
+writes a run directory (config, metrics.csv, summary.json, the policy and a resume state). Tabular Q-learning on the
 cliff world of Sutton & Barto (Example 6.6) trains in a fraction of a second; three seeds of it and
 one of Sarsa, to compare them."""),
         new_code_cell("""import shutil
