@@ -551,10 +551,6 @@ def _latest_name(resume: Path) -> str | None:
     return name if isinstance(name, str) and "/" not in name and not name.startswith(".") else None
 
 
-def has_resume_state(run_dir: Path) -> bool:
-    return _latest_name(_resume_dir(run_dir)) is not None
-
-
 def load_resume_state(run_dir: Path | str) -> ResumeState:
     """The newest complete resume state, validated as data; the env snapshot only if this user signed it."""
     run_dir = Path(run_dir)
