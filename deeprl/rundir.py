@@ -53,7 +53,8 @@ LARGE_ARRAY_BYTES = 1 << 20  # arrays from 1 MiB up get their own .npy file (str
 
 
 # ---------------------------------------------------------------- atomic files
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (read by setting it and back: the only portable way)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -76,7 +77,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -512,7 +513,7 @@ def save_resume_state(run_dir: Path, header: dict[str, Any], state: dict[str, An
             if path.is_file():
                 with open(path, "rb") as f:
                     os.fsync(f.fileno())
-            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~current_umask())
         fsync_dir(tmp / "arrays")
         os.rename(tmp, resume / name)
         fsync_dir(resume)

@@ -27,6 +27,7 @@ import numpy as np
 
 from deeprl.envs import env_spec, make_env
 from deeprl.errors import UsageError
+from deeprl.rundir import current_umask
 
 VIDEO_EXTENSIONS = (".gif", ".mp4")
 RENDER_STEP_CAP = 1_000  # episodes of envs without a time limit stop here unless max_steps says otherwise
@@ -335,12 +336,6 @@ def check_positive(name: str, value: Any, flag: str) -> None:
         raise UsageError(f"{name} must be a positive number, got {value!r}. Pass {flag}.")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 class EvalVideoRecorder:
     """`--video-every N`: one deterministic evaluation episode, written to RUN_DIR/videos/step_<env steps, 7 digits>.mp4.
 
@@ -364,7 +359,7 @@ class EvalVideoRecorder:
         tmp = Path(tmp_name)
         try:
             rec = record(act, self.env, tmp, seed=self.seed, title=f"{self.title} at {env_steps:,} env steps")
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~current_umask())
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
