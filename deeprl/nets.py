@@ -16,7 +16,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from deeprl.spaces import feature_keys, image_layout, is_image_space
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
 
@@ -60,7 +63,7 @@ def mlp(
 
 class NatureCNN(nn.Module):
     """The DQN network of Mnih et al. (2015, "Human-level control through deep RL"): three conv
-    layers and a 512-unit dense layer over a stack of 84x84 frames. Takes uint8 frames (N, C, 84, 84)
+    layers and a 512-unit dense layer over a stack of 84x84 frames. Takes uint8 frames (N, C, H, W)
     and scales them to [0, 1] itself, so buffers can store bytes."""
 
     def __init__(self, in_channels: int, features: int = 512, height: int = 84, width: int = 84):
@@ -83,6 +86,46 @@ class NatureCNN(nn.Module):
         return self.dense(self.convs(frames.float() / 255.0))
 
 
+class MinAtarCNN(nn.Module):
+    """The network of the MinAtar paper (Young & Tian 2019, "MinAtar: An Atari-Inspired Testbed"): one
+    3x3 convolution with 16 filters, stride 1, and a 128-unit dense layer. For small images (MinAtar's
+    10x10 object planes), where the Nature CNN's 8x8 stride-4 kernel would not fit. Takes (N, C, H, W)
+    bool or uint8 planes; uint8 pixels are scaled to [0, 1]."""
+
+    def __init__(self, in_channels: int, height: int, width: int, features: int = 128, scale: float = 1.0):
+        super().__init__()
+        self.scale = scale
+        self.convs = nn.Sequential(layer_init(nn.Conv2d(in_channels, 16, 3, stride=1)), nn.ReLU(), nn.Flatten())
+        n_flat = 16 * (height - 2) * (width - 2)
+        self.dense = nn.Sequential(layer_init(nn.Linear(n_flat, features)), nn.ReLU())
+        self.out_features = features
+
+    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.convs(planes.float() * self.scale))
+
+
+SMALL_IMAGE = 36  # below this height or width the Nature CNN's three strided convolutions do not fit
+
+
+class ImageEncoder(nn.Module):
+    """Images in either layout (deeprl.spaces.image_layout): channels-last (H, W, C) frames, as CarRacing and
+    MinAtar give them, are permuted once here, so envs and buffers keep the env's own layout and a CNN
+    never reads the width as channels. The Nature CNN for frames of 36 pixels and more, the MinAtar
+    network below."""
+
+    def __init__(self, space: gym.spaces.Box):
+        super().__init__()
+        c, h, w, self.channels_last = image_layout(space)
+        scale = 1.0 / 255.0 if space.dtype == np.uint8 else 1.0
+        self.cnn = NatureCNN(c, height=h, width=w) if min(h, w) >= SMALL_IMAGE else MinAtarCNN(c, h, w, scale=scale)
+        self.out_features = self.cnn.out_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.permute(0, 3, 1, 2)
+        return self.cnn(images)
+
+
 class FlatEncoder(nn.Module):
     """Vector observations through an MLP; `out_features` is the last hidden size."""
 
@@ -99,20 +142,86 @@ class FlatEncoder(nn.Module):
         return self.net(obs.flatten(1).float())
 
 
-def is_image_space(space: gym.Space) -> bool:
-    """uint8 Box of rank 3 (C, H, W) or (H, W, C): frames for a CNN."""
-    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+def flat_size(space: gym.Space) -> int | None:
+    """How many numbers `flatten_obs` makes of one observation of a non-image space, None if it cannot."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)  # one-hot
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return int(np.sum(space.nvec))  # one-hot per component
+    if isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)):
+        return int(np.prod(space.shape))
+    return None
+
+
+def flatten_obs(space: gym.Space, obs: torch.Tensor) -> torch.Tensor:
+    """A batch of observations of a non-image space as float vectors (N, flat_size): Discrete and
+    MultiDiscrete values one-hot (SB3's preprocessing), Box and MultiBinary values as they are."""
+    if isinstance(space, gym.spaces.Discrete):
+        return F.one_hot((obs.long() - int(space.start)).reshape(-1), int(space.n)).float()
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        values = (obs.long() - torch.as_tensor(space.start, device=obs.device)).flatten(1)
+        nvec = space.nvec.reshape(-1).tolist()
+        return torch.cat([F.one_hot(values[:, i], n) for i, n in enumerate(nvec)], dim=-1).float()
+    return obs.flatten(1).float()
+
+
+class SpaceEncoder(nn.Module):
+    """A non-image space other than a float Box (Discrete, MultiDiscrete, MultiBinary) through an MLP."""
+
+    def __init__(self, space: gym.Space, hidden: Sequence[int], activation: str = "relu"):
+        super().__init__()
+        self.space = space
+        self.mlp = FlatEncoder(flat_size(space), hidden, activation)
+        self.out_features = self.mlp.out_features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mlp(flatten_obs(self.space, obs))
+
+
+class DictEncoder(nn.Module):
+    """Dict observations (SB3's MultiInputPolicy is the reference): every image key through its own CNN,
+    every other key flattened (one-hot for discrete ones), the flat keys concatenated through one MLP,
+    and all features joined. The action mask (deeprl.spaces.MASK_KEY) is not an input."""
+
+    def __init__(self, space: gym.spaces.Dict, hidden: Sequence[int], activation: str = "relu"):
+        super().__init__()
+        keys = feature_keys(space)
+        self.image_keys = [k for k in keys if is_image_space(space[k])]
+        self.flat_keys = [k for k in keys if k not in self.image_keys]
+        for key in keys:
+            if not is_image_space(space[key]) and flat_size(space[key]) is None:
+                raise ValueError(f"Dict key {key!r} holds {space[key]}, which deeprl cannot encode")
+        self.spaces = {k: space[k] for k in self.flat_keys}
+        self.cnns = nn.ModuleDict({k: ImageEncoder(space[k]) for k in self.image_keys})
+        n_flat = sum(flat_size(space[k]) for k in self.flat_keys)
+        self.mlp = FlatEncoder(n_flat, hidden, activation) if self.flat_keys else None
+        self.out_features = sum(cnn.out_features for cnn in self.cnns.values()) + (
+            self.mlp.out_features if self.mlp is not None else 0
+        )
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        features = [self.cnns[k](obs[k]) for k in self.image_keys]
+        if self.mlp is not None:
+            flat = [flatten_obs(self.spaces[k], obs[k]) for k in self.flat_keys]
+            features.append(self.mlp(torch.cat(flat, dim=-1)))
+        return torch.cat(features, dim=-1) if len(features) > 1 else features[0]
 
 
 def make_encoder(obs_space: gym.Space, hidden: Sequence[int] = (64, 64), activation: str = "relu") -> nn.Module:
-    """The torso for `obs_space`: Nature CNN for image frames (channels first), an MLP otherwise.
-    Every returned module has `out_features`."""
+    """The torso for `obs_space`: a CNN for images (either layout; Nature CNN, or MinAtar's for small ones),
+    an MLP for vectors (Discrete and MultiDiscrete one-hot), a DictEncoder for Dict observations.
+    Every returned module has `out_features` and takes a batch as `deeprl.spaces.to_tensor` makes it."""
     if is_image_space(obs_space):
-        c, h, w = obs_space.shape
-        return NatureCNN(c, height=h, width=w)
-    if not isinstance(obs_space, gym.spaces.Box):
-        raise ValueError(f"make_encoder takes Box observations, got {obs_space}")
-    return FlatEncoder(int(np.prod(obs_space.shape)), hidden, activation)
+        return ImageEncoder(obs_space)
+    if isinstance(obs_space, gym.spaces.Dict):
+        return DictEncoder(obs_space, hidden, activation)
+    if isinstance(obs_space, gym.spaces.Box):
+        return FlatEncoder(int(np.prod(obs_space.shape)), hidden, activation)
+    if flat_size(obs_space) is not None:
+        return SpaceEncoder(obs_space, hidden, activation)
+    raise ValueError(
+        f"make_encoder takes Box, Discrete, MultiDiscrete, MultiBinary or Dict observations, got {obs_space}"
+    )
 
 
 @torch.no_grad()

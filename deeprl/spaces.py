@@ -1,0 +1,75 @@
+"""Observation and action spaces as the networks and buffers see them: one place that says what an
+image is (and in which layout), how a batch of observations (an array, or a dict of arrays for a
+Dict space) becomes tensors, and where an action mask comes from.
+
+Action masks, one convention inside deeprl: a Dict observation with the key `action_mask`
+(PettingZoo's convention; 1 = allowed). Envs that put their mask in `info["action_mask"]`
+(Gymnasium's Taxi convention) are wrapped by the env factory so that the mask joins the observation
+(`deeprl.envs`), which lets every consumer (rollouts, replay, evaluation, `Agent.act`, render,
+exports) read it from the one place. The mask is never a network input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+MASK_KEY = "action_mask"
+
+
+def image_layout(space: gym.Space) -> tuple[int, int, int, bool] | None:
+    """(channels, height, width, channels_last) for image observations, None for anything else.
+
+    Images are rank-3 Boxes of uint8 (pixels: Atari, CarRacing) or bool (MinAtar's object planes).
+    The channel axis is the smaller of the first and the last axis: (4, 84, 84) frame stacks are
+    channels-first, (210, 160, 3) RGB frames and MinAtar's (10, 10, 4) planes channels-last; a tie
+    counts as channels-first (PyTorch's layout).
+    """
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 3 or space.dtype not in (np.uint8, np.bool_):
+        return None
+    first, h_last, last = space.shape
+    if last < first:
+        return last, first, h_last, True
+    return first, h_last, last, False
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """A rank-3 uint8 or bool Box: frames (or object planes) for a CNN, in either layout."""
+    return image_layout(space) is not None
+
+
+def has_mask(space: gym.Space) -> bool:
+    """Does the observation carry an action mask (a Dict with the key `action_mask`)?"""
+    return isinstance(space, gym.spaces.Dict) and MASK_KEY in space.spaces
+
+
+def feature_keys(space: gym.spaces.Dict) -> list[str]:
+    """The keys of a Dict observation the networks read: every key but the action mask, in order."""
+    return [key for key in space.spaces if key != MASK_KEY]
+
+
+def to_tensor(obs: Any, device: torch.device | str = "cpu") -> torch.Tensor | dict[str, torch.Tensor]:
+    """A batch of observations (an array, or a dict of arrays for a Dict space) as tensors on `device`,
+    in their stored dtype (networks convert: uint8 frames are scaled by the CNN itself)."""
+    if isinstance(obs, dict):
+        return {key: torch.as_tensor(np.asarray(value), device=device) for key, value in obs.items()}
+    return torch.as_tensor(np.asarray(obs), device=device)
+
+
+def mask_of(obs: Any) -> torch.Tensor | None:
+    """The boolean action mask of a batch of observations (tensors), or None when there is none."""
+    if isinstance(obs, dict) and MASK_KEY in obs:
+        return obs[MASK_KEY].bool()
+    return None
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Logits with the disallowed actions set to the dtype's lowest value (Huang & Ontañón 2022, "A
+    Closer Look at Invalid Action Masking in Policy Gradient Algorithms"): their probability is
+    exactly 0, their gradient is 0, and a row that allows nothing stays finite (uniform) instead of NaN."""
+    if mask is None:
+        return logits
+    return logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
