@@ -88,7 +88,7 @@ def test_image_observations_use_the_nature_cnn():
     import gymnasium as gym
 
     net = QNetwork(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), 6, (32,), dueling=False)
-    assert type(net.encoder).__name__ == "NatureCNN"
+    assert type(net.encoder.cnn).__name__ == "NatureCNN"
     assert net(torch.zeros(2, 4, 84, 84, dtype=torch.uint8)).shape == (2, 6)
 
 
