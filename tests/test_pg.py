@@ -254,7 +254,7 @@ def test_ppo_on_atari_frames_with_the_shared_nature_cnn(tmp_path):
     )
     algo = deeprl.load(result.run_dir).algo
     assert algo.rollout.obs.dtype == torch.uint8
-    assert algo.model.critic_torso is None and type(algo.model.actor_torso).__name__ == "NatureCNN"
+    assert algo.model.critic_torso is None and type(algo.model.actor_torso.cnn).__name__ == "NatureCNN"
     assert np.isfinite(result.summary["eval_mean_return"])
 
 
