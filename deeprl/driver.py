@@ -42,6 +42,7 @@ from deeprl.presets import PRESETS
 from deeprl.progress import ProgressDisplay
 from deeprl.registry import AlgoSpec, check_spaces, get_algo
 from deeprl.rundir import (
+    BEST_POLICY,
     CONFIG,
     FORMAT,
     SUMMARY,
@@ -76,6 +77,7 @@ class LoopState:
     solved_at_env_steps: int | None = None
     solved_at_wall_s: float | None = None
     last_eval: tuple[int, float, float] | None = None  # (env_steps, mean, std)
+    best_eval: tuple[int, float, float] | None = None  # the evaluation whose policy is BEST_POLICY
     recent_returns: list[float] = field(default_factory=list)
 
 
@@ -224,6 +226,7 @@ class _Run:
     lock: Any
     saved_at: list[int] = field(default_factory=list)  # env steps of the checkpoints this process wrote
     next_video: int | None = None
+    best_policy: dict[str, Any] | None = None  # a CPU copy of the policy of state.best_eval (BEST_POLICY)
 
     def save(self) -> None:
         s = self.state
@@ -239,7 +242,14 @@ class _Run:
             "config": to_jsonable(self.config),
             "run": to_jsonable(self.opts),
         }
-        tree = {"algo": self.algo.state_dict(), "loop": dataclasses.asdict(s), "rng": global_rng_state()}
+        tree = {
+            "algo": self.algo.state_dict(),
+            "loop": dataclasses.asdict(s),
+            "rng": global_rng_state(),
+            # The best policy travels with the checkpoint: after a kill, policy_best.safetensors may hold a
+            # policy from past the checkpoint, and the resumed run rewrites it from here (_open).
+            "best_policy": self.best_policy,
+        }
         save_resume_state(self.run_dir, header, tree, env_state(self.env))
         self.saved_at.append(s.env_steps)  # only once it is on disk: the interrupt message names it
 
@@ -249,9 +259,26 @@ class _Run:
         mean, std = float(returns.mean()), float(returns.std())
         s.last_eval = (s.env_steps, mean, std)
         self.metrics.write("eval", s.env_steps, s.episodes, s.train_wall_s, mean, "", std)
+        if s.best_eval is None or mean > s.best_eval[1]:  # keep the best policy: presets can train past solving
+            s.best_eval = (s.env_steps, mean, std)
+            self.best_policy = detached_copy(self.algo.policy_state())
+            self.save_best()
         # Time-to-solve counts periodic evaluations only (DESIGN.md, benchmark protocol).
         if periodic and self.threshold is not None and mean >= self.threshold and s.solved_at_env_steps is None:
             s.solved_at_env_steps, s.solved_at_wall_s = s.env_steps, s.train_wall_s
+
+    def save_best(self) -> None:
+        """policy_best.safetensors from best_policy (or, with none yet, no such file: a resumed run removes the
+        one a killed process wrote past its last checkpoint)."""
+        s = self.state
+        if self.best_policy is None:
+            (self.run_dir / BEST_POLICY).unlink(missing_ok=True)
+            return
+        env_steps, mean, std = s.best_eval
+        info = {"algo": self.spec.name, "env_id": self.opts.env_id, "env_steps": env_steps}
+        save_policy(
+            self.run_dir, self.best_policy, {**info, "eval_mean_return": mean, "eval_std_return": std}, BEST_POLICY
+        )
 
     def close(self) -> None:
         close = getattr(self.algo, "close", None)  # algorithms with worker processes (A3C) stop them here
@@ -391,6 +418,9 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         },
     )
     run = _Run(spec, config, opts, run_dir, env, algo, state, metrics, evaluator, video, threshold, lock)
+    if saved is not None:
+        run.best_policy = saved.state.get("best_policy")
+        run.save_best()
     # --video-every: at the end of the first chunk at or after each multiple of N (chunks end on evaluations,
     # so N a multiple of --eval-every lands exactly); training never sees it (viz.video.EvalVideoRecorder).
     if video is not None:
@@ -493,6 +523,10 @@ def _finish(run: _Run, stopped: str) -> RunResult:
         "solved": state.solved_at_env_steps is not None,
         "solved_at_env_steps": state.solved_at_env_steps,
         "solved_at_wall_s": None if state.solved_at_wall_s is None else round(state.solved_at_wall_s, 4),
+        # The final policy is policy.safetensors; the best evaluated one (`deeprl eval RUN --best`) may be earlier.
+        "best_eval_mean_return": state.best_eval[1],
+        "best_eval_env_steps": state.best_eval[0],
+        "best_policy": BEST_POLICY,
         "stopped": stopped,
         "run_dir": str(run.run_dir),
     }
@@ -541,6 +575,23 @@ def _training_env(spec: AlgoSpec, opts: RunOptions, saved: ResumeState | None) -
             opts.env_id, opts.n_envs, vectorization=opts.vectorization, max_episode_steps=opts.max_episode_steps
         ), False
     return make_env(opts.env_id, max_episode_steps=opts.max_episode_steps), False
+
+
+def detached_copy(tree: Any) -> Any:
+    """A copy of a policy state (nested dicts/lists of tensors, arrays, numbers) that later training cannot
+    change: tensors detached, on the CPU, cloned."""
+    import numpy as np
+    import torch
+
+    if isinstance(tree, dict):
+        return {k: detached_copy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(detached_copy(v) for v in tree)
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu().clone()
+    if isinstance(tree, np.ndarray):
+        return tree.copy()
+    return tree
 
 
 def _budget_left(state: LoopState, opts: RunOptions) -> bool:

@@ -47,6 +47,7 @@ from deeprl.errors import UsageError
 
 FORMAT = 2
 CONFIG, METRICS, SUMMARY, POLICY, RESUME = "config.json", "metrics.csv", "summary.json", "policy.safetensors", "resume"
+BEST_POLICY = "policy_best.safetensors"  # the policy of the best evaluation so far (same format as POLICY)
 LATEST, STATE, TENSORS, ENV, ENV_SIG = "LATEST", "state.json", "tensors.safetensors", "env.pkl", "env.sig"
 BASE_COLUMNS = ("kind", "env_steps", "episodes", "wall_time_s", "episode_return", "episode_length", "eval_std_return")
 LARGE_ARRAY_BYTES = 1 << 20  # arrays from 1 MiB up get their own .npy file (streamed, memory-mapped on load)
@@ -234,7 +235,7 @@ def _unwritable(path: Path, e: OSError) -> UsageError:
 def check_no_links(run_dir: Path) -> None:
     """For --resume: the entries a run writes into must be plain files and directories of the run directory;
     a symbolic link planted in a received run directory would make the run write (or read) elsewhere."""
-    for name in (CONFIG, METRICS, SUMMARY, POLICY, RESUME, "videos", "tb"):
+    for name in (CONFIG, METRICS, SUMMARY, POLICY, BEST_POLICY, RESUME, "videos", "tb"):
         if (Path(run_dir) / name).is_symlink():
             raise UsageError(
                 f"{str(Path(run_dir) / name)!r} is a symbolic link; the files and directories of a run directory "
@@ -447,6 +448,11 @@ def _inline_large(obj: Any, keys: dict[str, str], dtypes: dict[str, str]) -> Any
 def load_policy(run_dir: Path | str, name: str = POLICY) -> tuple[dict[str, Any], dict[str, Any]]:
     """(policy state, info) of a run directory's policy file; a UsageError if it is missing or damaged."""
     path = Path(run_dir) / name
+    if not path.is_file() and name == BEST_POLICY:
+        raise UsageError(
+            f"{str(run_dir)!r} has no {name}: no evaluation of its run has finished yet (each evaluation that "
+            "beats the best so far saves it). Use the final policy (drop --best), or train with a smaller --eval-every."
+        )
     if not path.is_file():
         raise UsageError(
             f"{str(run_dir)!r} has no {name}: its run stopped before saving a policy (the first "

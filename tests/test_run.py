@@ -22,7 +22,7 @@ from deeprl.errors import DivergenceError, UsageError
 from deeprl.evaluation import Evaluator
 from deeprl.protocol import Episode
 from deeprl.registry import ALGOS, AlgoSpec, tabular_support
-from deeprl.rundir import atomic_write, load_resume_state
+from deeprl.rundir import BEST_POLICY, atomic_write, load_resume_state
 
 DESIGN_SUMMARY_KEYS = (
     "algo env_id seed env_steps train_wall_s eval_mean_return eval_std_return eval_episodes "
@@ -184,6 +184,10 @@ def test_sigkill_then_resume_ends_like_the_uninterrupted_run(tmp_path, family):
         resumed = getattr(deeprl.load(killed).algo, weights).state_dict()
         for name, tensor in whole.items():
             assert torch.equal(tensor, resumed[name]), name
+        whole_best = getattr(deeprl.load(tmp_path / "whole", BEST_POLICY).algo, weights).state_dict()
+        resumed_best = getattr(deeprl.load(killed, BEST_POLICY).algo, weights).state_dict()
+        for name, tensor in whole_best.items():
+            assert torch.equal(tensor, resumed_best[name]), f"best policy: {name}"
 
 
 def test_resume_without_a_picklable_env_starts_fresh_episodes(tmp_path, monkeypatch, capsys):
