@@ -165,6 +165,28 @@ _DQN_ATARI = {  # Nature DQN with Double targets; GPU sized (10M env steps = 40M
     "max_grad_norm": 10.0,
     "device": "auto",
 }
+_ATARI_IDS = ("ALE/Pong-v5", "ALE/Breakout-v5", "PongNoFrameskip-v4", "BreakoutNoFrameskip-v4")
+_MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+_MINATAR_LIMIT = 10_000  # MinAtar games have no time limit (Freeway ends itself at 2,500): cap eval and training
+_DQN_MINATAR = {  # the MinAtar paper's DQN (Young & Tian 2019): its one-conv network (deeprl.nets.MinAtarCNN),
+    # replay 100k, batch 32, one update per step from 5k steps, target refreshed every 1k steps, ε 1 → 0.1 over
+    # 100k steps, Huber loss, 5M frames; Adam at the paper's step size 2.5e-4 stands in for its centred RMSProp.
+    "total_steps": 5_000_000,
+    "eval_every": 100_000,
+    "eval_episodes": 10,
+    "max_episode_steps": _MINATAR_LIMIT,
+    "n_envs": 1,
+    "learning_rate": 2.5e-4,
+    "batch_size": 32,
+    "buffer_size": 100_000,
+    "learning_starts": 5_000,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "target_update_interval": 1_000,
+    "epsilon_final": 0.1,
+    "epsilon_decay_steps": 100_000,
+    "max_grad_norm": None,
+}
 _DQN_PRESETS = {
     "CartPole-v1": _DQN_CARTPOLE,
     "Acrobot-v1": {
@@ -216,8 +238,8 @@ _DQN_PRESETS = {
         "double": True,
         "n_step": 3,
     },
-    "ALE/Pong-v5": _DQN_ATARI,
-    "ALE/Breakout-v5": _DQN_ATARI,
+    **{env_id: _DQN_ATARI for env_id in _ATARI_IDS},
+    **{f"MinAtar/{game}-v1": _DQN_MINATAR for game in _MINATAR_GAMES},
 }
 
 
@@ -292,12 +314,49 @@ _PPO_MUJOCO = {  # CleanRL's ppo_continuous_action: 1 env, 2048 steps, 10 epochs
     "max_grad_norm": 0.5,
     "eval_every": 50_000,
 }
+_PPO_ATARI = {  # CleanRL's ppo_atari (Huang et al. 2022): 8 envs x 128 steps, 4 epochs of 4 minibatches, lr 2.5e-4
+    # and clip 0.1 annealed to 0, clipped value loss, entropy 0.01, one Nature CNN torso for policy and value; 10M steps
+    "total_steps": 10_000_000,
+    "eval_every": 250_000,
+    "eval_episodes": 10,
+    "n_envs": 8,
+    "n_steps": 128,
+    "minibatch_size": 256,
+    "n_epochs": 4,
+    "learning_rate": 2.5e-4,
+    "anneal_steps": 10_000_000,
+    "clip_eps": 0.1,
+    "anneal_clip": True,
+    "value_clip": 0.1,
+    "entropy_coef": 0.01,
+    "max_grad_norm": 0.5,
+    "shared": True,
+    "device": "auto",
+}
+_PPO_MINATAR = {  # PureJaxRL/gymnax's MinAtar PPO scaled to a CPU: 8 envs x 128 steps (not 64 x 128), 4 epochs of
+    # 4 minibatches, lr 5e-4 annealed, entropy 0.01, one MinAtar CNN torso (Young & Tian 2019) for policy and value
+    "total_steps": 10_000_000,
+    "eval_every": 100_000,
+    "eval_episodes": 10,
+    "max_episode_steps": _MINATAR_LIMIT,
+    "n_envs": 8,
+    "n_steps": 128,
+    "minibatch_size": 256,
+    "n_epochs": 4,
+    "learning_rate": 5e-4,
+    "anneal_steps": 10_000_000,
+    "entropy_coef": 0.01,
+    "max_grad_norm": 0.5,
+    "shared": True,
+}
 _PPO_PRESETS = {
     "CartPole-v1": _PPO_CARTPOLE,
     "Acrobot-v1": _PPO_ACROBOT,
     "LunarLander-v3": _PPO_LUNAR,
     "Pendulum-v1": _PPO_PENDULUM,
     "HalfCheetah-v5": _PPO_MUJOCO,
+    **{env_id: _PPO_ATARI for env_id in _ATARI_IDS},
+    **{f"MinAtar/{game}-v1": _PPO_MINATAR for game in _MINATAR_GAMES},
 }
 _A2C_PRESETS = {  # zoo a2c.yml: CartPole 8 envs; Acrobot 16 envs normalised; LunarLander γ 0.995, lr lin 8.3e-4
     # CartPole: the zoo's 8 envs x 5 steps at RMSprop 7e-4 solved at 20k-40k; 16 x 8 at 3e-3 solves seeds
