@@ -29,8 +29,9 @@ from pathlib import Path
 MINATAR = ["Breakout", "SpaceInvaders", "Asterix", "Freeway", "Seaquest"]
 SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
     "atari": [("ppo", "ALE/Pong-v5", []), ("ppo", "ALE/Breakout-v5", []), ("dqn", "ALE/Pong-v5", [])],
-    "minatar": [(algo, f"MinAtar/{game}-v1", []) for algo in ("dqn", "ppo") for game in MINATAR],
-    "lunar": [("dqn", "LunarLander-v3", []), ("ppo", "LunarLander-v3", [])],
+    # CPU-sized work stays on the CPU even where a GPU is (a one-conv network is all launch latency there)
+    "minatar": [(algo, f"MinAtar/{game}-v1", ["--device", "cpu"]) for algo in ("dqn", "ppo") for game in MINATAR],
+    "lunar": [("dqn", "LunarLander-v3", ["--device", "cpu"]), ("ppo", "LunarLander-v3", ["--device", "cpu"])],
 }
 
 
