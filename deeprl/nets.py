@@ -19,7 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deeprl.spaces import feature_keys, image_layout, is_image_space
+from deeprl.spaces import (
+    MASK_KEY,
+    feature_keys,
+    has_mask,
+    image_layout,
+    is_image_space,
+    mask_of,
+    mask_size,
+    masked_logits,
+)
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
 
@@ -179,9 +188,12 @@ class SpaceEncoder(nn.Module):
 
 
 class DictEncoder(nn.Module):
-    """Dict observations (SB3's MultiInputPolicy is the reference): every image key through its own CNN,
-    every other key flattened (one-hot for discrete ones), the flat keys concatenated through one MLP,
-    and all features joined. The action mask (deeprl.spaces.MASK_KEY) is not an input."""
+    """Dict observations as SB3's MultiInputPolicy reads them (its CombinedExtractor, then the MLP): every
+    image key through its own CNN, every other key flattened (one-hot for discrete ones), everything
+    concatenated and through one MLP of `hidden`. The MLP sees the keys together, so the policy can act
+    on a combination of them ("left if the frame shows X and the vector says Y"), which heads over
+    separately encoded keys, only summing their contributions, could not. The action mask
+    (deeprl.spaces.MASK_KEY) is not an input."""
 
     def __init__(self, space: gym.spaces.Dict, hidden: Sequence[int], activation: str = "relu"):
         super().__init__()
@@ -193,18 +205,14 @@ class DictEncoder(nn.Module):
                 raise ValueError(f"Dict key {key!r} holds {space[key]}, which deeprl cannot encode")
         self.spaces = {k: space[k] for k in self.flat_keys}
         self.cnns = nn.ModuleDict({k: ImageEncoder(space[k]) for k in self.image_keys})
-        n_flat = sum(flat_size(space[k]) for k in self.flat_keys)
-        self.mlp = FlatEncoder(n_flat, hidden, activation) if self.flat_keys else None
-        self.out_features = sum(cnn.out_features for cnn in self.cnns.values()) + (
-            self.mlp.out_features if self.mlp is not None else 0
-        )
+        n_in = sum(cnn.out_features for cnn in self.cnns.values()) + sum(flat_size(space[k]) for k in self.flat_keys)
+        self.mlp = FlatEncoder(n_in, hidden, activation)
+        self.out_features = self.mlp.out_features
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         features = [self.cnns[k](obs[k]) for k in self.image_keys]
-        if self.mlp is not None:
-            flat = [flatten_obs(self.spaces[k], obs[k]) for k in self.flat_keys]
-            features.append(self.mlp(torch.cat(flat, dim=-1)))
-        return torch.cat(features, dim=-1) if len(features) > 1 else features[0]
+        features += [flatten_obs(self.spaces[k], obs[k]) for k in self.flat_keys]
+        return self.mlp(torch.cat(features, dim=-1) if len(features) > 1 else features[0])
 
 
 def make_encoder(obs_space: gym.Space, hidden: Sequence[int] = (64, 64), activation: str = "relu") -> nn.Module:
@@ -240,10 +248,23 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 
 # ---------------------------------------------------------------- policies for policy-gradient methods
+def _action_kind(action_space: gym.Space) -> str:
+    if isinstance(action_space, gym.spaces.Discrete):
+        return "categorical"
+    if isinstance(action_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        return "factorised"
+    if isinstance(action_space, gym.spaces.Box):
+        return "gaussian"
+    raise ValueError(f"ActorCritic takes Discrete, MultiDiscrete, MultiBinary or Box actions, got {action_space}")
+
+
 class ActorCritic(nn.Module):
     """A stochastic policy π_θ(a|s) and a state-value critic V(s) over `make_encoder` torsos.
 
-    Discrete actions: a Categorical over logits. Box actions: a diagonal Gaussian N(μ(s), σ²) whose
+    Discrete actions: a Categorical over logits. MultiDiscrete and MultiBinary actions: a factorised
+    categorical, one independent Categorical per component (a MultiBinary component has the two values
+    0 and 1) from one head of sum(nvec) logits; log π(a|s) and the entropy are sums over the components,
+    as SB3's MultiCategoricalDistribution has them. Box actions: a diagonal Gaussian N(μ(s), σ²) whose
     log σ is a free parameter (`log_std="state-independent"`, PPO's default) or a second output of
     the policy head (`"state-dependent"`, clamped to [-20, 2]). The Gaussian is unbounded, so
     `bound` says how a sample u reaches the env's [low, high]:
@@ -253,6 +274,12 @@ class ActorCritic(nn.Module):
             of variables, log π(a) = log N(u) − Σ log(1 − tanh(u)²) − Σ log((high − low)/2) (SAC's
             squashing). The entropy reported is the Gaussian's, an upper bound used as the bonus.
     Either way the rollout stores u ("raw" actions) and `env_action(u)` maps it for the env.
+
+    Action masks (the Dict observation key deeprl.spaces.MASK_KEY, 1 = allowed; for MultiDiscrete the
+    per-component masks concatenated) apply to the categorical kinds: a disallowed action's logit becomes
+    the dtype's lowest value before the softmax (invalid action masking, Huang & Ontañón 2022, "A Closer
+    Look at Invalid Action Masking in Policy Gradient Algorithms"). Sampling, log π, the entropy and the
+    greedy action all see π renormalised over the allowed actions, and a disallowed logit gets no gradient.
 
     `shared=True` puts the policy and value heads on one torso (as the Nature CNN on Atari);
     False gives each its own, which CartPole-style tasks learn faster with. `critic=False` leaves
@@ -273,16 +300,26 @@ class ActorCritic(nn.Module):
         bound: str = "clip",
     ):
         super().__init__()
-        self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        if not self.discrete and not isinstance(action_space, gym.spaces.Box):
-            raise ValueError(f"ActorCritic takes Discrete or Box actions, got {action_space}")
+        self.kind = _action_kind(action_space)
+        self.discrete = self.kind != "gaussian"
+        if has_mask(obs_space):
+            size = mask_size(action_space)
+            if size is None:
+                raise ValueError(f"an action mask needs discrete actions; this env has {action_space}")
+            if tuple(obs_space[MASK_KEY].shape) != (size,):
+                raise ValueError(
+                    f"the action mask has shape {obs_space[MASK_KEY].shape}; {action_space} needs ({size},)"
+                )
         self.state_dependent_std = log_std == "state-dependent"
         self.bound = bound
         self.actor_torso = make_encoder(obs_space, hidden, activation)
         self.critic_torso = None if shared or not critic else make_encoder(obs_space, hidden, activation)
         n_features = self.actor_torso.out_features
-        if self.discrete:
+        if self.kind == "categorical":
             self.n_out = int(action_space.n)
+            self.policy_head = layer_init(nn.Linear(n_features, self.n_out), gain=0.01)
+        elif self.kind == "factorised":
+            self._init_components(action_space)
             self.policy_head = layer_init(nn.Linear(n_features, self.n_out), gain=0.01)
         else:
             self.action_shape = action_space.shape
@@ -307,19 +344,72 @@ class ActorCritic(nn.Module):
             else None
         )
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.distributions.Distribution, torch.Tensor | None]:
-        """(π(·|s), V(s)) for a batch of observations; V is None without a critic."""
+    def _init_components(self, action_space: gym.Space) -> None:
+        """The factorised categorical's layout: k components of nvec[i] values each, from sum(nvec) logits.
+        Components of one size are a view (k, n) of the logits; mixed sizes are gathered into (k, max n)
+        with the padding at the dtype's lowest logit, so one log_softmax and one argmax serve every component."""
+        multi_binary = isinstance(action_space, gym.spaces.MultiBinary)
+        k = int(np.prod(action_space.shape))
+        nvec = np.full(k, 2) if multi_binary else np.asarray(action_space.nvec).reshape(-1)
+        start = np.zeros(k, np.int64) if multi_binary else np.asarray(action_space.start).reshape(-1)
+        self.action_shape, self.action_dtype = action_space.shape, action_space.dtype
+        self.shifted = bool(np.any(start))  # MultiDiscrete(start=...): the env's values are start + index
+        self.register_buffer("action_start", torch.as_tensor(start, dtype=torch.int64), persistent=False)
+        self.n_out, n_max = int(nvec.sum()), int(nvec.max())
+        self.components = (k, n_max)
+        index = None
+        if not (nvec == n_max).all():
+            offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+            index = np.full((k, n_max), self.n_out)  # n_out: the padding column appended before gathering
+            for i, (offset, n) in enumerate(zip(offsets, nvec)):
+                index[i, :n] = offset + np.arange(n)
+            index = torch.as_tensor(index, dtype=torch.int64)
+        self.register_buffer("component_index", index, persistent=False)
+        self.register_buffer("component_valid", None if index is None else index < self.n_out, persistent=False)
+
+    def _per_component(self, flat: torch.Tensor, fill: Any) -> torch.Tensor:
+        """(B, sum nvec) logits or mask entries -> (B, k, max n), the padding (mixed sizes) at `fill`."""
+        if self.component_index is None:
+            return flat.unflatten(-1, self.components)
+        padded = torch.cat([flat, flat.new_full((*flat.shape[:-1], 1), fill)], dim=-1)
+        return padded[..., self.component_index]
+
+    def _categorical(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(log π(·|s), the allowed actions, V(s)): log π over the n actions (B, n), or per component
+        (B, k, max n); `allowed` is None when every action is (no mask, no padding). The Categorical's numbers
+        without building a torch.distributions object (half the cost of a small network's forward pass on a CPU)."""
+        features = self.actor_torso(obs)
+        logits = self.policy_head(features)
+        allowed = mask_of(obs)
+        if allowed is not None:
+            logits = masked_logits(logits, allowed)
+        if self.kind == "factorised":
+            logits = self._per_component(logits, torch.finfo(logits.dtype).min)
+            allowed = self.component_valid if allowed is None else self._per_component(allowed, False)
+        log_pi = torch.log_softmax(logits, dim=-1)
+        if self.value_head is None:
+            return log_pi, allowed, None
+        value_features = features if self.critic_torso is None else self.critic_torso(obs)
+        return log_pi, allowed, self.value_head(value_features).squeeze(-1)
+
+    def _total(self, per_component: torch.Tensor) -> torch.Tensor:
+        """A factorised categorical's log-probability or entropy: the sum over its independent components."""
+        return per_component.sum(-1) if self.kind == "factorised" else per_component
+
+    def forward(self, obs: Any) -> tuple[torch.distributions.Distribution, torch.Tensor | None]:
+        """(π(·|s), V(s)) for a batch of observations; V is None without a critic. For factorised actions
+        the Categorical has batch shape (B, k): `log_prob` and `entropy` below sum its components."""
+        if self.discrete:
+            log_pi, _, value = self._categorical(obs)
+            return torch.distributions.Categorical(logits=log_pi, validate_args=False), value
         features = self.actor_torso(obs)
         out = self.policy_head(features)
-        if self.discrete:
-            dist: torch.distributions.Distribution = torch.distributions.Categorical(logits=out, validate_args=False)
+        if self.state_dependent_std:
+            mean, log_std = out.chunk(2, dim=-1)
+            log_std = log_std.clamp(-20.0, 2.0)
         else:
-            if self.state_dependent_std:
-                mean, log_std = out.chunk(2, dim=-1)
-                log_std = log_std.clamp(-20.0, 2.0)
-            else:
-                mean, log_std = out, self.log_std.expand_as(out)
-            dist = torch.distributions.Normal(mean, log_std.exp(), validate_args=False)
+            mean, log_std = out, self.log_std.expand_as(out)
+        dist = torch.distributions.Normal(mean, log_std.exp(), validate_args=False)
         if self.value_head is None:
             return dist, None
         value_features = features if self.critic_torso is None else self.critic_torso(obs)
@@ -328,7 +418,7 @@ class ActorCritic(nn.Module):
     def log_prob(self, dist: torch.distributions.Distribution, raw_action: torch.Tensor) -> torch.Tensor:
         """log π(a|s) of stored raw actions (one number per sample)."""
         if self.discrete:
-            return dist.log_prob(raw_action)
+            return self._total(dist.log_prob(raw_action))
         log_prob = dist.log_prob(raw_action).sum(-1)
         if self.bound == "tanh":  # change of variables a = tanh(u), then the affine map to [low, high]
             log_prob = (
@@ -339,59 +429,62 @@ class ActorCritic(nn.Module):
         return log_prob
 
     def entropy(self, dist: torch.distributions.Distribution) -> torch.Tensor:
-        return dist.entropy() if self.discrete else dist.entropy().sum(-1)
+        return self._total(dist.entropy()) if self.discrete else dist.entropy().sum(-1)
 
-    def _discrete(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """log π(·|s) for every action, and V(s): the Categorical's numbers without building a
-        torch.distributions object (half the cost of a small network's forward pass on a CPU)."""
-        features = self.actor_torso(obs)
-        log_pi = torch.log_softmax(self.policy_head(features), dim=-1)
-        if self.value_head is None:
-            return log_pi, None
-        value_features = features if self.critic_torso is None else self.critic_torso(obs)
-        return log_pi, self.value_head(value_features).squeeze(-1)
-
-    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def act(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Sample: (raw action, log π(a|s), V(s))."""
         if self.discrete:
-            log_pi, value = self._discrete(obs)
+            log_pi, allowed, value = self._categorical(obs)
             # Gumbel-max: argmax(log π + Gumbel noise) is a sample of π
-            raw_action = (log_pi - torch.empty_like(log_pi).exponential_().log()).argmax(-1)
-            return raw_action, log_pi.gather(-1, raw_action.unsqueeze(-1)).squeeze(-1), value
+            scores = log_pi - torch.empty_like(log_pi).exponential_().log()
+            if allowed is not None:  # a disallowed action stays out even where the noise is +inf (Exp sample 0)
+                scores = scores.masked_fill(~allowed, -math.inf)
+            raw_action = scores.argmax(-1)
+            return raw_action, self._total(log_pi.gather(-1, raw_action.unsqueeze(-1)).squeeze(-1)), value
         dist, value = self(obs)
         raw_action = dist.sample()
         return raw_action, self.log_prob(dist, raw_action), value
 
-    def evaluate(
-        self, obs: torch.Tensor, raw_action: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def evaluate(self, obs: Any, raw_action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(log π(a|s), entropy of π(·|s), V(s)) for the update."""
         if self.discrete:
-            log_pi, value = self._discrete(obs)
-            entropy = -(log_pi.exp() * log_pi).sum(-1)
-            return log_pi.gather(-1, raw_action.long().unsqueeze(-1)).squeeze(-1), entropy, value
+            log_pi, allowed, value = self._categorical(obs)
+            p_log_p = log_pi.exp() * log_pi
+            if allowed is not None:  # 0 · log 0 = 0: a disallowed action adds nothing to H (and never NaN)
+                p_log_p = p_log_p.masked_fill(~allowed, 0.0)
+            log_prob = log_pi.gather(-1, raw_action.long().unsqueeze(-1)).squeeze(-1)
+            return self._total(log_prob), self._total(-p_log_p.sum(-1)), value
         dist, value = self(obs)
         return self.log_prob(dist, raw_action), self.entropy(dist), value
 
-    def mode(self, obs: torch.Tensor) -> torch.Tensor:
-        """The deterministic action (argmax of the logits, or the Gaussian's mean) as a raw action."""
+    def mode(self, obs: Any) -> torch.Tensor:
+        """The deterministic action as a raw action: the most probable allowed action (of each component),
+        or the Gaussian's mean."""
         features = self.actor_torso(obs)
         out = self.policy_head(features)
-        if self.discrete:
-            return out.argmax(-1)
-        return out.chunk(2, dim=-1)[0] if self.state_dependent_std else out
+        if not self.discrete:
+            return out.chunk(2, dim=-1)[0] if self.state_dependent_std else out
+        out = masked_logits(out, mask_of(obs))
+        if self.kind == "factorised":
+            out = self._per_component(out, torch.finfo(out.dtype).min)
+        return out.argmax(-1)
 
     def env_action(self, raw_action: torch.Tensor) -> np.ndarray:
-        """Raw actions -> what the env accepts (numpy): indices, or clipped / squashed vectors."""
-        if self.discrete:
+        """Raw actions -> what the env accepts (numpy): indices, components (plus a MultiDiscrete's start)
+        in the space's shape and dtype, or clipped / squashed vectors."""
+        if self.kind == "categorical":
             return raw_action.cpu().numpy()
+        if self.kind == "factorised":
+            if self.shifted:
+                raw_action = raw_action + self.action_start
+            return raw_action.cpu().numpy().astype(self.action_dtype).reshape(len(raw_action), *self.action_shape)
         if self.bound == "tanh":
             a = self.low + (torch.tanh(raw_action) + 1.0) * (self.high - self.low) / 2
         else:
             a = torch.maximum(torch.minimum(raw_action, self.high), self.low)
         return a.cpu().numpy().reshape(len(a), *self.action_shape)
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: Any) -> torch.Tensor:
         """V(s) alone."""
         features = self.actor_torso(obs) if self.critic_torso is None else self.critic_torso(obs)
         return self.value_head(features).squeeze(-1)

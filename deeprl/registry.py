@@ -72,7 +72,9 @@ class AlgoSpec:
 
 
 def continuous_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
-    """None if DDPG/TD3/SAC can run on these spaces (flat Box observations, bounded Box actions)."""
+    """None if DDPG/TD3/SAC can run on these spaces: bounded Box actions; observations as for the policy-gradient
+    methods (every space deeprl.nets.make_encoder takes: Box vectors or images, Discrete, MultiDiscrete,
+    MultiBinary, a Dict of those), but no action mask, which only means something for discrete actions."""
     if not isinstance(action_space, gym.spaces.Box):
         return (
             f"DDPG, TD3 and SAC need continuous (Box) actions; this env has {describe_space(action_space)}. "
@@ -80,14 +82,19 @@ def continuous_support(obs_space: gym.Space, action_space: gym.Space) -> str | N
         )
     if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
         return "the Box action space must be bounded (finite low and high), the actor's tanh maps onto it"
-    if not isinstance(obs_space, gym.spaces.Box) or (obs_space.dtype == np.uint8 and len(obs_space.shape) == 3):
-        return f"observations must be a flat Box of numbers; this env has {describe_space(obs_space)}"
-    return None
+    from deeprl.spaces import MASK_KEY, has_mask  # imports torch: not at `deeprl list`
+
+    if has_mask(obs_space):
+        return (
+            f"the observation's {MASK_KEY!r} key masks discrete actions, and DDPG, TD3 and SAC act in a continuous "
+            f"Box ({describe_space(action_space)}): drop the key, or use dqn or ppo for discrete actions"
+        )
+    return policy_gradient_support(obs_space, action_space)  # the observation checks (Box actions pass there)
 
 
 _CONTINUOUS = dict(
     support=continuous_support,
-    observation_spaces="Box",
+    observation_spaces="Box (vector or images), Discrete, MultiDiscrete, MultiBinary, Dict of those",
     action_spaces="Box (bounded)",
     default_budget={"total_steps": 100_000},
     vectorized=True,
@@ -95,33 +102,78 @@ _CONTINUOUS = dict(
 
 
 def dqn_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
-    """None if DQN can run on these spaces (Box observations, vector or image; Discrete actions)."""
+    """None if DQN can run on these spaces: Discrete actions; observations as for the policy-gradient methods
+    (every space deeprl.nets.make_encoder takes: Box vectors or images in either layout, Discrete,
+    MultiDiscrete, MultiBinary, a Dict of those), with an optional `action_mask` key of one entry per action."""
     if not _is_discrete(action_space):
         return (
             f"DQN picks argmax_a q(s, a) over a finite set of actions, which needs Discrete actions; "
             f"this env has {describe_space(action_space)}"
         )
-    if not isinstance(obs_space, gym.spaces.Box):
-        return f"observations must be a Box (a vector, or uint8 image frames); this env has {describe_space(obs_space)}"
-    return None
+    return policy_gradient_support(obs_space, action_space)  # the observation and mask checks
+
+
+_ENCODABLE = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+_PG_ACTIONS = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary, gym.spaces.Box)
 
 
 def policy_gradient_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
-    """None if REINFORCE, PPO and A2C can run on these spaces (Box observations, vector or uint8
-    image frames; Discrete or Box actions)."""
-    if not isinstance(obs_space, gym.spaces.Box):
-        return f"observations must be a Box (a vector, or uint8 image frames); this env has {describe_space(obs_space)}"
-    if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        return f"actions must be Discrete or Box; this env has {describe_space(action_space)}"
+    """None if REINFORCE, PPO and A2C can run on these spaces: observations a Box (vector, or images in
+    either layout), Discrete or MultiDiscrete (one-hot), MultiBinary, or a Dict of those (SB3's
+    MultiInputPolicy), whose optional `action_mask` key masks Discrete, MultiDiscrete or MultiBinary
+    actions; actions Discrete, MultiDiscrete, MultiBinary (categorical per component) or Box (Gaussian)."""
+    from deeprl.spaces import MASK_KEY, feature_keys, has_mask, mask_size  # imports torch: not at `deeprl list`
+
+    allowed_obs = "a Box (a vector, or uint8/bool images), Discrete, MultiDiscrete, MultiBinary, or a Dict of those"
+    if isinstance(obs_space, gym.spaces.Dict):
+        keys = feature_keys(obs_space)
+        odd = [key for key in keys if not isinstance(obs_space[key], _ENCODABLE)]
+        if odd:
+            return (
+                f"observations must be {allowed_obs}; the Dict key {odd[0]!r} holds "
+                f"{describe_space(obs_space[odd[0]])} (flatten or drop it with a gymnasium observation wrapper)"
+            )
+        if not keys:
+            return f"the Dict observation holds only the action mask {MASK_KEY!r}: nothing for the policy to see"
+    elif not isinstance(obs_space, _ENCODABLE):
+        return f"observations must be {allowed_obs}; this env has {describe_space(obs_space)}"
+    if not isinstance(action_space, _PG_ACTIONS):
+        return (
+            f"actions must be Discrete, MultiDiscrete, MultiBinary or Box; this env has {describe_space(action_space)}"
+        )
+    if has_mask(obs_space):
+        size = mask_size(action_space)
+        if size is None:
+            return (
+                f"the observation's {MASK_KEY!r} key masks actions, which needs discrete actions (Discrete, "
+                f"MultiDiscrete or MultiBinary); this env has {describe_space(action_space)}"
+            )
+        mask = obs_space[MASK_KEY]
+        if not isinstance(mask, (gym.spaces.Box, gym.spaces.MultiBinary)) or tuple(mask.shape) != (size,):
+            return (
+                f"the {MASK_KEY!r} key must be a MultiBinary({size}) or a Box of shape ({size},) for "
+                f"{describe_space(action_space)} (MultiDiscrete: the per-component masks concatenated); "
+                f"this env has {describe_space(mask)}"
+            )
     return None
 
 
 _POLICY_GRADIENT = dict(
     support=policy_gradient_support,
-    observation_spaces="Box (vector or uint8 images)",
-    action_spaces="Discrete, Box",
+    observation_spaces="Box (vector or images), Discrete, MultiDiscrete, MultiBinary, Dict of those (+action_mask)",
+    action_spaces="Discrete, MultiDiscrete, MultiBinary, Box",
     vectorized=True,
 )
+
+
+def a3c_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
+    """None if A3C can run on these spaces. Its workers keep their own float rollout buffers, so A3C takes
+    what they handle: Box observations (a vector, or uint8 image frames) and Discrete or Box actions."""
+    if not isinstance(obs_space, gym.spaces.Box):
+        return f"observations must be a Box (a vector, or uint8 image frames); this env has {describe_space(obs_space)}"
+    if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
+        return f"actions must be Discrete or Box; this env has {describe_space(action_space)}"
+    return None
 
 
 _TABULAR = dict(
@@ -188,7 +240,7 @@ ALGOS: dict[str, AlgoSpec] = {
             config_cls=DQNConfig,
             impl="deeprl.algos.dqn:DQN",
             support=dqn_support,
-            observation_spaces="Box (vector or uint8 images)",
+            observation_spaces="Box (vector or images), Discrete, MultiDiscrete, MultiBinary, Dict of those (+action_mask)",
             action_spaces="Discrete",
             default_budget={"total_steps": 100_000},
             vectorized=True,
@@ -198,7 +250,7 @@ ALGOS: dict[str, AlgoSpec] = {
             "A3C: asynchronous n-step advantage actor-critic, --workers processes, Hogwild updates",
             config_cls=A3CConfig,
             impl="deeprl.algos.a3c:A3C",
-            support=policy_gradient_support,
+            support=a3c_support,
             observation_spaces="Box (vector or uint8 images)",
             action_spaces="Discrete, Box",
             default_budget={"total_steps": 500_000},

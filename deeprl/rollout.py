@@ -1,8 +1,9 @@
 """On-policy rollout collection shared by REINFORCE, PPO and A2C (and what A3C's workers reuse).
 
 `Rollout.collect(policy, n)` runs the current policy π_θ in a Gymnasium vector env and writes each
-step into preallocated [n_steps, n_envs] tensors: observations, raw actions, log π_θ(a|s), V(s),
-rewards, terminated, truncated, and a mask. The batch is complete after `n_steps` vector steps
+step into preallocated [n_steps, n_envs] tensors: observations (in their own dtype, so frames stay
+bytes; a dict of tensors, one per key, for Dict observations, deeprl.spaces), raw actions, log π_θ(a|s),
+V(s), rewards, terminated, truncated, and a mask. The batch is complete after `n_steps` vector steps
 (`full`); `finish(policy)` then fills `next_values`, the V(s_{t+1}) every return needs, and the
 algorithm updates and calls `clear()`. Collection may stop anywhere inside a batch and go on in the
 next `learn()` call (the driver's chunks), and `state_dict()` holds the partial batch, which keeps
@@ -30,9 +31,9 @@ import numpy as np
 import torch
 
 from deeprl.envs import autoreset_mode
-from deeprl.nets import is_image_space
 from deeprl.protocol import Episode
 from deeprl.seeding import Seeds
+from deeprl.spaces import MASK_KEY, copy_obs, is_image_space, obs_storage, take, to_tensor
 
 
 class RunningMeanStd:
@@ -70,6 +71,47 @@ class ObsNormalizer(RunningMeanStd):
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         return np.clip((obs - self.mean) / np.sqrt(self.var + 1e-8), -self.clip, self.clip).astype(np.float32)
+
+
+class DictObsNormalizer:
+    """An ObsNormalizer per vector Box key of a Dict observation, each with its own running statistics
+    (SB3's VecNormalize does the same with `norm_obs_keys`). Images, discrete keys and the action mask
+    pass through unchanged: a one-hot or a byte frame has no scale to learn, and a mask is not a number."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], clip: float = 10.0):
+        self.normalizers = {key: ObsNormalizer(shape, clip) for key, shape in shapes.items()}
+
+    def update(self, obs: dict[str, np.ndarray]) -> None:
+        for key, normalizer in self.normalizers.items():
+            normalizer.update(obs[key])
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {**obs, **{key: normalizer(obs[key]) for key, normalizer in self.normalizers.items()}}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {key: normalizer.state_dict() for key, normalizer in self.normalizers.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != set(self.normalizers):
+            raise ValueError(f"running statistics for the keys {sorted(state)}, expected {sorted(self.normalizers)}")
+        for key, normalizer in self.normalizers.items():
+            normalizer.load_state_dict(state[key])
+
+
+def _normalizable(space: gym.Space) -> bool:
+    """Vector Boxes: what running mean/std normalisation is for (not images, not discrete values)."""
+    return isinstance(space, gym.spaces.Box) and not is_image_space(space)
+
+
+def make_obs_normalizer(space: gym.Space) -> ObsNormalizer | DictObsNormalizer | None:
+    """The running observation normaliser for `space`: one for a vector Box, one per vector Box key of a
+    Dict (the action mask excluded), None when there is nothing to normalise (images, Discrete, MultiBinary)."""
+    if _normalizable(space):
+        return ObsNormalizer(space.shape)
+    if isinstance(space, gym.spaces.Dict):
+        shapes = {key: sub.shape for key, sub in space.spaces.items() if key != MASK_KEY and _normalizable(sub)}
+        return DictObsNormalizer(shapes) if shapes else None
+    return None
 
 
 class RewardScaler(RunningMeanStd):
@@ -115,7 +157,7 @@ class Rollout:
         device: torch.device | str = "cpu",
         *,
         seeds: Seeds | None = None,
-        obs_normalizer: ObsNormalizer | None = None,
+        obs_normalizer: ObsNormalizer | DictObsNormalizer | None = None,
         reward_scaler: RewardScaler | None = None,
     ):
         self.env, self.n_steps, self.device = env, n_steps, torch.device(device)
@@ -125,18 +167,17 @@ class Rollout:
         act_space = getattr(env, "single_action_space", env.action_space)
         self.obs_normalizer, self.reward_scaler = obs_normalizer, reward_scaler
         T, N = n_steps, self.n_envs
-        obs_dtype = torch.uint8 if is_image_space(obs_space) else torch.float32
-        action_shape = () if isinstance(act_space, gym.spaces.Discrete) else act_space.shape
-        action_dtype = torch.int64 if isinstance(act_space, gym.spaces.Discrete) else torch.float32
+        action_shape, action_dtype = raw_action_layout(act_space)
         zeros = lambda *shape, dtype=torch.float32: torch.zeros(shape, dtype=dtype, device=self.device)  # noqa: E731
-        self.obs = zeros(T, N, *obs_space.shape, dtype=obs_dtype)
+        # a tensor, or a dict of tensors for Dict observations; images stay uint8 / bool (deeprl.spaces)
+        self.obs = obs_storage(obs_space, (T, N), self.device)
         self.actions = zeros(T, N, *action_shape, dtype=action_dtype)  # raw samples u (see nets.ActorCritic)
         self.log_probs, self.values, self.rewards = zeros(T, N), zeros(T, N), zeros(T, N)
         self.terminated, self.truncated, self.mask = zeros(T, N), zeros(T, N), zeros(T, N)
         self.next_values = zeros(T, N)
         self.t = 0  # rows filled
         # The env's current position, kept between learn() calls (None until the first reset).
-        self.next_obs: np.ndarray | None = None
+        self.next_obs: np.ndarray | dict[str, np.ndarray] | None = None
         self.prev_done = np.zeros(N, dtype=bool)  # did env i's episode end on the last step?
         self.ep_return = np.zeros(N, np.float64)
         self.ep_length = np.zeros(N, np.int64)
@@ -146,7 +187,7 @@ class Rollout:
     def full(self) -> bool:
         return self.t == self.n_steps
 
-    def _observe(self, obs: np.ndarray) -> np.ndarray:
+    def _observe(self, obs: Any) -> Any:
         if self.obs_normalizer is None:
             return obs
         self.obs_normalizer.update(obs)
@@ -173,8 +214,9 @@ class Rollout:
         n = min(n, self.n_steps - self.t)
         for step in range(n):
             t = self.t
-            self.obs[t].copy_(torch.from_numpy(self.next_obs))
-            action, log_prob, value = policy.act(self.obs[t])
+            obs_t = take(self.obs, t)
+            copy_obs(obs_t, self.next_obs)
+            action, log_prob, value = policy.act(obs_t)
             self.actions[t].copy_(action)
             self.log_probs[t].copy_(log_prob)
             if value is not None:
@@ -214,8 +256,7 @@ class Rollout:
         if value_fn is None:
             self.next_values.zero_()
         else:
-            last = torch.from_numpy(self.next_obs).to(self.device)
-            self.next_values[-1].copy_(value_fn(last))
+            self.next_values[-1].copy_(value_fn(to_tensor(self.next_obs, self.device)))
 
     def clear(self) -> None:
         self.t = 0
@@ -224,9 +265,9 @@ class Rollout:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            **{name: getattr(self, name)[: self.t].cpu().clone() for name in self._TENSORS},
+            **{name: _copy(take(getattr(self, name), slice(0, self.t)), "cpu") for name in self._TENSORS},
             "t": self.t,
-            "next_obs": None if self.next_obs is None else self.next_obs.copy(),
+            "next_obs": _copy(self.next_obs),
             "prev_done": self.prev_done.copy(),
             "ep_return": self.ep_return.copy(),
             "ep_length": self.ep_length.copy(),
@@ -250,7 +291,27 @@ class Rollout:
             return
         self.t = state["t"]
         for name in self._TENSORS:
-            getattr(self, name)[: self.t].copy_(state[name])
-        self.next_obs = None if state["next_obs"] is None else state["next_obs"].copy()
+            copy_obs(take(getattr(self, name), slice(0, self.t)), state[name])
+        self.next_obs = _copy(state["next_obs"])
         self.prev_done, self.ep_return = state["prev_done"].copy(), state["ep_return"].copy()
         self.ep_length = state["ep_length"].copy()
+
+
+def raw_action_layout(action_space: gym.Space) -> tuple[tuple[int, ...], torch.dtype]:
+    """(shape, dtype) of one raw action as the rollout stores it: a Discrete index (), the components of
+    a MultiDiscrete or MultiBinary action as (k,) int64 (one Categorical each, nets.ActorCritic), a Box
+    action's Gaussian sample u in float32."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return (), torch.int64
+    if isinstance(action_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        return (int(np.prod(action_space.shape)),), torch.int64
+    return tuple(action_space.shape), torch.float32
+
+
+def _copy(x: Any, device: str | None = None) -> Any:
+    """A copy of an array, a tensor (moved to `device`), or a dict of them; None stays None."""
+    if isinstance(x, dict):
+        return {key: _copy(value, device) for key, value in x.items()}
+    if isinstance(x, torch.Tensor):
+        return x.to(device).clone() if device is not None else x.clone()
+    return None if x is None else np.array(x)

@@ -11,6 +11,7 @@ exports) read it from the one place. The mask is never a network input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -39,6 +40,13 @@ def image_layout(space: gym.Space) -> tuple[int, int, int, bool] | None:
 def is_image_space(space: gym.Space) -> bool:
     """A rank-3 uint8 or bool Box: frames (or object planes) for a CNN, in either layout."""
     return image_layout(space) is not None
+
+
+def has_image(space: gym.Space) -> bool:
+    """An image observation, or a Dict observation with an image key: a CNN will run on it."""
+    if isinstance(space, gym.spaces.Dict):
+        return any(is_image_space(sub) for sub in space.spaces.values())
+    return is_image_space(space)
 
 
 def has_mask(space: gym.Space) -> bool:
@@ -73,3 +81,69 @@ def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
     if mask is None:
         return logits
     return logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+
+
+def mask_size(action_space: gym.Space) -> int | None:
+    """How many entries an action mask has for `action_space`, None where masks do not apply (Box).
+
+    Discrete(n): n. MultiDiscrete: sum(nvec), the per-component masks concatenated (sb3-contrib's
+    MaskablePPO convention). MultiBinary(k): 2k, each component a choice of {0, 1} with its own two
+    entries."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return int(action_space.n)
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return int(np.sum(action_space.nvec))
+    if isinstance(action_space, gym.spaces.MultiBinary):
+        return 2 * int(np.prod(action_space.shape))
+    return None
+
+
+def storage_dtype(space: gym.Space) -> torch.dtype:
+    """The dtype a batch of observations of `space` is stored in: images keep theirs (uint8 frames, bool
+    planes: a quarter or less of float32's bytes), Discrete / MultiDiscrete / MultiBinary their integers
+    (the encoder one-hots or casts them), vector Boxes float32 (what the running normaliser writes)."""
+    if is_image_space(space) or isinstance(
+        space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+    ):
+        return torch.from_numpy(np.zeros(0, space.dtype)).dtype
+    return torch.float32
+
+
+def obs_storage(
+    space: gym.Space, batch_shape: tuple[int, ...], device: torch.device | str = "cpu"
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Zeroed storage for a [*batch_shape] batch of observations: one tensor, or for a Dict space one
+    tensor per key, each in its `storage_dtype` (the action mask as bool)."""
+    if isinstance(space, gym.spaces.Dict):
+        return {
+            key: torch.zeros(
+                (*batch_shape, *sub.shape), dtype=torch.bool if key == MASK_KEY else storage_dtype(sub), device=device
+            )
+            for key, sub in space.spaces.items()
+        }
+    return torch.zeros((*batch_shape, *space.shape), dtype=storage_dtype(space), device=device)
+
+
+def map_obs(fn: Callable[[torch.Tensor], torch.Tensor], obs: Any) -> Any:
+    """`fn` applied to a batch of observations: the tensor, or each tensor of a Dict observation. Keeps the
+    update code the same for both (`map_obs(lambda x: x.flatten(0, 1), rollout.obs)`)."""
+    if isinstance(obs, dict):
+        return {key: fn(value) for key, value in obs.items()}
+    return fn(obs)
+
+
+def take(obs: Any, index: Any) -> Any:
+    """obs[index] for a tensor or a dict of tensors (a row of the rollout, a minibatch)."""
+    if isinstance(obs, dict):
+        return {key: value[index] for key, value in obs.items()}
+    return obs[index]
+
+
+def copy_obs(dst: Any, src: Any) -> None:
+    """Write a batch of observations (a numpy array or a tensor, or a dict of them) into preallocated
+    tensors, converting to their dtype."""
+    if isinstance(dst, dict):
+        for key, value in dst.items():
+            copy_obs(value, src[key])
+    else:
+        dst.copy_(src if isinstance(src, torch.Tensor) else torch.from_numpy(np.asarray(src)))

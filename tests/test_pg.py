@@ -231,7 +231,7 @@ def test_bad_hyperparameters_name_the_flag():
     with pytest.raises(UsageError, match="--hidden"):
         PPOConfig(hidden=())
     with pytest.raises(UsageError, match="a2c cannot train"):
-        deeprl.train("a2c", "FrozenLake-v1", total_steps=10, progress="off")
+        deeprl.train("a2c", "Blackjack-v1", total_steps=10, progress="off")  # Tuple observations
 
 
 def test_ppo_on_atari_frames_with_the_shared_nature_cnn(tmp_path):

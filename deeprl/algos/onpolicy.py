@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from deeprl.errors import DivergenceError
-from deeprl.nets import ActorCritic, adam, is_image_space
+from deeprl.nets import ActorCritic, adam
 from deeprl.protocol import Episode
-from deeprl.rollout import ObsNormalizer, RewardScaler, Rollout
+from deeprl.rollout import RewardScaler, Rollout, make_obs_normalizer
 from deeprl.seeding import Seeds
+from deeprl.spaces import map_obs, to_tensor
 
 
 class OnPolicyAgent(abc.ABC):
@@ -43,9 +44,8 @@ class OnPolicyAgent(abc.ABC):
             log_std_init=cfg.log_std_init,
             bound=cfg.bound,
         ).to(self.device)
-        self.obs_normalizer = (
-            ObsNormalizer(obs_space.shape) if cfg.normalize_obs and not is_image_space(obs_space) else None
-        )
+        # vector Boxes only (per key for Dict observations): images, one-hot inputs and masks pass through
+        self.obs_normalizer = make_obs_normalizer(obs_space) if cfg.normalize_obs else None
         n_envs = getattr(env, "num_envs", 1)
         reward_scaler = RewardScaler(n_envs, cfg.gamma) if cfg.scale_rewards else None
         self.rollout = Rollout(
@@ -109,11 +109,12 @@ class OnPolicyAgent(abc.ABC):
 
     @torch.inference_mode()
     def policy(self, obs: Any) -> np.ndarray:
-        """Deterministic actions (argmax / Gaussian mean) for a batch, with the training obs statistics."""
-        obs = np.asarray(obs)
+        """Deterministic actions (argmax / Gaussian mean; masked actions excluded) for a batch (an array, or a
+        dict of arrays for Dict observations), with the training obs statistics."""
+        obs = {key: np.asarray(value) for key, value in obs.items()} if isinstance(obs, dict) else np.asarray(obs)
         if self.obs_normalizer is not None:
             obs = self.obs_normalizer(obs)
-        return self.model.env_action(self.model.mode(torch.as_tensor(obs, device=self.device)))
+        return self.model.env_action(self.model.mode(to_tensor(obs, self.device)))
 
     def policy_state(self) -> dict[str, Any]:
         """The weights and the observation statistics policy() normalises with."""
@@ -143,8 +144,9 @@ class OnPolicyAgent(abc.ABC):
         self.updates, self.last_metrics = state["updates"], tuple(state["last_metrics"])
 
 
-def flat_valid(rollout: Rollout, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The [T, N, ...] tensors flattened to [T*N, ...] and restricted to real transitions (mask 1):
-    the vector env's autoreset rows are dropped here, once, instead of masked in every loss."""
+def flat_valid(rollout: Rollout, *tensors: Any) -> tuple[Any, ...]:
+    """The [T, N, ...] tensors (or dicts of them: Dict observations) flattened to [T*N, ...] and restricted
+    to real transitions (mask 1): the vector env's autoreset rows are dropped here, once, instead of
+    masked in every loss."""
     valid = rollout.mask.flatten().nonzero().squeeze(-1)
-    return tuple(x.flatten(0, 1)[valid] for x in tensors)
+    return tuple(map_obs(lambda x: x.flatten(0, 1)[valid], tensor) for tensor in tensors)

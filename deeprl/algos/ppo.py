@@ -19,6 +19,7 @@ import torch
 from deeprl.algos.onpolicy import OnPolicyAgent, flat_valid
 from deeprl.math.returns import gae
 from deeprl.math.surrogate import clipped_surrogate, clipped_value_loss, value_loss
+from deeprl.spaces import take
 
 
 class PPO(OnPolicyAgent):
@@ -31,10 +32,11 @@ class PPO(OnPolicyAgent):
         cfg, r = self.cfg, self.rollout
         advantages = gae(r.rewards, r.values, r.next_values, r.terminated, r.truncated, cfg.gamma, cfg.gae_lambda)
         returns = advantages + r.values  # the critic's target (TD(λ) return)
+        # r.obs is a tensor, or a dict of tensors for Dict observations (deeprl.spaces.take indexes either)
         batch = flat_valid(r, r.obs, r.actions, r.log_probs, r.values, advantages, returns)
         clip_eps = cfg.clip_eps * (self.progress_left() if cfg.anneal_clip else 1.0)
         clip_eps = max(clip_eps, 1e-8)
-        n = len(batch[0])
+        n = len(batch[-1])
         whole = cfg.minibatch_size >= n  # one minibatch per epoch: the whole batch, in any order
         for epoch in range(cfg.n_epochs):
             record = epoch == cfg.n_epochs - 1 or cfg.target_kl is not None
@@ -42,7 +44,7 @@ class PPO(OnPolicyAgent):
             order = None if whole else torch.randperm(n, device=self.device)
             for start in range(0, n, cfg.minibatch_size):
                 mb_obs, mb_actions, mb_log_probs, mb_values, mb_advantages, mb_returns = (
-                    batch if whole else (x[order[start : start + cfg.minibatch_size]] for x in batch)
+                    batch if whole else (take(x, order[start : start + cfg.minibatch_size]) for x in batch)
                 )
                 log_prob, entropy, values = self.model.evaluate(mb_obs, mb_actions)
                 if cfg.normalize_advantages and len(mb_advantages) > 1:

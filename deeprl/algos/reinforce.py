@@ -21,6 +21,7 @@ import torch
 from deeprl.algos.onpolicy import OnPolicyAgent
 from deeprl.math.returns import future_returns, normalize_rewards, trajectory_returns
 from deeprl.math.surrogate import clipped_surrogate, is_surrogate, reinforce_loss, value_loss
+from deeprl.spaces import map_obs
 
 
 class Reinforce(OnPolicyAgent):
@@ -43,9 +44,10 @@ class Reinforce(OnPolicyAgent):
         weights = returns - r.values if cfg.baseline else returns
         if cfg.normalize_rewards:
             weights = normalize_rewards(weights, mask)
+        obs = map_obs(lambda x: x.flatten(0, 1), r.obs)  # [T*N, ...]; a dict of them for Dict observations
         stats = []
         for _k in range(cfg.reuse):
-            log_prob, entropy, values = self.model.evaluate(r.obs.flatten(0, 1), r.actions.flatten(0, 1))
+            log_prob, entropy, values = self.model.evaluate(obs, r.actions.flatten(0, 1))
             log_prob, entropy = log_prob.view_as(mask), entropy.view_as(mask)
             if cfg.reuse == 1:
                 policy_loss = reinforce_loss(log_prob, weights, mask)  # the notes' ĝ, as a loss
