@@ -4,4 +4,5 @@ import sys
 
 from deeprl.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # pdoc imports this module to document it: only `python -m` runs the command
+    sys.exit(main())

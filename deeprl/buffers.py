@@ -27,6 +27,13 @@ env; an episode's first observation writes its whole stack. So 1M Atari transiti
 storing obs and next_obs stacks. Vector observations are stored as float32. The cost of this layout:
 each episode also spends one slot on its final observation (and K-1 more on its first stack), so
 `len(buf)` can be a little below `capacity` when the ring is full.
+
+Every observation space the networks take (deeprl.nets.make_encoder) is stored in a compact dtype
+(`storage_dtype`): uint8 frames and bool planes (MinAtar) as they are, Discrete and MultiDiscrete
+values as int64, MultiBinary as int8, other Boxes as float32. A Dict observation gets one ring per
+key, each in its own dtype (the action mask, deeprl.spaces.MASK_KEY, as bool); `sample` then returns
+obs and next_obs as dicts of tensors, as deeprl.spaces.to_tensor makes them for acting. Dict keys are
+stored whole (no frame-stack trick inside a Dict).
 """
 
 from __future__ import annotations
@@ -42,13 +49,16 @@ import torch
 
 from deeprl.errors import UsageError
 from deeprl.rundir import copy_released
+from deeprl.spaces import MASK_KEY
+
+Obs = Any  # an array (tensor), or a dict of them for a Dict observation space
 
 
 class ReplayBatch(NamedTuple):
-    obs: torch.Tensor  # (B, *obs_shape)
+    obs: Obs  # (B, *obs_shape), or {key: (B, *shape)} for Dict observations
     actions: torch.Tensor  # (B,) int64 for Discrete, (B, *shape) float32 for Box
     rewards: torch.Tensor  # (B,) n-step discounted reward sum
-    next_obs: torch.Tensor  # (B, *obs_shape): the observation k steps later
+    next_obs: Obs  # (B, *obs_shape): the observation k steps later (a dict for Dict observations)
     terminated: torch.Tensor  # (B,) 1.0 if the episode terminated within the k steps
     steps: torch.Tensor  # (B,) k, the number of rewards summed (float32): the update bootstraps with γ**k
     weights: torch.Tensor  # (B,) importance-sampling weights (ones when not prioritized)
@@ -65,20 +75,71 @@ def available_memory() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def _frame_layout(obs_space: gym.Space, frame_stack: int | None) -> tuple[int, tuple[int, ...], np.dtype]:
-    """(K, frame shape, storage dtype): observations are the last K frames written."""
-    if not isinstance(obs_space, gym.spaces.Box):
-        raise TypeError(f"ReplayBuffer stores Box observations, got {obs_space}")
+def storage_dtype(space: gym.Space) -> np.dtype:
+    """The dtype one observation of `space` (not a Dict) is stored in: uint8 pixels and bool planes as they
+    are, Discrete/MultiDiscrete values as int64, MultiBinary as int8, any other Box as float32."""
+    if isinstance(space, gym.spaces.Box):
+        return np.dtype(space.dtype) if space.dtype in (np.uint8, np.bool_) else np.dtype(np.float32)
+    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+        return np.dtype(np.int64)
+    if isinstance(space, gym.spaces.MultiBinary):
+        return np.dtype(np.int8)
+    raise TypeError(f"ReplayBuffer stores Box, Discrete, MultiDiscrete, MultiBinary or Dict observations, got {space}")
+
+
+def _dict_layout(obs_space: gym.spaces.Dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{key: (shape, storage dtype)} of a Dict observation: the action mask as bool, the rest by storage_dtype."""
+    layout = {}
+    for key, space in obs_space.spaces.items():
+        if isinstance(space, gym.spaces.Dict):
+            raise TypeError(f"ReplayBuffer stores one level of Dict observations; key {key!r} holds {space}")
+        layout[key] = (tuple(space.shape), np.dtype(bool) if key == MASK_KEY else storage_dtype(space))
+    return layout
+
+
+def _frame_layout(obs_space: gym.Space, frame_stack: int | None) -> tuple[int, tuple[int, ...], Any]:
+    """(K, frame shape, storage dtype): observations are the last K frames written. Dict observations:
+    (1, None, {key: dtype}), each key stored whole."""
+    if isinstance(obs_space, gym.spaces.Dict):
+        if frame_stack not in (None, 1):
+            raise ValueError(f"frame_stack={frame_stack}: Dict observations are stored one whole key per slot")
+        return 1, None, {key: dtype for key, (_, dtype) in _dict_layout(obs_space).items()}
+    dtype = storage_dtype(obs_space)
     shape = tuple(obs_space.shape)
-    dtype = np.dtype(np.uint8) if obs_space.dtype == np.uint8 else np.dtype(np.float32)
     if frame_stack is None:  # auto: channels-first uint8 frame stacks, like (4, 84, 84)
         is_stack = dtype == np.uint8 and len(shape) == 3 and shape[0] <= 16 and min(shape[1:]) > shape[0]
         frame_stack = shape[0] if is_stack else 1
     if frame_stack == 1:
         return 1, shape, dtype
-    if shape[0] != frame_stack:
+    if not isinstance(obs_space, gym.spaces.Box) or shape[0] != frame_stack:
         raise ValueError(f"frame_stack={frame_stack} but observations have shape {shape}")
     return frame_stack, shape[1:], dtype
+
+
+def _obs_bytes(obs_space: gym.Space, frame_stack: int | None) -> int:
+    """Bytes one slot's observation takes (one frame of a stack; every key of a Dict)."""
+    if isinstance(obs_space, gym.spaces.Dict):
+        return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in _dict_layout(obs_space).values())
+    _, frame_shape, dtype = _frame_layout(obs_space, frame_stack)
+    return int(np.prod(frame_shape)) * dtype.itemsize
+
+
+def _leaves(obs: Obs) -> list[Any]:
+    """The arrays of an observation batch: itself, or a Dict observation's values in key order."""
+    return list(obs.values()) if isinstance(obs, dict) else [obs]
+
+
+def _names(name: str, tree: Obs) -> list[str]:
+    """Labels for error messages, in `_leaves` order: 'frames', or 'frames[key]' for each Dict key."""
+    return [f"{name}[{key!r}]" for key in tree] if isinstance(tree, dict) else [name]
+
+
+def tree_map(fn: Any, obs: Obs, *rest: Any) -> Obs:
+    """fn(array, *rest) for an observation batch, or for each key of a Dict observation's batch (the
+    dict's keys lead; `rest` holds dicts with the same keys)."""
+    if isinstance(obs, dict):
+        return {key: fn(value, *(r[key] for r in rest)) for key, value in obs.items()}
+    return fn(obs, *rest)
 
 
 def _action_layout(action_space: gym.Space) -> tuple[tuple[int, ...], np.dtype]:
@@ -154,7 +215,8 @@ class ReplayBuffer:
     ):
         self.K, self.frame_shape, self.obs_dtype = _frame_layout(obs_space, frame_stack)
         self.action_shape, self.action_dtype = _action_layout(action_space)
-        self.obs_shape = tuple(obs_space.shape)
+        self.dict_obs = isinstance(obs_space, gym.spaces.Dict)
+        self.obs_shape = None if self.dict_obs else tuple(obs_space.shape)
         self.n_envs, self.n_step, self.gamma = int(n_envs), int(n_step), float(gamma)
         self.prioritized, self.alpha, self.beta, self.priority_eps = prioritized, alpha, beta, priority_eps
         self.device = torch.device(device)
@@ -177,7 +239,10 @@ class ReplayBuffer:
                 f"(about {int(capacity * have / need * 0.8):,} would fit)."
             )
         E, S = self.n_envs, self.slots
-        self.frames = np.zeros((E, S, *self.frame_shape), dtype=self.obs_dtype)
+        if self.dict_obs:  # one ring per key, in the key's own dtype
+            self.frames = {k: np.zeros((E, S, *shape), dtype) for k, (shape, dtype) in _dict_layout(obs_space).items()}
+        else:
+            self.frames = np.zeros((E, S, *self.frame_shape), dtype=self.obs_dtype)
         self.actions = np.zeros((E, S, *self.action_shape), dtype=self.action_dtype)
         self.rewards = np.zeros((E, S), dtype=np.float32)  # r_{t+1} of the step from this slot
         self.terminated = np.zeros((E, S), dtype=bool)  # 1-step flags, kept apart
@@ -208,11 +273,10 @@ class ReplayBuffer:
         **_: Any,
     ) -> int:
         """Bytes the buffer's storage takes (what the constructor checks against free memory)."""
-        _, frame_shape, obs_dtype = _frame_layout(obs_space, frame_stack)
         action_shape, action_dtype = _action_layout(action_space)
         slots = math.ceil(capacity / n_envs) * n_envs
         per_slot = (
-            int(np.prod(frame_shape)) * obs_dtype.itemsize
+            _obs_bytes(obs_space, frame_stack)
             + int(np.prod(action_shape)) * action_dtype.itemsize
             + ReplayBuffer._SLOT_EXTRA_BYTES
         )
@@ -224,8 +288,11 @@ class ReplayBuffer:
 
     # ---- writing -------------------------------------------------------------------------------
 
-    def _stack(self, envs: np.ndarray, abs_pos: np.ndarray) -> np.ndarray:
+    def _stack(self, envs: np.ndarray, abs_pos: np.ndarray) -> Obs:
         """Observations whose newest frame is at absolute position `abs_pos` of each env."""
+        if self.dict_obs:
+            pos = abs_pos % self.slots
+            return {key: frames[envs, pos] for key, frames in self.frames.items()}
         pos = (abs_pos[:, None] - self._stack_offsets) % self.slots
         frames = self.frames[envs[:, None], pos]  # (B, K, *frame_shape)
         return frames[:, 0] if self.K == 1 else frames
@@ -240,13 +307,17 @@ class ReplayBuffer:
         if self.tree is not None:
             self.tree.set(envs * self.slots + pos, self.max_priority**self.alpha if value else 0.0)
 
-    def _push(self, envs: np.ndarray, frames: np.ndarray) -> None:
+    def _push(self, envs: np.ndarray, frames: Obs) -> None:
         """Write one frame per env; the slots whose observation used the overwritten frame go."""
         pos = self.head[envs] % self.slots
         hit = (pos[:, None] + np.arange(self.K)) % self.slots  # this slot and K-1 stacks above it
         self._set_ready(np.repeat(envs, self.K), hit.ravel(), False)
         self.has_transition[envs, pos] = False
-        self.frames[envs, pos] = frames
+        if self.dict_obs:
+            for key, value in frames.items():
+                self.frames[key][envs, pos] = value
+        else:
+            self.frames[envs, pos] = frames
         self.head[envs] += 1
 
     def _cut(self, envs: np.ndarray, terminated: np.ndarray) -> None:
@@ -262,10 +333,10 @@ class ReplayBuffer:
 
     def add(
         self,
-        obs: np.ndarray,
+        obs: Obs,
         actions: np.ndarray,
         rewards: np.ndarray,
-        next_obs: np.ndarray,
+        next_obs: Obs,
         terminated: np.ndarray,
         truncated: np.ndarray,
         valid: np.ndarray | None = None,
@@ -276,8 +347,12 @@ class ReplayBuffer:
         if len(envs) == 0:
             return
         rows = envs if valid is not None else slice(None)
-        obs = np.asarray(obs)[rows].astype(self.obs_dtype, copy=False)
-        next_obs = np.asarray(next_obs)[rows].astype(self.obs_dtype, copy=False)
+        if self.dict_obs:  # the buffer's keys lead (an env may add keys the buffer does not store)
+            obs = {k: np.asarray(obs[k])[rows].astype(d, copy=False) for k, d in self.obs_dtype.items()}
+            next_obs = {k: np.asarray(next_obs[k])[rows].astype(d, copy=False) for k, d in self.obs_dtype.items()}
+        else:
+            obs = np.asarray(obs)[rows].astype(self.obs_dtype, copy=False)
+            next_obs = np.asarray(next_obs)[rows].astype(self.obs_dtype, copy=False)
         terminated = np.asarray(terminated, dtype=bool)[rows]
         truncated = np.asarray(truncated, dtype=bool)[rows]
         if self.K > 1 and not np.array_equal(next_obs[:, :-1], obs[:, 1:]):
@@ -291,13 +366,16 @@ class ReplayBuffer:
         start = self.new_episode[envs].copy()
         cont = ~start
         if cont.any():
-            same = (self._stack(envs[cont], self.head[envs[cont]] - 1) == obs[cont]).reshape(cont.sum(), -1).all(1)
+            stored = self._stack(envs[cont], self.head[envs[cont]] - 1)
+            same = np.ones(cont.sum(), dtype=bool)
+            for a, b in zip(_leaves(stored), _leaves(obs)):
+                same &= (a == b[cont]).reshape(len(same), -1).all(1)
             jumped = envs[cont][~same]
             if len(jumped):
                 self._cut(jumped, np.zeros(len(jumped), dtype=bool))
                 start[np.isin(envs, jumped)] = True
         if start.any():
-            s_envs, s_obs = envs[start], obs[start]
+            s_envs, s_obs = envs[start], tree_map(lambda o: o[start], obs)
             for i in range(self.K):
                 self._push(s_envs, s_obs[:, i] if self.K > 1 else s_obs)
             self.chain[s_envs] = 0
@@ -378,10 +456,10 @@ class ReplayBuffer:
             weights = np.ones(batch_size, dtype=np.float32)
         to = lambda a: torch.as_tensor(a, device=self.device)
         return ReplayBatch(
-            obs=to(self._stack(e, p)),
+            obs=tree_map(to, self._stack(e, p)),
             actions=to(self.actions[e, p]),
             rewards=to(self.n_return[e, p]),
-            next_obs=to(self._stack(e, p + k)),  # s_{t+k} is k frames on
+            next_obs=tree_map(to, self._stack(e, p + k)),  # s_{t+k} is k frames on
             terminated=to(self.n_terminated[e, p].astype(np.float32)),
             steps=to(k.astype(np.float32)),
             weights=to(weights),
@@ -397,7 +475,7 @@ class ReplayBuffer:
         batch = self.sample(n * batch_size)
         for k in range(n):
             rows = slice(k * batch_size, (k + 1) * batch_size)
-            yield ReplayBatch(*(field[rows] for field in batch))
+            yield ReplayBatch(*(tree_map(lambda f, r=rows: f[r], field) for field in batch))
 
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray | torch.Tensor) -> None:
         """Set p_i = |delta_i| + eps for sampled slots still in the buffer (prioritized only)."""
@@ -437,7 +515,9 @@ class ReplayBuffer:
         Save it before the buffer changes again."""
         filled = int(min(self.head.max(initial=0), self.slots))
         state = {
-            name: getattr(self, name) if name in self._PER_ENV else getattr(self, name)[:, :filled]
+            name: getattr(self, name)
+            if name in self._PER_ENV
+            else tree_map(lambda a: a[:, :filled], getattr(self, name))
             for name in self._ARRAYS
         }
         state.update(
@@ -460,17 +540,27 @@ class ReplayBuffer:
                 f"envs, this one has {self.slots} for {self.n_envs}: was it saved with another "
                 "--buffer-size/--n-envs?"
             )
+        if isinstance(state["frames"], dict) != self.dict_obs or (
+            self.dict_obs and list(state["frames"]) != list(self.frames)
+        ):
+            keys = lambda f: f"Dict keys {list(f)}" if isinstance(f, dict) else "one array"
+            raise ValueError(
+                f"the replay buffer was saved with observations stored as {keys(state['frames'])}, this one "
+                f"stores {keys(self.frames)}: was it saved for another environment?"
+            )
         for name in self._ARRAYS:
-            target = getattr(self, name) if name in self._PER_ENV else getattr(self, name)[:, :filled]
-            if state[name].shape != target.shape or filled > self.slots:
-                raise ValueError(
-                    f"replay buffer {name} has shape {state[name].shape}, expected "
-                    f"{target.shape}: was it saved with another --buffer-size/--n-envs?"
-                )
-            copy_released(target, state[name])  # large arrays arrive memory-mapped from their .npy files
-            if name not in self._PER_ENV and name not in ("frames", "actions"):
-                getattr(self, name)[:, filled:] = 0  # flags of slots past the saved ones (the frames are
-                # left alone: touching them would make a fresh 7 GB Atari buffer resident at once)
+            saved_tree = state[name]
+            for label, own, saved in zip(_names(name, saved_tree), _leaves(getattr(self, name)), _leaves(saved_tree)):
+                target = own if name in self._PER_ENV else own[:, :filled]
+                if saved.shape != target.shape or filled > self.slots:
+                    raise ValueError(
+                        f"replay buffer {label} has shape {saved.shape}, expected "
+                        f"{target.shape}: was it saved with another --buffer-size/--n-envs?"
+                    )
+                copy_released(target, saved)  # large arrays arrive memory-mapped from their .npy files
+                if name not in self._PER_ENV and name not in ("frames", "actions"):
+                    own[:, filled:] = 0  # flags of slots past the saved ones (the frames are
+                    # left alone: touching them would make a fresh 7 GB Atari buffer resident at once)
         self.n_ready, self.max_priority, self.beta = int(state["n_ready"]), float(state["max_priority"]), state["beta"]
         self.rng.bit_generator.state = state["rng"]
         if self.tree is not None:

@@ -5,6 +5,11 @@ replay buffer, and divergence checks. Each algorithm composes these; none inheri
 Actors act in the unit box [-1, 1]^d (a tanh output); `scale_action` maps that box onto the env's
 bounds [low, high] at the env boundary, and the replay buffer stores unit actions, so critics,
 noise scales and TD3's smoothing noise mean the same thing on every env.
+
+Observations: a flat float vector goes straight into the MLPs (the fast path: QEnsemble's batched matmuls
+read it as it is). Anything else (images in either layout, as CarRacing's (96, 96, 3) frames; Discrete,
+MultiBinary; Dict observations) goes through a `deeprl.nets.make_encoder` torso first, following
+Stable-Baselines3's off-policy recipe (`torso`): every network has its own encoder, trained by its own loss.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from deeprl.buffers import ReplayBuffer
+from deeprl.buffers import ReplayBuffer, storage_dtype, tree_map
 from deeprl.envs import autoreset_mode
 from deeprl.errors import DivergenceError, UsageError
-from deeprl.nets import adam, mlp
+from deeprl.nets import adam, make_encoder, mlp
 from deeprl.noise import make_noise
 from deeprl.protocol import Episode
 from deeprl.seeding import Seeds
+from deeprl.spaces import to_tensor
 
 
 # ---------------------------------------------------------------- action scaling (pure functions)
@@ -42,15 +48,50 @@ def unscale_action(action, low, high):
 
 
 # ---------------------------------------------------------------- networks
+def is_flat(obs_space: gym.Space) -> bool:
+    """A vector of floats (rank-1 Box stored as float32): the MLPs read it as it is, with no encoder."""
+    return (
+        isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1 and storage_dtype(obs_space) == np.float32
+    )
+
+
+def torso(obs_space: gym.Space) -> tuple[nn.Module | None, int]:
+    """(encoder, n_features): what an actor or critic puts in front of its MLP, and the size the MLP reads.
+
+    A flat float vector: no encoder (None) and the vector's size, the fast path. Anything else:
+    `make_encoder(obs_space, hidden=())`, which is Stable-Baselines3's feature extractor for off-policy
+    methods (NatureCNN for images, CombinedExtractor for Dict observations: a CNN per image key and the
+    other keys flattened, discrete ones one-hot, all concatenated); the MLP of `hidden` sizes after it
+    is SB3's net_arch. Each network calls this for an encoder of its own, as SB3's SAC/TD3/DDPG do by
+    default (share_features_extractor=False): the critic's encoder is trained by the critic loss, the
+    actor's by the actor loss (whose gradient reaches it through the frozen critic and the action), the
+    twin critics of one QEnsemble share their critic's encoder, and target networks copy theirs.
+    """
+    if is_flat(obs_space):
+        return None, int(obs_space.shape[0])
+    encoder = make_encoder(obs_space, hidden=())
+    return encoder, encoder.out_features
+
+
+def obs_tensor(obs: Any, device: torch.device, encoder: nn.Module | None) -> Any:
+    """A batch of observations for a network whose torso is `encoder`: float32 on the fast path (no encoder),
+    else as the replay buffer stores them (uint8 frames, a dict of tensors...; the encoder converts)."""
+    if encoder is None:
+        return torch.as_tensor(obs, dtype=torch.float32, device=device)
+    return to_tensor(obs, device)
+
+
 class DeterministicActor(nn.Module):
-    """μ(s | θ^μ) ∈ [-1, 1]^d: an MLP with tanh on the output (notes, "DDPG": the actor network)."""
+    """μ(s | θ^μ) ∈ [-1, 1]^d: an MLP with tanh on the output (notes, "DDPG": the actor network), over
+    `n_in` numbers: the observation vector itself, or the features of `encoder` (see `torso`)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+    def __init__(self, n_in: int, act_dim: int, hidden: Sequence[int], encoder: nn.Module | None = None):
         super().__init__()
-        self.net = mlp([obs_dim, *hidden, act_dim], "relu", output_gain=None)
+        self.encoder = encoder
+        self.net = mlp([n_in, *hidden, act_dim], "relu", output_gain=None)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(obs))
+    def forward(self, obs: Any) -> torch.Tensor:
+        return torch.tanh(self.net(obs if self.encoder is None else self.encoder(obs)))
 
 
 class QEnsemble(nn.Module):
@@ -62,19 +103,20 @@ class QEnsemble(nn.Module):
     DDPG/TD3/SAC.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], n: int = 2):
+    def __init__(self, n_in: int, act_dim: int, hidden: Sequence[int], n: int = 2, encoder: nn.Module | None = None):
         super().__init__()
-        sizes = [obs_dim + act_dim, *hidden, 1]
+        sizes = [n_in + act_dim, *hidden, 1]
         self.n = n
+        self.encoder = encoder  # one torso for the n members (see `torso`), None for flat vectors
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            bound = 1.0 / math.sqrt(n_in)
-            self.weights.append(nn.Parameter(torch.empty(n, n_in, n_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(n, 1, n_out).uniform_(-bound, bound)))
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(torch.empty(n, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, actions], dim=-1)
+    def forward(self, obs: Any, actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs if self.encoder is None else self.encoder(obs), actions], dim=-1)
         h = x.unsqueeze(0).expand(self.n, *x.shape)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -103,24 +145,26 @@ class SquashedGaussianActor(nn.Module):
     """SAC's policy: a ~ tanh(N(mean(s), std(s)²)) in [-1, 1]^d; log std bounded to [-5, 2] through a tanh
     (as in SpinningUp/CleanRL) so the policy can neither collapse nor explode early on."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+    def __init__(self, n_in: int, act_dim: int, hidden: Sequence[int], encoder: nn.Module | None = None):
         super().__init__()
-        self.trunk = mlp([obs_dim, *hidden], "relu", output_gain=math.sqrt(2), output_activation=True)
+        self.encoder = encoder  # see `torso`; None for flat vectors
+        self.trunk = mlp([n_in, *hidden], "relu", output_gain=math.sqrt(2), output_activation=True)
         self.head = nn.Linear(hidden[-1], 2 * act_dim)  # mean and log std in one matmul
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.head(self.trunk(obs)).chunk(2, dim=-1)
+    def forward(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        features = obs if self.encoder is None else self.encoder(obs)
+        mean, log_std = self.head(self.trunk(features)).chunk(2, dim=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
         return mean, log_std
 
-    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, obs: Any, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised sample a = tanh(mean + std·eps) and its log π(a|s)."""
         mean, log_std = self(obs)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         u = mean + log_std.exp() * eps
         return torch.tanh(u), squashed_gaussian_log_prob(eps, log_std, u)
 
-    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+    def deterministic(self, obs: Any) -> torch.Tensor:
         return torch.tanh(self(obs)[0])
 
 
@@ -136,11 +180,13 @@ def frozen(module: nn.Module) -> Iterator[None]:
         module.requires_grad_(True)
 
 
-def flat_dims(env: Any) -> tuple[gym.spaces.Box, gym.spaces.Box, int, int]:
-    """(observation space, action space, obs_dim, act_dim) of a single env or a vector env."""
+def flat_dims(env: Any) -> tuple[gym.Space, gym.spaces.Box, int | None, int]:
+    """(observation space, action space, obs_dim, act_dim) of a single env or a vector env; obs_dim is None
+    where the observation is not a flat vector (an encoder reads it: `torso`)."""
     obs_space = getattr(env, "single_observation_space", env.observation_space)
     act_space = getattr(env, "single_action_space", env.action_space)
-    return obs_space, act_space, int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
+    obs_dim = int(obs_space.shape[0]) if is_flat(obs_space) else None
+    return obs_space, act_space, obs_dim, int(np.prod(act_space.shape))
 
 
 def check_losses(losses: torch.Tensor, names: Sequence[str], updates: int, env_steps: int) -> list[float]:
@@ -170,10 +216,12 @@ class DeterministicNets(NamedTuple):
 
 def deterministic_nets(config: Any, env: Any, n_critics: int, device: torch.device) -> DeterministicNets:
     """DDPG's (n_critics = 1) and TD3's (n_critics = 2) networks and optimizers for `env`'s spaces."""
-    _, _, obs_dim, act_dim = flat_dims(env)
+    obs_space, _, _, act_dim = flat_dims(env)
     hidden = tuple(config.hidden)
-    actor = DeterministicActor(obs_dim, act_dim, hidden).to(device)
-    critic = QEnsemble(obs_dim, act_dim, hidden, n=n_critics).to(device)
+    actor_encoder, n_actor_in = torso(obs_space)  # each network its own encoder (None for flat vectors)
+    critic_encoder, n_critic_in = torso(obs_space)
+    actor = DeterministicActor(n_actor_in, act_dim, hidden, actor_encoder).to(device)
+    critic = QEnsemble(n_critic_in, act_dim, hidden, n=n_critics, encoder=critic_encoder).to(device)
     return DeterministicNets(
         actor,
         critic,
@@ -209,10 +257,10 @@ def replay_collector(
     return buffer, Collector(env, buffer, noise, seeds=seeds)
 
 
-def noisy_actions(actor: nn.Module, obs: np.ndarray, noise: Any, device: torch.device, env_steps: int) -> np.ndarray:
+def noisy_actions(actor: nn.Module, obs: Any, noise: Any, device: torch.device, env_steps: int) -> np.ndarray:
     """μ(s) plus exploration noise, clipped to the unit box (DDPG's and TD3's behaviour policy)."""
     with torch.inference_mode():
-        mu = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+        mu = actor(obs_tensor(obs, device, actor.encoder)).cpu().numpy()
     if not np.isfinite(mu).all():
         raise DivergenceError(f"the actor produced non-finite actions at env step {env_steps}")
     return np.clip(mu + noise(), -1.0, 1.0)
@@ -245,7 +293,7 @@ class Collector:
         self.act_shape = (self.n_envs, *space.shape)
         self.low = space.low.astype(np.float32)
         self.high = space.high.astype(np.float32)
-        self.obs: np.ndarray | None = None
+        self.obs: Any = None  # an array, or a dict of arrays for Dict observations
         self.autoreset = np.zeros(self.n_envs, dtype=bool)  # env i's next step returns its reset observation
         self.ep_return = np.zeros(self.n_envs)
         self.ep_length = np.zeros(self.n_envs, dtype=np.int64)
@@ -309,7 +357,7 @@ class Collector:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "obs": None if self.obs is None else np.array(self.obs),
+            "obs": None if self.obs is None else tree_map(np.array, self.obs),
             "autoreset": self.autoreset.copy(),
             "ep_return": self.ep_return.copy(),
             "ep_length": self.ep_length.copy(),

@@ -27,6 +27,7 @@ from deeprl.continuous import (
     flat_dims,
     frozen,
     noisy_actions,
+    obs_tensor,
     replay_collector,
     scale_action,
 )
@@ -58,15 +59,15 @@ class DDPG:
             self.buffer, self.collector = replay_collector(config, env, seeds, self.device, self.noise)
 
     @torch.inference_mode()
-    def policy(self, obs: np.ndarray) -> np.ndarray:
+    def policy(self, obs: Any) -> np.ndarray:
         """μ(s) scaled to the env's bounds, for a batch of observations (deterministic)."""
-        unit = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
+        unit = self.actor(obs_tensor(obs, self.device, self.actor.encoder)).cpu().numpy()
         return scale_action(unit, self.low, self.high)
 
     def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
         return self.collector.run(self, max_steps, max_episodes)
 
-    def explore(self, obs: np.ndarray) -> np.ndarray:
+    def explore(self, obs: Any) -> np.ndarray:
         """μ(s) plus exploration noise, clipped to the unit box (after learning_starts)."""
         return noisy_actions(self.actor, obs, self.noise, self.device, self.collector.env_steps)
 

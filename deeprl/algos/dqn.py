@@ -15,7 +15,9 @@ al. 2016; the buffer samples P(i) ∝ |δ_i|^α and returns importance weights, 
 γ^k; Sutton & Barto ch. 7).
 Atari: --clip-rewards learns from sign(r) and --life-loss-terminal treats a lost life as the end
 of the episode for the TD target only: the env plays on, so metrics.csv and evaluations report real
-game scores. The replay buffer is deeprl.buffers.ReplayBuffer; the networks come from deeprl.nets.
+game scores. Buffer: deeprl.buffers.ReplayBuffer; networks: deeprl.nets.make_encoder (every observation space).
+Action masks (a Dict observation's `action_mask`, 1 = allowed): a masked action is never taken; exploration,
+the greedy argmax and the target's max (deeprl.math.masked_dqn_target) range over the allowed actions.
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deeprl.buffers import ReplayBuffer
+from deeprl.buffers import ReplayBuffer, tree_map
 from deeprl.config import DQNConfig
 from deeprl.envs import autoreset_mode
 from deeprl.errors import DivergenceError, UsageError
 from deeprl.math import double_dqn_target, dqn_target, linear_schedule
+from deeprl.math.targets import masked_argmax, masked_double_dqn_target, masked_dqn_target, uniform_allowed_actions
 from deeprl.nets import adam, layer_init, make_encoder, soft_update
 from deeprl.protocol import Episode
 from deeprl.seeding import Seeds
+from deeprl.spaces import MASK_KEY, has_mask, mask_of, to_tensor
 
 
 class QNetwork(nn.Module):
@@ -53,9 +57,9 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         features = self.encoder(obs)
+        advantages = self.head(features)  # q itself without the dueling heads
         if not self.dueling:
-            return self.head(features)
-        advantages = self.head(features)
+            return advantages
         return self.value(features) + advantages - advantages.mean(-1, keepdim=True)
 
 
@@ -68,13 +72,13 @@ class DQN:
         obs_space = getattr(env, "single_observation_space", env.observation_space)
         act_space = getattr(env, "single_action_space", env.action_space)
         self.n_actions = int(act_space.n)
+        self.masked = has_mask(obs_space)  # a Dict observation with an action mask
         self.q = QNetwork(obs_space, self.n_actions, tuple(config.hidden), config.dueling).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)  # w⁻
         self.params = list(self.q.parameters())
         self.optimizer = adam(self.q.parameters(), config.learning_rate, self.device)
         self.rng = self.seeds.generator("exploration")  # ε-greedy
-        self.env_steps = self.vec_steps = self.updates = self.episodes = 0
-        self.last_target_update = 0
+        self.env_steps = self.vec_steps = self.updates = self.episodes = self.last_target_update = 0
         self.loss = torch.zeros((), device=self.device)  # the last update's loss, read at episode ends
         self.obs = None
         if isinstance(env, gym.vector.VectorEnv):  # deeprl.load gives a single env: policy only, no buffer
@@ -96,14 +100,14 @@ class DQN:
                 seed=self.seeds.sequence("replay"),
             )
             self.autoreset = np.zeros(n, dtype=bool)  # env i's next step only returns its reset observation
-            self.ep_return = np.zeros(n)
-            self.ep_length = np.zeros(n, dtype=np.int64)
+            self.ep_return, self.ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
             self.lives = np.zeros(n, dtype=np.int64)
 
     @torch.inference_mode()
-    def policy(self, obs: np.ndarray) -> np.ndarray:
-        """Greedy actions argmax_a q(s, a; w) for a batch of observations."""
-        return self.q(torch.as_tensor(np.asarray(obs), device=self.device)).argmax(-1).cpu().numpy()
+    def policy(self, obs: Any) -> np.ndarray:
+        """Greedy actions argmax_a q(s, a; w) for a batch of observations (over the allowed a, with a mask)."""
+        obs = to_tensor(obs, self.device)
+        return masked_argmax(self.q(obs), mask_of(obs)).cpu().numpy()
 
     @property
     def epsilon(self) -> float:
@@ -121,9 +125,12 @@ class DQN:
         finished: list[Episode] = []
         start = self.env_steps
         for _ in range(-(-max_steps // n)):
-            # ε-greedy behaviour; uniform actions until learning starts
+            # ε-greedy behaviour (among the allowed actions, with a mask); uniform actions until learning starts
             epsilon = self.epsilon if self.env_steps >= cfg.learning_starts else 1.0
-            actions = self.rng.integers(0, self.n_actions, n)
+            if self.masked:
+                actions = uniform_allowed_actions(self.rng, self.obs[MASK_KEY])
+            else:
+                actions = self.rng.integers(0, self.n_actions, n)
             if epsilon < 1.0:
                 explore = self.rng.random(n) < epsilon
                 actions = np.where(explore, actions, self.policy(self.obs))
@@ -158,8 +165,7 @@ class DQN:
                 soft_update(self.q_target, self.q, cfg.tau)
                 self.last_target_update = self.env_steps
             if done.any():
-                loss = self._checked_loss()
-                now, extras = time.perf_counter(), (round(epsilon, 6), loss)
+                now, extras = time.perf_counter(), (round(epsilon, 6), self._checked_loss())
                 for i in np.flatnonzero(done):
                     self.episodes += 1
                     ret, length = float(self.ep_return[i]), int(self.ep_length[i])
@@ -175,21 +181,22 @@ class DQN:
         beta = linear_schedule(cfg.priority_beta, 1.0, cfg.priority_beta_steps, self.env_steps)
         batch = self.buffer.sample(cfg.batch_size, beta=beta)
         discounts = cfg.gamma**batch.steps  # γ^k: the buffer summed k rewards (k = n_step, fewer at an end)
+        next_mask = mask_of(batch.next_obs)  # the max runs over the actions allowed in s'
         with torch.no_grad():
             q_next_target = self.q_target(batch.next_obs)
         if cfg.double:  # one forward of the online net over s and s' together (half the call overhead)
-            q_both = self.q(torch.cat([batch.obs, batch.next_obs]))
+            q_both = self.q(tree_map(lambda o, o_next: torch.cat([o, o_next]), batch.obs, batch.next_obs))
             q_all, q_next_online = q_both[: cfg.batch_size], q_both[cfg.batch_size :].detach()
-            td_target = double_dqn_target(batch.rewards, q_next_online, q_next_target, discounts, batch.terminated)
+            args = (batch.rewards, q_next_online, q_next_target, discounts, batch.terminated)
+            td_target = double_dqn_target(*args) if next_mask is None else masked_double_dqn_target(*args, next_mask)
         else:
             q_all = self.q(batch.obs)
-            td_target = dqn_target(batch.rewards, q_next_target, discounts, batch.terminated)
+            args = (batch.rewards, q_next_target, discounts, batch.terminated)
+            td_target = dqn_target(*args) if next_mask is None else masked_dqn_target(*args, next_mask)
         q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # q(s, a; w)
         delta = td_target - q
-        if cfg.loss == "huber":
-            per_sample = F.huber_loss(q, td_target, reduction="none", delta=1.0)
-        else:
-            per_sample = 0.5 * delta.pow(2)
+        huber = cfg.loss == "huber"
+        per_sample = F.huber_loss(q, td_target, reduction="none", delta=1.0) if huber else 0.5 * delta.pow(2)
         loss = (batch.weights * per_sample).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -223,17 +230,13 @@ class DQN:
             "rng": self.rng.bit_generator.state,
             "loss": self.loss.cpu(),
             "counters": (self.env_steps, self.vec_steps, self.updates, self.episodes, self.last_target_update),
-            "obs": None if self.obs is None else np.array(self.obs),
-            "autoreset": self.autoreset.copy(),
-            "ep_return": self.ep_return.copy(),
-            "ep_length": self.ep_length.copy(),
-            "lives": self.lives.copy(),
+            "obs": None if self.obs is None else tree_map(np.array, self.obs),
+            **{name: getattr(self, name).copy() for name in ("autoreset", "ep_return", "ep_length", "lives")},
         }
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
-        self.q.load_state_dict(state["q"])
-        self.q_target.load_state_dict(state["q_target"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        for name in ("q", "q_target", "optimizer"):
+            getattr(self, name).load_state_dict(state[name])
         self.rng.bit_generator.state = state["rng"]
         self.loss = state["loss"].to(self.device)
         self.env_steps, self.vec_steps, self.updates, self.episodes, self.last_target_update = state["counters"]

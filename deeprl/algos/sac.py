@@ -27,8 +27,10 @@ from deeprl.continuous import (
     check_losses,
     flat_dims,
     frozen,
+    obs_tensor,
     replay_collector,
     scale_action,
+    torso,
 )
 from deeprl.errors import DivergenceError
 from deeprl.math import sac_target
@@ -44,11 +46,13 @@ class SAC:
         self.cfg, self.env, self.seed = config, env, seed
         self.device = torch.device(device)
         seeds = Seeds(seed)
-        _, act_space, obs_dim, self.act_dim = flat_dims(env)
+        obs_space, act_space, _, self.act_dim = flat_dims(env)
         self.low, self.high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
         hidden = tuple(config.hidden)
-        self.actor = SquashedGaussianActor(obs_dim, self.act_dim, hidden).to(self.device)
-        self.critic = QEnsemble(obs_dim, self.act_dim, hidden, n=2).to(self.device)
+        actor_encoder, n_actor_in = torso(obs_space)  # images, Dict...: an encoder per network (SB3's recipe)
+        critic_encoder, n_critic_in = torso(obs_space)
+        self.actor = SquashedGaussianActor(n_actor_in, self.act_dim, hidden, actor_encoder).to(self.device)
+        self.critic = QEnsemble(n_critic_in, self.act_dim, hidden, n=2, encoder=critic_encoder).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_opt = adam(self.critic.parameters(), config.critic_lr, self.device)
         self.target_entropy = -float(self.act_dim) if config.target_entropy is None else config.target_entropy
@@ -70,18 +74,18 @@ class SAC:
             self.buffer, self.collector = replay_collector(config, env, seeds, self.device)
 
     @torch.inference_mode()
-    def policy(self, obs: np.ndarray) -> np.ndarray:
+    def policy(self, obs: Any) -> np.ndarray:
         """tanh(mean(s)) scaled to the env's bounds: the deterministic policy for evaluation."""
-        unit = self.actor.deterministic(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
+        unit = self.actor.deterministic(obs_tensor(obs, self.device, self.actor.encoder)).cpu().numpy()
         return scale_action(unit, self.low, self.high)
 
     def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
         return self.collector.run(self, max_steps, max_episodes)
 
-    def explore(self, obs: np.ndarray) -> np.ndarray:
+    def explore(self, obs: Any) -> np.ndarray:
         """An action sampled from the squashed Gaussian policy (after learning_starts)."""
         with torch.inference_mode():
-            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+            obs_t = obs_tensor(obs, self.device, self.actor.encoder)
             actions = self.actor.sample(obs_t, self.generator)[0].cpu().numpy()
         if not np.isfinite(actions).all():
             raise DivergenceError(f"the policy produced non-finite actions at env step {self.collector.env_steps}")

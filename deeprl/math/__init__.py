@@ -25,12 +25,17 @@ from deeprl.math.targets import (
     epsilon_greedy_expectation,
     epsilon_greedy_probs,
     expected_sarsa_target,
+    masked_argmax,
+    masked_double_dqn_target,
+    masked_dqn_target,
+    masked_max,
     sac_target,
     sarsa_target,
     sarsamax_target,
     smoothed_target_actions,
     td3_target,
     td_update,
+    uniform_allowed_actions,
 )
 
 __all__ = [
@@ -56,10 +61,15 @@ __all__ = [
     "expected_sarsa_target",
     "glie_epsilon",
     "linear_schedule",
+    "masked_argmax",
+    "masked_double_dqn_target",
+    "masked_dqn_target",
+    "masked_max",
     "sac_target",
     "sarsa_target",
     "sarsamax_target",
     "smoothed_target_actions",
     "td3_target",
     "td_update",
+    "uniform_allowed_actions",
 ]

@@ -117,6 +117,71 @@ def double_dqn_target(rewards, q_next_online, q_next_target, discounts, terminat
     return rewards + discounts * (1.0 - terminated) * _take(q_next_target, greedy)
 
 
+# --- DQN with action masks: the max and argmax run over the allowed actions only ---------------------
+# `next_mask` (batch, n_actions) is True (1) where an action is allowed in s' (the next observation's
+# `action_mask`, stored in the replay buffer with it). Q-learning's target is max_{a' allowed in s'} q(s', a'):
+# an invalid action is never taken, so its value is no part of V*(s'). Masked DQN implementations take this
+# max with the NEXT observation's mask (Tianshou, whose maintainers called a target masked with the current
+# observation's mask a bug: thu-ml/tianshou#309; the same for Double DQN's argmax: thu-ml/tianshou#222;
+# sb3-contrib has MaskablePPO but no masked DQN). Huang & Ontañón 2022 ("A Closer Look at Invalid Action
+# Masking in Policy Gradient Algorithms") mask logits the same way for policies. A row that allows nothing
+# has no action to take: its bootstrap value is 0, and it stays finite (the disallowed entries are filled
+# with the dtype's lowest finite number, never -inf, so 0 · (−inf) = NaN cannot happen even where the
+# termination cut multiplies it by 0).
+
+
+def masked_argmax(q, mask):
+    """argmax over the allowed actions (mask True) of each row of q (the first maximiser; 0 where nothing is
+    allowed). The greedy action of a masked Q-learner; torch tensors or numpy arrays. mask None: plain argmax."""
+    return q.argmax(-1) if mask is None else _fill_disallowed(q, mask).argmax(-1)
+
+
+def uniform_allowed_actions(rng: np.random.Generator, allowed) -> np.ndarray:
+    """One action per row of the mask `allowed` (n, n_actions), uniform among that row's allowed actions
+    (action 0 where none is): the argmax of i.i.d. uniform numbers over a set is a uniform draw from it.
+    The exploratory half of ε-greedy, and the warm-up actions, with an action mask."""
+    allowed = np.asarray(allowed, dtype=bool)
+    return np.where(allowed, rng.random(allowed.shape), -1.0).argmax(-1)
+
+
+def masked_max(q, mask):
+    """max over the allowed actions of each row of q; 0 where the mask allows nothing (no action, no value)."""
+    return _max_last(_fill_disallowed(q, mask)) * _any_last(mask)
+
+
+def masked_dqn_target(rewards, q_next_target, discounts, terminated, next_mask):
+    """DQN's target with an action mask in s': y = r + γ (1 − terminated) max_{a' allowed in s'} q(s', a'; w⁻).
+
+    `dqn_target`'s arguments and the mask of s'. Equal to `dqn_target` where every action is allowed; a
+    disallowed action's value (never trained, so arbitrary) cannot leak into the target."""
+    return rewards + discounts * (1.0 - terminated) * masked_max(q_next_target, next_mask)
+
+
+def masked_double_dqn_target(rewards, q_next_online, q_next_target, discounts, terminated, next_mask):
+    """Double DQN's target with an action mask in s': the online network picks the best ALLOWED action,
+    a* = argmax_{a' allowed in s'} q(s', a'; w), the target network values it: y = r + γ (1 − terminated)
+    q(s', a*; w⁻) (0 in place of the value where nothing is allowed)."""
+    greedy = masked_argmax(q_next_online, next_mask)
+    return rewards + discounts * (1.0 - terminated) * _take(q_next_target, greedy) * _any_last(next_mask)
+
+
+def _fill_disallowed(q, mask):
+    """q with the disallowed entries set to the lowest finite number of q's dtype (finite: no NaN downstream)."""
+    if hasattr(q, "masked_fill"):
+        return q.masked_fill(~mask.bool(), _lowest(q.dtype))
+    return np.where(np.asarray(mask, dtype=bool), q, np.finfo(q.dtype).min)
+
+
+def _lowest(dtype):
+    import torch  # only reached with a tensor in hand: torch is loaded already
+
+    return torch.finfo(dtype).min
+
+
+def _any_last(mask):
+    return mask.bool().any(-1) if hasattr(mask, "bool") else np.asarray(mask, dtype=bool).any(-1)
+
+
 def _max_last(x):
     return x.amax(-1) if hasattr(x, "amax") else np.max(x, axis=-1)
 
