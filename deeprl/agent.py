@@ -13,15 +13,23 @@ import numpy as np
 
 from deeprl._version import __version__
 from deeprl.config import RunOptions
-from deeprl.envs import check_env_module_imported, make_env
+from deeprl.envs import EnvMaker, check_env_module_imported, env_maker, fit_mask_to_algorithm
 from deeprl.errors import UsageError
 from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
 from deeprl.registry import AlgoSpec, get_algo
 from deeprl.rundir import POLICY, load_policy, read_config
+from deeprl.spaces import MASK_KEY, has_mask
+from deeprl.wrappers import OBS_KEY
 
 
 class Agent:
-    """A trained policy loaded from a run directory: `act(obs)` for one observation, `act_batch` for many."""
+    """A trained policy loaded from a run directory: `act(obs)` for one observation, `act_batch` for many.
+
+    `observation_space` is what the policy takes: for an env that reports its legal actions in
+    `info["action_mask"]` (Taxi), a Dict of the env's observation and the mask
+    (deeprl.wrappers.InfoActionMask); `act(obs, info["action_mask"])` joins them for you. `maker` is the
+    env's recipe (deeprl.envs.EnvMaker): `agent.maker.make()` is the env the agent was trained on.
+    """
 
     def __init__(
         self,
@@ -33,15 +41,33 @@ class Agent:
         observation_space: gym.Space,
         action_space: gym.Space,
         info: dict[str, Any] | None = None,
+        maker: EnvMaker | None = None,
     ):
         self.algo, self.algo_name, self.env_id, self.config, self.run = algo, algo_name, env_id, config, run
         self.observation_space, self.action_space = observation_space, action_space
         self.info = info or {}  # the policy file's header: env steps when it was saved
+        self.maker = maker
 
     def act_batch(self, obs: Any) -> np.ndarray:
         return self.algo.policy(obs)
 
-    def act(self, obs: Any) -> Any:
+    def act(self, obs: Any, action_mask: Any = None) -> Any:
+        """The greedy action for one observation: the env's own observation, with `info["action_mask"]`
+        for an env that reports one (or an observation that holds the mask already, as the env made
+        from `agent.maker` returns)."""
+        if has_mask(self.observation_space):
+            if not (isinstance(obs, dict) and MASK_KEY in obs):
+                if action_mask is None:
+                    raise UsageError(
+                        f"{self.env_id} reports its legal actions in info['action_mask'], and this agent's policy "
+                        "takes them: pass the mask with the observation, agent.act(obs, info['action_mask'])."
+                    )
+                obs = {OBS_KEY: obs, MASK_KEY: np.asarray(action_mask, dtype=np.int8)}
+        elif action_mask is not None:
+            raise UsageError(
+                f"This agent's policy takes no action mask ({self.env_id} reported none when it was trained); "
+                "call agent.act(obs) without one."
+            )
         batch = gym.vector.utils.create_empty_array(self.observation_space, 1)
         batch = gym.vector.utils.concatenate(self.observation_space, [obs], batch)
         action = self.algo.policy(batch)[0]
@@ -87,8 +113,10 @@ def load(run_dir: Path | str, policy_file: str = POLICY) -> Agent:
     source = f"{str(Path(run_dir) / 'config.json')!r}"
     check_env_module_imported(record["env_id"], source)
     spec, config, run = configs_from_record(record, source)
+    check_env_module_imported(run.env_id, source, run.wrappers)
     policy_state, info = load_policy(run_dir, policy_file)
-    env = make_env(run.env_id, max_episode_steps=run.max_episode_steps)
+    # The training env's recipe, made as the driver made it (masks joined when the algorithm takes them).
+    env, maker = fit_mask_to_algorithm(env_maker(run), spec.support, lambda m: m.make())
     algo = spec.load()(config, env, seed=run.seed, device="cpu")
     try:
         algo.load_policy_state(policy_state)
@@ -98,7 +126,9 @@ def load(run_dir: Path | str, policy_file: str = POLICY) -> Agent:
             f"({type(e).__name__}: {str(e)[:200]}). The files come from different runs, or were "
             "changed after deeprl wrote them."
         ) from None
-    return Agent(algo, spec.name, run.env_id, config, run, env.observation_space, env.action_space, info)
+    observation_space, action_space = env.observation_space, env.action_space
+    env.close()
+    return Agent(algo, spec.name, run.env_id, config, run, observation_space, action_space, info, maker)
 
 
 def evaluate(
@@ -116,7 +146,8 @@ def evaluate(
         raise UsageError(f"episodes must be a positive integer, got {episodes!r}. Pass --episodes 10, say.")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32 - episodes:
         raise UsageError(f"seed must be an integer in [0, 2**32 - episodes), got {seed!r}. Pass --seed 0, say.")
-    evaluator = Evaluator(agent.env_id, episodes, seed, agent.run.max_episode_steps)
+    maker = agent.maker if agent.maker is not None else env_maker(agent.run)
+    evaluator = Evaluator(maker, episodes, seed)
     try:
         returns = evaluator(agent.act_batch)
     finally:

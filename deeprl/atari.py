@@ -1,15 +1,23 @@
 """Atari preprocessing (Mnih et al. 2015; Machado et al. 2018) from Gymnasium's own wrappers.
 
-`deeprl.envs.make_env` / `make_vec_env` apply `wrap_atari` to every `ALE/...` id, for training and
-evaluation alike:
+Every ALE env, whatever its id (`ALE/Pong-v5`, `PongNoFrameskip-v4` as the SB3 zoo and CleanRL
+name it, `Breakout-v4`...), is recognised by its spec's entry point (`ale_py.env:AtariEnv`), and
+`deeprl.envs` gives it this preprocessing, for training and evaluation alike:
 
-- the ALE env is made with frameskip=1 (AtariPreprocessing skips frames itself) and keeps v5's
-  sticky actions (repeat_action_probability 0.25, Machado et al.'s recommended protocol);
+- the ALE env is made with frameskip=1 (AtariPreprocessing skips frames itself) and keeps its spec's
+  repeat_action_probability: v5's sticky actions (0.25, Machado et al. 2018's recommended protocol),
+  v4's 0.0 (the DQN-era protocol the NoFrameskip-v4 results use);
 - `gymnasium.wrappers.AtariPreprocessing`: up to 30 no-op actions at reset, frame skip 4 with a
   max-pool over the last two frames, 84x84 grayscale uint8;
 - `FireReset` (here: Gymnasium has none): games that wait for FIRE (Breakout) get it after reset
   and after each lost life, so a greedy policy that never learned to press it cannot stall;
 - `gymnasium.wrappers.FrameStackObservation(4)`: observations (4, 84, 84) uint8, channels first.
+
+A game's length is the ALE's own limit, `max_num_frames_per_episode` (108,000 frames: 30 minutes
+at 60 Hz, Machado et al. 2018), so an ALE env counts as having a time limit of its own. A limit
+deeprl adds (`--max-episode-steps`, the evaluator's cap for envs without one) is a TimeLimit put
+outside all this, counting agent steps: inside, on the frame-skip-1 ALE env, 1,000 steps would be
+1,000 emulator frames, 250 agent steps, a sixth of a game of Pong.
 
 What only TRAINING should see lives in the learner, not in a wrapper, so that the training env and
 the driver's evaluation env are the same env and every score in metrics.csv is the real game score:
@@ -23,12 +31,19 @@ from typing import Any
 
 import gymnasium as gym
 
+ATARI_ENTRY_POINT = "ale_py.env:AtariEnv"
 
-class FireReset(gym.Wrapper):
-    """Press FIRE after reset and after a lost life, in games whose action 1 is FIRE."""
+
+class FireReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Press FIRE after reset and after a lost life, in games whose action 1 is FIRE.
+
+    RecordConstructorArgs puts it in the env's spec, so `gymnasium.make(env.spec)` can make the
+    wrapped env again (without it, Gymnasium refuses to re-make a spec with this wrapper).
+    """
 
     def __init__(self, env: gym.Env):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
         self.lives = 0
 
     def reset(self, **kwargs: Any):
@@ -58,5 +73,23 @@ def wrap_atari(env: gym.Env, frame_stack: int = 4) -> gym.Env:
     return gym.wrappers.FrameStackObservation(env, frame_stack)
 
 
+def is_atari_spec(spec: gym.envs.registration.EnvSpec | None) -> bool:
+    """Is this the spec of an ALE env (any id: `ALE/...-v5`, `...NoFrameskip-v4`, `...-v4`)?"""
+    if spec is None:
+        return False
+    entry = spec.entry_point
+    if not isinstance(entry, str):
+        entry = f"{getattr(entry, '__module__', '')}:{getattr(entry, '__qualname__', '')}"
+    return entry == ATARI_ENTRY_POINT
+
+
 def is_atari(env_id: str) -> bool:
-    return env_id.startswith("ALE/")
+    """Is `env_id` an ALE env? Asks its registered spec (importing ale_py if needed); False for an id
+    that is not registered."""
+    from deeprl.envs import env_spec  # envs imports this module when it makes an Atari env
+    from deeprl.errors import UsageError
+
+    try:
+        return is_atari_spec(env_spec(env_id))
+    except UsageError:
+        return False

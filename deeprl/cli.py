@@ -5,6 +5,7 @@ hyperparameter is a flag with its default and its docstring as help; this module
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,6 +221,9 @@ def cmd_train(argv: list[str]) -> None:
     rest = argv[1:]
     helping = any(a in ("-h", "--help") for a in rest)
     env_id = rest[0] if rest and not rest[0].startswith("-") else None
+    check_env_flags(rest)  # a malformed --env-kwargs or --wrapper is deeprl's one-paragraph error, not tyro's box
+    if env_id is not None and (":" in env_id or any(a == "--wrapper" or a.startswith("--wrapper=") for a in rest)):
+        working_directory_on_path()  # `deeprl train ALGO my_envs.grid:MyGrid-v0` from the folder holding my_envs/
     if env_id is None and not helping:
         raise UsageError(
             f"Name the env to train on: `deeprl train {spec.name} ENV_ID`, e.g. "
@@ -267,7 +271,41 @@ def import_trusted_modules(modules: tuple[str, ...]) -> None:
     if modules:
         from deeprl.envs import import_trusted_modules as import_modules
 
+        working_directory_on_path()  # the user named these modules: find them where `python -m` would
         import_modules(modules)
+
+
+def working_directory_on_path() -> None:
+    """Let the modules a user names on the command line ('module:EnvId', --wrapper module:fn,
+    --trust-module) be found in the working directory, as `python -m` and `python -c` find them; the
+    `deeprl` console script, unlike those, does not put it on sys.path. Appended, not prepended: a file
+    in the working directory never hides an installed package deeprl imports. Never done for a module
+    named only in a run directory (config.json is data; importing runs code)."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+
+
+def check_env_flags(argv: list[str]) -> None:
+    """--env-kwargs items that are KEY=VALUE with values config.json can hold, and --wrapper values of
+    the form module:callable, or a UsageError saying which is not (before tyro, which would print its
+    own box instead of deeprl's one-paragraph error)."""
+    from deeprl.config import check_env_kwargs, check_wrappers, parse_env_kwargs
+
+    values: dict[str, list[str]] = {"--env-kwargs": [], "--wrapper": []}
+    taking = None
+    for arg in argv:
+        flag, equals, value = arg.replace("_", "-").partition("=") if arg.startswith("--") else (arg, "", "")
+        if flag in values:
+            taking = None if equals else flag
+            if equals:
+                values[flag].append(arg.split("=", 1)[1])
+        elif arg.startswith("-"):
+            taking = None
+        elif taking is not None:
+            values[taking].append(arg)
+    check_env_kwargs(parse_env_kwargs(values["--env-kwargs"]))
+    check_wrappers(values["--wrapper"])
 
 
 def cmd_eval(argv: list[str]) -> None:
@@ -292,7 +330,7 @@ def cmd_solve(argv: list[str]) -> None:
     from deeprl.oracle import bellman_optimality_residual, tabular_model, value_iteration
 
     args = tyro.cli(SolveArgs, args=argv, prog="deeprl solve")
-    env = make_env(args.env_id)
+    env = make_env(args.env_id)  # by id: the env's own observations, no mask joined (the model is over states)
     model = tabular_model(env)
     v, q, policy = value_iteration(model, args.gamma)
     residual = bellman_optimality_residual(model, q, args.gamma)

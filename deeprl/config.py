@@ -7,7 +7,9 @@ the flag to fix. The presets (tuned values per algorithm and env id) are in deep
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import json
 import math
 import typing
 from dataclasses import dataclass
@@ -64,13 +66,53 @@ def check_choices(obj: Any) -> None:
                 )
 
 
+def parse_env_kwargs(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """`--env-kwargs continuous=True gravity=-9.8 map_name=8x8` as a dict: each value a Python literal
+    when it is one (ast.literal_eval: numbers, True/False/None, strings, tuples, lists, dicts), else the
+    string itself, as the rl-baselines3-zoo reads them (never `eval`: a value is data, not code)."""
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        key, equals, text = item.partition("=")
+        key = key.strip()
+        if not equals or not key.isidentifier():
+            raise UsageError(
+                f"--env-kwargs {item!r} is not KEY=VALUE with KEY a Python name. Give each keyword argument of "
+                "gymnasium.make as KEY=VALUE, e.g. --env-kwargs continuous=True map_name=8x8."
+            )
+        try:
+            kwargs[key] = ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            kwargs[key] = text
+    return kwargs
+
+
+def _env_kwargs_items(kwargs: dict[str, Any]) -> list[str]:
+    return [f"{key}={value!r}" for key, value in kwargs.items()]
+
+
+# `--env-kwargs K=V ...` on the command line, a dict in Python and in config.json.
+_ENV_KWARGS_FLAG = tyro.constructors.PrimitiveConstructorSpec(
+    nargs="*",
+    metavar="KEY=VALUE",
+    instance_from_str=parse_env_kwargs,
+    is_instance=lambda value: isinstance(value, dict),
+    str_from_instance=_env_kwargs_items,
+)
+_RESERVED_ENV_KWARGS = {
+    "render_mode": "deeprl picks the render mode itself (rgb_array for videos)",
+    "max_episode_steps": "use --max-episode-steps, which counts agent steps",
+    "disable_env_checker": "deeprl keeps Gymnasium's env checker",
+}
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """What every training run shares: env, seed, budget, evaluation, checkpoints, logging."""
 
     # Positional on the command line (`deeprl train ALGO ENV_ID`), so it is not also a flag.
     env_id: Annotated[str, tyro.conf.Suppress]
-    """Gymnasium env id (any registered id, or 'my_package.module:MyEnv-v0' to import your module first)."""
+    """Gymnasium env id (any registered id; 'my_package.module:MyEnv-v0' to import your module first; or
+    'my_package.module:make_env' for a function of no arguments that returns the env)."""
     seed: int = 0
     """Seed for the env, numpy, torch and Python's random: the same seed gives the same metrics.csv."""
     run_dir: Path | None = None
@@ -94,7 +136,11 @@ class RunOptions:
     vectorization: Literal["auto", "sync", "async"] = "auto"
     """How parallel envs run: auto (Gymnasium's numpy-vectorized env where one exists, else sync), sync or async (subprocesses)."""
     max_episode_steps: int | None = None
-    """Truncate episodes after this many steps (default: the env's own time limit)."""
+    """Truncate episodes after this many agent steps (default: the env's own time limit; for Atari, the game's own end)."""
+    env_kwargs: Annotated[dict[str, Any], _ENV_KWARGS_FLAG] = dataclasses.field(default_factory=dict)
+    """Keyword arguments for gymnasium.make, as KEY=VALUE (values read as Python literals, else strings), e.g. --env-kwargs continuous=True map_name=8x8."""
+    wrappers: Annotated[tuple[str, ...], tyro.conf.arg(name="wrapper"), tyro.conf.UseAppendAction] = ()
+    """Wrap every env with this module:callable (env -> env), after deeprl's own preprocessing; repeat the flag for more, applied in order."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Torch device for networks (auto: cuda when available and useful)."""
     torch_threads: int | None = None
@@ -139,6 +185,54 @@ class RunOptions:
         check_choices(self)
         if self.run_dir is not None and not isinstance(self.run_dir, Path):
             object.__setattr__(self, "run_dir", Path(self.run_dir))
+        object.__setattr__(self, "env_kwargs", check_env_kwargs(self.env_kwargs))
+        object.__setattr__(self, "wrappers", check_wrappers(self.wrappers))
+
+
+def check_env_kwargs(env_kwargs: Any) -> dict[str, Any]:
+    """env_kwargs as config.json will hold them: training makes its env with exactly what a later
+    `deeprl eval` reads back (a tuple comes back a list), and what JSON cannot hold fails now."""
+    if not isinstance(env_kwargs, dict) or not all(isinstance(k, str) and k.isidentifier() for k in env_kwargs):
+        raise UsageError(
+            f"env_kwargs must be a dict of keyword arguments for gymnasium.make (names to values), got {env_kwargs!r}."
+        )
+    for key, why in _RESERVED_ENV_KWARGS.items():
+        if key in env_kwargs:
+            raise UsageError(f"env_kwargs cannot set {key}: {why}. Drop it from --env-kwargs.")
+    try:
+        return json.loads(json.dumps(env_kwargs, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise UsageError(
+            f"env_kwargs {env_kwargs!r} cannot be recorded in config.json ({e}). Give values JSON can hold: numbers, "
+            "strings, True/False/None, lists and dicts of them."
+        ) from None
+
+
+def check_wrappers(wrappers: Any) -> tuple[str, ...]:
+    """Each wrapper as 'module:callable' (a module-level function given in Python becomes its name)."""
+    if isinstance(wrappers, str) or callable(wrappers):
+        wrappers = (wrappers,)
+    if not isinstance(wrappers, (list, tuple)):
+        raise UsageError(f"wrappers must be a list of 'module:callable' names, got {wrappers!r}.")
+    names = []
+    for wrapper in wrappers:
+        if callable(wrapper) and not isinstance(wrapper, str):
+            module, qualname = getattr(wrapper, "__module__", None), getattr(wrapper, "__qualname__", "")
+            if not module or module == "__main__" or "<" in qualname:
+                raise UsageError(
+                    f"The wrapper {wrapper!r} has no importable name, and a run records its wrappers by name (so that "
+                    "eval, render and resume apply them again). Define it at the top level of a module and pass it, "
+                    "or its 'module:callable' name."
+                )
+            wrapper = f"{module}:{qualname}"
+        module, colon, name = wrapper.partition(":") if isinstance(wrapper, str) else ("", "", "")
+        if not colon or not module or not name:
+            raise UsageError(
+                f"--wrapper {wrapper!r} is not of the form 'module:callable'. Name a function that takes an env and "
+                "returns the wrapped env, e.g. --wrapper deeprl.wrappers:car_racing or --wrapper my_pkg.wrap:my_wrapper."
+            )
+        names.append(wrapper)
+    return tuple(names)
 
 
 @dataclass(frozen=True)

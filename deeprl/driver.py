@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,15 @@ from deeprl._version import __version__
 from deeprl.agent import configs_from_record
 from deeprl.config import RunOptions, split_options, to_jsonable
 from deeprl.envs import (
+    attach_maker,
     check_env_module_imported,
+    env_maker,
     env_spec,
     env_state,
+    fit_mask_to_algorithm,
     global_rng_state,
-    make_env,
-    make_vec_env,
+    maker_of,
+    register_env_factory,
     seed_everything,
     set_global_rng_state,
 )
@@ -60,6 +64,7 @@ from deeprl.rundir import (
     versions,
     write_json,
 )
+from deeprl.spaces import has_mask
 
 MAX_CHUNK = 5_000  # env steps between progress updates
 
@@ -114,12 +119,16 @@ def build_config(algo: str, env_id: str, **options: Any) -> tuple[AlgoSpec, Any,
     return spec, spec.config_cls(**algo_values), RunOptions(env_id=env_id, **run_values)
 
 
-def train(algo: str, env_id: str, **options: Any) -> RunResult:
+def train(algo: str, env_id: str | Callable[[], Any], **options: Any) -> RunResult:
     """Train `algo` on `env_id` exactly as `deeprl train ALGO ENV_ID --flag value` does.
 
-    `options` are the CLI flags with underscores: seed=0, run_dir="runs/x", total_steps=...,
-    episodes=..., and any hyperparameter of the algorithm's config (see `deeprl train ALGO --help`).
+    `env_id`: a Gymnasium id, 'module:EnvId', or a function of no arguments that returns an env (a
+    module-level function is recorded as 'module:function'; a lambda or closure works in this process
+    only, see `deeprl.envs.register_env_factory`). `options` are the CLI flags with underscores: seed=0,
+    run_dir="runs/x", total_steps=..., episodes=..., env_kwargs={...}, wrappers=("module:fn",), and any
+    hyperparameter of the algorithm's config (see `deeprl train ALGO --help`).
     """
+    env_id = register_env_factory(env_id)
     spec, config, run_options = build_config(algo, env_id, **options)
     return run_training(spec, config, run_options)
 
@@ -136,7 +145,9 @@ def resume(
     """
     run_dir = Path(run_dir)
     record = read_config(run_dir)
-    check_env_module_imported(record["env_id"], f"{str(run_dir / CONFIG)!r}")
+    run_record = record.get("run") if isinstance(record.get("run"), dict) else {}
+    wrappers = run_record.get("wrappers") if isinstance(run_record.get("wrappers"), list) else []
+    check_env_module_imported(record["env_id"], f"{str(run_dir / CONFIG)!r}", wrappers)
     check_no_links(run_dir)
     saved = load_resume_state(run_dir)
     check_matches_config(saved, record, run_dir)
@@ -369,12 +380,7 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         if opts.video_every is not None:  # an env that cannot draw frames fails here, before any file is written
             from deeprl.viz.video import EvalVideoRecorder
 
-            video = EvalVideoRecorder(
-                opts.env_id,
-                seed=opts.seed + EVAL_SEED_OFFSET,
-                label=spec.name,
-                max_episode_steps=opts.max_episode_steps,
-            )
+            video = EvalVideoRecorder(maker_of(env), seed=opts.seed + EVAL_SEED_OFFSET, label=spec.name)
             opened.append(video)
         device = resolve_device(opts.device)
         seed_everything(opts.seed)
@@ -383,7 +389,8 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         state = LoopState(next_eval=opts.eval_every, next_checkpoint=opts.checkpoint_every)
         if saved is not None:
             state = _restore(algo, saved, env_restored, opts)
-        evaluator = Evaluator(opts.env_id, opts.eval_episodes, opts.seed + EVAL_SEED_OFFSET, opts.max_episode_steps)
+        # The training env's recipe: the same kwargs, wrappers, time limit and masks.
+        evaluator = Evaluator(maker_of(env), opts.eval_episodes, opts.seed + EVAL_SEED_OFFSET)
         opened.append(evaluator)
         # Only now is the directory claimed: a run that cannot start leaves nothing behind.
         run_dir = claim_run_dir(opts.run_dir, spec.name, opts.env_id, opts.seed) if saved is None else opts.run_dir
@@ -567,14 +574,24 @@ class _GracefulInterrupt:
 
 def _training_env(spec: AlgoSpec, opts: RunOptions, saved: ResumeState | None) -> tuple[Any, bool]:
     """The env to learn from, and whether it is the snapshot's own (restored mid-episode). The snapshot
-    is unpickled only when `rundir` verified this user's signature on it."""
+    is unpickled only when `rundir` verified this user's signature on it.
+
+    The env carries its recipe (`deeprl.envs.maker_of`), from which the evaluator, the video recorder and
+    A3C's workers make theirs: the run options' env, masks joined to the observation unless the algorithm
+    cannot take them (`fit_mask_to_algorithm`)."""
+    maker = env_maker(opts)
     if saved is not None and saved.env_snapshot is not None:
-        return pickle.loads(saved.env_snapshot), True
+        env = pickle.loads(saved.env_snapshot)
+        if maker_of(env) is None:  # a snapshot written before envs carried their recipe
+            obs_space = getattr(env, "single_observation_space", env.observation_space)
+            attach_maker(env, dataclasses.replace(maker, action_mask=has_mask(obs_space)))
+        return env, True
     if spec.vectorized:
-        return make_vec_env(
-            opts.env_id, opts.n_envs, vectorization=opts.vectorization, max_episode_steps=opts.max_episode_steps
-        ), False
-    return make_env(opts.env_id, max_episode_steps=opts.max_episode_steps), False
+        make = lambda m: m.make_vec(opts.n_envs, vectorization=opts.vectorization)
+    else:
+        make = lambda m: m.make()
+    env, _ = fit_mask_to_algorithm(maker, spec.support, make)
+    return env, False
 
 
 def detached_copy(tree: Any) -> Any:
@@ -627,7 +644,7 @@ def set_torch_threads(requested: int | None, env: Any) -> None:
     slower (benchmarks/continuous_update_cost.py --threads); image observations keep torch's default."""
     import torch
 
-    from deeprl.nets import is_image_space
+    from deeprl.spaces import has_image as is_image_space  # a Dict with an image key counts
 
     if requested is None:
         obs_space = getattr(env, "single_observation_space", env.observation_space)

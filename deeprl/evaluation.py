@@ -7,15 +7,20 @@ was evaluated (DESIGN.md, benchmark protocol).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from deeprl.envs import env_spec, make_vec_env
+from deeprl.envs import EnvMaker
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episode i of a run with seed s starts from reset seed s + 10_000 + i
-EVAL_STEP_CAP = 1_000  # evaluation episodes of envs without a time limit stop here (--max-episode-steps)
+# Evaluation episodes of envs without a time limit of their own stop after this many AGENT steps (a
+# TimeLimit outside frame skipping and every wrapper, deeprl.envs); --max-episode-steps replaces it. An
+# ALE env has its own limit (108,000 frames per game, deeprl/atari.py), so an Atari evaluation plays
+# whole games.
+EVAL_STEP_CAP = 1_000
 
 
 class Evaluator:
@@ -25,20 +30,29 @@ class Evaluator:
 
     def __init__(
         self,
-        env_id: str,
+        env: str | EnvMaker,
         episodes: int,
         seed: int,
         max_episode_steps: int | None = None,
         batch: int = 32,
         env_kwargs: dict[str, Any] | None = None,
     ):
+        """`env`: a run's recipe (`deeprl.envs.env_maker(run_options)`: its kwargs, wrappers, time limit
+        and masks), or an env id with `max_episode_steps` and `env_kwargs`."""
         self.episodes, self.seed = episodes, seed
-        if max_episode_steps is None and env_spec(env_id).max_episode_steps is None:
-            max_episode_steps = EVAL_STEP_CAP  # a greedy policy can walk in circles forever
+        if isinstance(env, EnvMaker):
+            maker = env if max_episode_steps is None else dataclasses.replace(env, max_episode_steps=max_episode_steps)
+            if env_kwargs:
+                maker = dataclasses.replace(maker, kwargs={**maker.kwargs, **env_kwargs})
+        else:
+            maker = EnvMaker(env, env_kwargs or {}, (), max_episode_steps)
+        if not maker.has_time_limit:
+            maker = dataclasses.replace(
+                maker, max_episode_steps=EVAL_STEP_CAP
+            )  # a greedy policy can walk in circles forever
+        self.maker = maker
         self.n = min(episodes, batch)
-        self.venv = make_vec_env(
-            env_id, self.n, vectorization="auto", max_episode_steps=max_episode_steps, **(env_kwargs or {})
-        )
+        self.venv = maker.make_vec(self.n, vectorization="auto")
 
     def __call__(self, policy: Callable[[Any], np.ndarray]) -> np.ndarray:
         returns: list[float] = []

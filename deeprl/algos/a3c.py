@@ -28,6 +28,8 @@ each pool start seeds worker `rank` from the run's Seeds at (rank, env steps at 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -35,11 +37,13 @@ import numpy as np
 import torch
 
 from deeprl.config import A3CConfig
+from deeprl.envs import maker_of
 from deeprl.math.returns import future_returns
 from deeprl.math.surrogate import reinforce_loss, value_loss
 from deeprl.nets import ActorCritic
 from deeprl.protocol import Episode
 from deeprl.seeding import Seeds
+from deeprl.spaces import copy_obs, obs_storage, take, to_tensor
 from deeprl.workers import WorkerLink, WorkerPool, shared_optimizer
 
 
@@ -47,7 +51,7 @@ def _worker_loop(
     rank: int,
     link: WorkerLink,
     cfg: A3CConfig,
-    env_spec: Any,
+    make_env: Callable[[], gym.Env],
     seeds: Seeds,
     pool_start: int,
     model: ActorCritic,
@@ -55,15 +59,17 @@ def _worker_loop(
 ) -> None:
     """One worker (its own process): n-step actor-critic updates of the shared θ until the pool stops."""
     torch.manual_seed(seeds.integer("worker_torch", rank, pool_start))
-    env = gym.make(env_spec)
+    env = make_env()
     obs, _ = env.reset(seed=seeds.integer("env_reset", rank, pool_start))
     local = ActorCritic(env.observation_space, env.action_space, cfg.hidden)  # θ'
     shared_params, local_params = list(model.parameters()), list(local.parameters())
     for shared_p, local_p in zip(shared_params, local_params):
         shared_p.grad = torch.zeros_like(local_p)  # this process's gradient slot for the shared θ
     box = isinstance(env.action_space, gym.spaces.Box)
-    # Rollout storage, allocated once: row t holds s_t, a_t, r_t and how step t ended.
-    obs_buf = torch.zeros((cfg.t_max, *env.observation_space.shape), dtype=torch.float32)
+    # Rollout storage, allocated once: row t holds s_t, a_t, r_t and how step t ended. Observations keep
+    # their stored dtype (uint8 frames stay bytes) and a Dict observation (an action mask) one tensor per key.
+    obs_buf = obs_storage(env.observation_space, (cfg.t_max,))
+    last_obs = obs_storage(env.observation_space, (1,))  # s_{t_end}, for the bootstrap value
     act_buf = torch.zeros((cfg.t_max, *env.action_space.shape), dtype=torch.float32 if box else torch.int64)
     rewards, terminated, truncated = (torch.zeros(cfg.t_max) for _ in range(3))
     ep_return, ep_length = 0.0, 0
@@ -77,9 +83,9 @@ def _worker_loop(
             if step == 0:
                 env.close()
                 return
-            obs_buf[t] = torch.as_tensor(obs, dtype=torch.float32)
+            copy_obs(take(obs_buf, t), obs)
             with torch.inference_mode():
-                raw_action, _, _ = local.act(obs_buf[t : t + 1])
+                raw_action, _, _ = local.act(take(obs_buf, slice(t, t + 1)))
             act_buf[t] = raw_action[0]
             obs, reward, term, trunc, _ = env.step(local.env_action(raw_action)[0])
             rewards[t], terminated[t], truncated[t] = float(reward), float(term), float(trunc)
@@ -94,7 +100,8 @@ def _worker_loop(
         next_values = torch.zeros(t)
         if not terminated[t - 1]:
             with torch.inference_mode():
-                next_values[t - 1] = local.value(torch.as_tensor(obs, dtype=torch.float32)[None])[0]
+                copy_obs(last_obs, obs)
+                next_values[t - 1] = local.value(last_obs)[0]
         if terminated[t - 1] or truncated[t - 1]:
             obs, _ = env.reset()
         # The paper's forward view: R ← r_i + γR from the rollout's end, so R_t is the n-step return
@@ -102,7 +109,7 @@ def _worker_loop(
         # completed with V (equal to n_step_returns with n = t_max, tested; this loop is O(t_max)).
         returns = future_returns(rewards[:t], terminated[:t], truncated[:t], cfg.gamma, next_values)
 
-        log_prob, entropy, values = local.evaluate(obs_buf[:t], act_buf[:t])
+        log_prob, entropy, values = local.evaluate(take(obs_buf, slice(0, t)), act_buf[:t])
         advantages = returns - values.detach()  # A_t = R_t − V(s_t)
         loss = (
             reinforce_loss(log_prob, advantages)
@@ -130,12 +137,15 @@ class A3C:
     def __init__(self, config: A3CConfig, env: gym.Env, *, seed: int, device: Any = None):
         # Hogwild shares CPU memory between processes: A3C runs on the CPU whatever --device says.
         self.cfg, self.seed, self.seeds = config, seed, Seeds(seed)
-        if env.spec is None:
+        # Each worker makes its own env copy from the training env's recipe (deeprl.envs.EnvMaker: id,
+        # kwargs, wrappers, time limit, Atari preprocessing), so it learns on exactly that env; an env made
+        # elsewhere falls back to its registered spec.
+        self.make_env = maker_of(env) or (partial(gym.make, env.spec) if env.spec is not None else None)
+        if self.make_env is None:
             raise ValueError(
-                "A3C workers make their own env copies from the env's registered spec; "
-                "this env has none. Register it with gymnasium.register and pass its id."
+                "A3C workers make their own env copies from the env's recipe or registered spec; this env has "
+                "neither. Make it with deeprl.envs.make_env, or register it with gymnasium.register and pass its id."
             )
-        self.env_spec = env.spec
         self.model = ActorCritic(env.observation_space, env.action_space, config.hidden)
         self.model.share_memory()
         self.optimizer = shared_optimizer(
@@ -147,7 +157,7 @@ class A3C:
     def learn(self, max_steps: int, max_episodes: int | None) -> tuple[int, list[Episode]]:
         if not self.pool.running:  # a new pool seeds its workers at this env step: a resumed run does not
             # replay the first pool's episodes
-            args = (self.cfg, self.env_spec, self.seeds, self.env_steps, self.model, self.optimizer)
+            args = (self.cfg, self.make_env, self.seeds, self.env_steps, self.model, self.optimizer)
             self.pool.start(self.cfg.workers, _worker_loop, args, (self.env_steps, self.episodes, self.updates))
         start = self.env_steps
         (self.env_steps, self.episodes, self.updates), finished = self.pool.run(max_steps, max_episodes)
@@ -159,7 +169,7 @@ class A3C:
 
     def policy(self, obs: Any) -> np.ndarray:
         with torch.inference_mode():
-            return self.model.env_action(self.model.mode(torch.as_tensor(np.asarray(obs), dtype=torch.float32)))
+            return self.model.env_action(self.model.mode(to_tensor(obs)))
 
     def policy_state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict()}

@@ -16,12 +16,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from deeprl.envs import EnvMaker
 from deeprl.errors import UsageError
 from deeprl.viz.video import Recording, check_positive, check_video_path, make_render_env, record
 
 
-def resolve_agent(agent_or_run_dir: Any, env_id: str | None) -> tuple[Callable[[Any], Any], str, str, int | None, int]:
-    """(act, label, env_id, max_episode_steps, default seed) for an Agent, a run directory or a callable."""
+def resolve_agent(
+    agent_or_run_dir: Any, env_id: str | None
+) -> tuple[Callable[[Any], Any], str, str | EnvMaker, int | None, int]:
+    """(act, label, env, max_episode_steps, default seed) for an Agent, a run directory or a callable.
+
+    `env` is what `make_render_env` takes: for an agent, its run's recipe (deeprl.envs.EnvMaker: the
+    env_kwargs, wrappers, time limit and action masks it was trained with; it prints as its id), unless
+    `env_id` names another env; for a callable, `env_id`."""
     from deeprl.agent import Agent, load
     from deeprl.evaluation import EVAL_SEED_OFFSET
 
@@ -29,13 +36,8 @@ def resolve_agent(agent_or_run_dir: Any, env_id: str | None) -> tuple[Callable[[
         agent_or_run_dir = load(agent_or_run_dir)
     if isinstance(agent_or_run_dir, Agent):
         agent = agent_or_run_dir
-        return (
-            agent.act,
-            agent.algo_name,
-            env_id or agent.env_id,
-            agent.run.max_episode_steps,
-            agent.run.seed + EVAL_SEED_OFFSET,
-        )
+        env: str | EnvMaker = env_id or (agent.maker if agent.maker is not None else agent.env_id)
+        return agent.act, agent.algo_name, env, agent.run.max_episode_steps, agent.run.seed + EVAL_SEED_OFFSET
     if callable(agent_or_run_dir):
         if env_id is None:
             raise UsageError("A policy given as a function needs the env: pass env_id='CartPole-v1', say.")

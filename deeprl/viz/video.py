@@ -11,6 +11,7 @@ It imports no agent, driver or evaluation code: the driver imports `EvalVideoRec
 from __future__ import annotations
 
 import ctypes.util
+import dataclasses
 import math
 import os
 import subprocess
@@ -25,7 +26,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from deeprl.envs import env_spec, make_env
+from deeprl.atari import is_atari_spec
+from deeprl.envs import EnvMaker, env_spec, has_time_limit
 from deeprl.errors import UsageError
 from deeprl.rundir import current_umask
 
@@ -81,20 +83,28 @@ def _uses_mujoco(env_id: str) -> bool:
     return "mujoco" in name.lower()
 
 
-def make_render_env(env_id: str, *, max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
-    """`make_env(env_id, render_mode="rgb_array")`, with a headless OpenGL backend for MuJoCo and a
+def make_render_env(env: str | EnvMaker, *, max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
+    """The env made with render_mode="rgb_array", from an id (`kwargs` go to gymnasium.make) or a run's
+    recipe (its kwargs, wrappers, time limit and masks), with a headless OpenGL backend for MuJoCo and a
     UsageError when the env cannot return frames.
 
     Atari envs render the full game screen (210x160 RGB), whatever preprocessing (84x84 grey
     frames, frame stacks) the agent's own observations go through: `render()` reaches the
     unwrapped game through any wrapper.
     """
+    if isinstance(env, EnvMaker):
+        maker = env if max_episode_steps is None else dataclasses.replace(env, max_episode_steps=max_episode_steps)
+        if kwargs:
+            maker = dataclasses.replace(maker, kwargs={**maker.kwargs, **kwargs})
+    else:
+        maker = EnvMaker(env, kwargs, (), max_episode_steps)
+    env_id = maker.env_id
     if _uses_mujoco(env_id):
         ensure_mujoco_gl()
     if not _has_display():  # pygame (classic control, box2d, toy text) draws offscreen; no SDL display warning
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
-        env = make_env(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **kwargs)
+        env = maker.make(render_mode="rgb_array")
     except TypeError as e:  # a user's env whose __init__ takes no render_mode
         raise UsageError(
             f"{env_id} cannot render frames (it takes no render_mode: {e}). deeprl renders "
@@ -129,6 +139,8 @@ def annotate(frame: np.ndarray, title: str, status: str) -> np.ndarray:
     from PIL import Image, ImageDraw
 
     frame = np.asarray(frame)
+    if frame.dtype.kind == "f":  # colours in [0, 1] (MinAtar's rgb_array): uint8 would turn them all black
+        frame = np.clip(frame * 255.0, 0, 255).round()
     if frame.ndim == 2:
         frame = np.repeat(frame[..., None], 3, axis=2)
     frame = frame[..., :3].astype(np.uint8, copy=False)
@@ -182,8 +194,8 @@ def play(
 ) -> Iterator[tuple[np.ndarray, bool]]:
     """Play `episodes` episodes (episode i from reset seed `seed + i`) and yield (annotated frame,
     episode_over) for the first frame and after every step. Finished episodes go to `stats`."""
-    if max_steps is None and env.spec is not None and env.spec.max_episode_steps is None:
-        max_steps = RENDER_STEP_CAP  # a deterministic policy can walk in circles forever
+    if max_steps is None and env.spec is not None and not has_time_limit(env.spec):
+        max_steps = RENDER_STEP_CAP  # a deterministic policy can walk in circles forever; an Atari game ends by itself
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         total, steps, over, terminated = 0.0, 0, False, False
@@ -298,7 +310,7 @@ class Recording:
 
 def default_fps(env: gym.Env) -> float:
     fps = env.metadata.get("render_fps") or 30
-    if env.spec is not None and env.spec.id.startswith("ALE/"):
+    if is_atari_spec(env.spec):
         fps = 60 / 4  # Atari games run at 60 Hz and the agent acts (we render) every 4th frame: real time
     return float(min(fps, 50))
 
@@ -343,9 +355,9 @@ class EvalVideoRecorder:
     its metrics) is the same with or without it.
     """
 
-    def __init__(self, env_id: str, *, seed: int, label: str, max_episode_steps: int | None = None):
-        self.env = make_render_env(env_id, max_episode_steps=max_episode_steps)
-        self.seed, self.title = seed, f"{label} on {env_id}"
+    def __init__(self, env: str | EnvMaker, *, seed: int, label: str, max_episode_steps: int | None = None):
+        self.env = make_render_env(env, max_episode_steps=max_episode_steps)  # the run's recipe: the training env
+        self.seed, self.title = seed, f"{label} on {env}"
 
     def __call__(self, policy: Callable[[Any], np.ndarray], env_steps: int, directory: Path) -> Recording:
         directory = Path(directory)
