@@ -73,6 +73,8 @@ def summarize(run_dir: Path) -> dict:
         last = train[-1]
         result["train_env_steps"] = int(last["env_steps"])
         result["train_wall_s"] = round(float(last["wall_time_s"]), 1)
+        recent = [float(r["episode_return"]) for r in train[-20:]]
+        result["train_recent_mean"] = round(sum(recent) / len(recent), 2)  # the last 20 training episodes
     if evals:
         last = evals[-1]
         best = max(evals, key=lambda r: float(r["episode_return"]))
@@ -86,18 +88,19 @@ def summarize(run_dir: Path) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| algo | env | env steps (train s) at last eval | last eval | best eval (at env steps) | steps/s |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| algo | env | env steps (train s) at last eval | last eval | best eval (at env steps) | "
+        "last 20 training episodes | steps/s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         if not r.get("evals"):
-            lines.append(f"| {r['algo']} | {r['env_id']} | no evaluation (exit {r['exit']}) | | | |")
+            lines.append(f"| {r['algo']} | {r['env_id']} | no evaluation (exit {r['exit']}) | | | | |")
             continue
         speed = r["train_env_steps"] / max(r["train_wall_s"], 1e-9) if r.get("train_wall_s") else float("nan")
         lines.append(
             f"| {r['algo']} | {r['env_id']} | {r['last_env_steps']:,} ({r['last_wall_s']:.0f} s) | "
             f"{r['last_mean']:.2f} ± {r['last_std']:.2f} | {r['best_mean']:.2f} ({r['best_env_steps']:,}) | "
-            f"{speed:,.0f} |"
+            f"{r['train_recent_mean']:.2f} | {speed:,.0f} |"
         )
     return "\n".join(lines)
 
