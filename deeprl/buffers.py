@@ -22,18 +22,25 @@ Storage: one observation "frame" per env step, not obs and next_obs separately. 
 next observation is the frame written right after its observation, so nothing is stored twice. For
 uint8 frame stacks (Atari: (4, 84, 84) from FrameStackObservation) only the newest 84x84 frame of
 each step is stored and the stack is rebuilt at sampling time from the previous frames of the same
-env; an episode's first observation writes its whole stack. So 1M Atari transitions take about
+env; an episode's first observation writes its whole stack. A stack is recognised by its shape
+(channels-first uint8, K <= 16 frames smaller than each side; `frame_stack=None`) and confirmed by
+every transition: next_obs[:-1] must equal obs[1:], which is exactly what makes storing the newest frame
+lossless. The first transition that breaks it (a channels-first RGB image such as (3, 64, 64) is no
+stack) switches the buffer to whole observations, rebuilding what it holds, so no transition is ever
+stored wrong and no user input is needed; `frame_stack=K` insists on a stack (and raises instead),
+`frame_stack=1` stores whole observations from the start. 1M Atari transitions take about
 1M x 84 x 84 bytes = 7.1 GB (`ReplayBuffer.nbytes`), a quarter of storing stacks and an eighth of
 storing obs and next_obs stacks. Vector observations are stored as float32. The cost of this layout:
 each episode also spends one slot on its final observation (and K-1 more on its first stack), so
 `len(buf)` can be a little below `capacity` when the ring is full.
 
 Every observation space the networks take (deeprl.nets.make_encoder) is stored in a compact dtype
-(`storage_dtype`): uint8 frames and bool planes (MinAtar) as they are, Discrete and MultiDiscrete
-values as int64, MultiBinary as int8, other Boxes as float32. A Dict observation gets one ring per
-key, each in its own dtype (the action mask, deeprl.spaces.MASK_KEY, as bool); `sample` then returns
-obs and next_obs as dicts of tensors, as deeprl.spaces.to_tensor makes them for acting. Dict keys are
-stored whole (no frame-stack trick inside a Dict).
+(deeprl.spaces.storage_dtype, the rule rollouts use too): uint8 and bool Boxes (frames, MinAtar's
+planes, RAM bytes) as they are, Discrete and MultiDiscrete values as int64, MultiBinary as int8, other
+Boxes as float32. A Dict observation gets one ring per key, each in its own dtype (the action mask,
+deeprl.spaces.MASK_KEY, as bool); `sample` then returns obs and next_obs as dicts of tensors, as
+deeprl.spaces.to_tensor makes them for acting. Dict keys are stored whole (no frame-stack trick inside
+a Dict).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ import torch
 
 from deeprl.errors import UsageError
 from deeprl.rundir import copy_released
-from deeprl.spaces import MASK_KEY
+from deeprl.spaces import key_storage_dtype, storage_dtype
 
 Obs = Any  # an array (tensor), or a dict of them for a Dict observation space
 
@@ -75,25 +82,13 @@ def available_memory() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def storage_dtype(space: gym.Space) -> np.dtype:
-    """The dtype one observation of `space` (not a Dict) is stored in: uint8 pixels and bool planes as they
-    are, Discrete/MultiDiscrete values as int64, MultiBinary as int8, any other Box as float32."""
-    if isinstance(space, gym.spaces.Box):
-        return np.dtype(space.dtype) if space.dtype in (np.uint8, np.bool_) else np.dtype(np.float32)
-    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
-        return np.dtype(np.int64)
-    if isinstance(space, gym.spaces.MultiBinary):
-        return np.dtype(np.int8)
-    raise TypeError(f"ReplayBuffer stores Box, Discrete, MultiDiscrete, MultiBinary or Dict observations, got {space}")
-
-
 def _dict_layout(obs_space: gym.spaces.Dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """{key: (shape, storage dtype)} of a Dict observation: the action mask as bool, the rest by storage_dtype."""
     layout = {}
     for key, space in obs_space.spaces.items():
         if isinstance(space, gym.spaces.Dict):
             raise TypeError(f"ReplayBuffer stores one level of Dict observations; key {key!r} holds {space}")
-        layout[key] = (tuple(space.shape), np.dtype(bool) if key == MASK_KEY else storage_dtype(space))
+        layout[key] = (tuple(space.shape), key_storage_dtype(key, space))
     return layout
 
 
@@ -228,16 +223,11 @@ class ReplayBuffer:
                 f"buffer_size {capacity} is too small for {n_envs} envs with n_step {n_step}: "
                 f"need at least {(self.n_step + self.K + 2) * self.n_envs}. Raise --buffer-size."
             )
-        need = self.nbytes(
-            capacity, obs_space, action_space, n_envs=n_envs, prioritized=prioritized, frame_stack=frame_stack
-        )
-        have = available_memory()
-        if need > have:
-            raise UsageError(
-                f"A replay buffer of {capacity:,} transitions of {obs_space} needs {need / 2**30:.2f} GiB, "
-                f"but only {have / 2**30:.2f} GiB of memory is available. Lower --buffer-size "
-                f"(about {int(capacity * have / need * 0.8):,} would fit)."
-            )
+        self.capacity, self.obs_space, self.action_space = int(capacity), obs_space, action_space
+        # An auto-detected stack is a guess from the shape: the first transition that is not one frame on
+        # from its observation (a channels-first RGB image, say) switches to whole observations.
+        self.auto_stack = frame_stack is None and self.K > 1
+        self._check_memory(self._nbytes(frame_stack))
         E, S = self.n_envs, self.slots
         if self.dict_obs:  # one ring per key, in the key's own dtype
             self.frames = {k: np.zeros((E, S, *shape), dtype) for k, (shape, dtype) in _dict_layout(obs_space).items()}
@@ -282,6 +272,41 @@ class ReplayBuffer:
         )
         tree = 2 * (1 << max(1, math.ceil(math.log2(slots)))) * 8 if prioritized else 0
         return slots * per_slot + tree
+
+    def _nbytes(self, frame_stack: int | None) -> int:
+        return self.nbytes(
+            self.capacity,
+            self.obs_space,
+            self.action_space,
+            n_envs=self.n_envs,
+            prioritized=self.prioritized,
+            frame_stack=frame_stack,
+        )
+
+    def _check_memory(self, need: int, held: int = 0) -> None:
+        """A clear error before allocating `need` bytes in all, of which the buffer already holds `held`."""
+        have = available_memory() + held
+        if need > have:
+            raise UsageError(
+                f"A replay buffer of {self.capacity:,} transitions of {self.obs_space} needs {need / 2**30:.2f} "
+                f"GiB, but only {have / 2**30:.2f} GiB of memory is available. Lower --buffer-size "
+                f"(about {int(self.capacity * have / need * 0.8):,} would fit)."
+            )
+
+    def _store_whole_observations(self) -> None:
+        """Switch from one frame per slot to one whole observation per slot. Each slot's observation is
+        rebuilt from the frames stored so far, so the slots, flags and positions all stay as they are: every
+        stack is exact, as each transition stored so far was one frame on from its observation."""
+        self._check_memory(self._nbytes(1), held=self._nbytes(None))
+        frames = np.zeros((self.n_envs, self.slots, *self.obs_shape), self.obs_dtype)
+        chunk = max(1, 2**26 // max(1, frames[0, 0].nbytes))  # rebuild ~64 MB at a time
+        for e in range(self.n_envs):
+            for start in range(0, int(min(self.head[e], self.slots)), chunk):
+                pos = np.arange(start, min(start + chunk, self.head[e], self.slots))
+                frames[e, pos] = self._stack(np.full(len(pos), e), pos)
+        self.frames, self.K, self.frame_shape = frames, 1, self.obs_shape
+        self._stack_offsets = np.arange(0, -1, -1)
+        self.auto_stack = False
 
     def __len__(self) -> int:
         return self.n_ready
@@ -356,10 +381,12 @@ class ReplayBuffer:
         terminated = np.asarray(terminated, dtype=bool)[rows]
         truncated = np.asarray(truncated, dtype=bool)[rows]
         if self.K > 1 and not np.array_equal(next_obs[:, :-1], obs[:, 1:]):
-            raise ValueError(
-                "next_obs is not obs shifted by one frame: this is not a frame stack; "
-                "create the ReplayBuffer with frame_stack=1"
-            )
+            if not self.auto_stack:
+                raise ValueError(
+                    "next_obs is not obs shifted by one frame: this is not a frame stack; "
+                    "create the ReplayBuffer with frame_stack=1"
+                )
+            self._store_whole_observations()  # channels-first images that are not a frame stack
 
         # An observation that is not the previous next_obs starts a new stream (an episode start,
         # or a caller that jumped): write its whole stack, and end any n-step sums still open.
@@ -548,6 +575,8 @@ class ReplayBuffer:
                 f"the replay buffer was saved with observations stored as {keys(state['frames'])}, this one "
                 f"stores {keys(self.frames)}: was it saved for another environment?"
             )
+        if self.auto_stack and getattr(state["frames"], "shape", ())[2:] == self.obs_shape:
+            self._store_whole_observations()  # it had switched to whole observations before it was saved
         for name in self._ARRAYS:
             saved_tree = state[name]
             for label, own, saved in zip(_names(name, saved_tree), _leaves(getattr(self, name)), _leaves(saved_tree)):

@@ -169,8 +169,14 @@ class Rollout:
         T, N = n_steps, self.n_envs
         action_shape, action_dtype = raw_action_layout(act_space)
         zeros = lambda *shape, dtype=torch.float32: torch.zeros(shape, dtype=dtype, device=self.device)  # noqa: E731
-        # a tensor, or a dict of tensors for Dict observations; images stay uint8 / bool (deeprl.spaces)
-        self.obs = obs_storage(obs_space, (T, N), self.device)
+        # a tensor, or a dict of tensors for Dict observations; images stay uint8 / bool (deeprl.spaces),
+        # what the normaliser rewrites is float32
+        normalized = (
+            set(obs_normalizer.normalizers)
+            if isinstance(obs_normalizer, DictObsNormalizer)
+            else obs_normalizer is not None
+        )
+        self.obs = obs_storage(obs_space, (T, N), self.device, normalized=normalized)
         self.actions = zeros(T, N, *action_shape, dtype=action_dtype)  # raw samples u (see nets.ActorCritic)
         self.log_probs, self.values, self.rewards = zeros(T, N), zeros(T, N), zeros(T, N)
         self.terminated, self.truncated, self.mask = zeros(T, N), zeros(T, N), zeros(T, N)

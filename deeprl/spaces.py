@@ -11,7 +11,7 @@ exports) read it from the one place. The mask is never a network input.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import gymnasium as gym
@@ -98,30 +98,54 @@ def mask_size(action_space: gym.Space) -> int | None:
     return None
 
 
-def storage_dtype(space: gym.Space) -> torch.dtype:
-    """The dtype a batch of observations of `space` is stored in: images keep theirs (uint8 frames, bool
-    planes: a quarter or less of float32's bytes), Discrete / MultiDiscrete / MultiBinary their integers
-    (the encoder one-hots or casts them), vector Boxes float32 (what the running normaliser writes)."""
-    if is_image_space(space) or isinstance(
-        space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
-    ):
-        return torch.from_numpy(np.zeros(0, space.dtype)).dtype
-    return torch.float32
+def storage_dtype(space: gym.Space) -> np.dtype:
+    """The dtype observations of `space` (not a Dict) are stored in, by rollouts and replay alike: uint8 and
+    bool Boxes of any rank as they are (pixels, object planes, RAM bytes: a quarter or less of float32's
+    bytes; the encoders cast them), Discrete / MultiDiscrete values as int64, MultiBinary as int8, any other
+    Box as float32 (what the running normaliser writes). A Dict stores each key by this rule, its action mask
+    as bool (`key_storage_dtype`)."""
+    if isinstance(space, gym.spaces.Box):
+        return np.dtype(space.dtype) if space.dtype in (np.uint8, np.bool_) else np.dtype(np.float32)
+    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+        return np.dtype(np.int64)
+    if isinstance(space, gym.spaces.MultiBinary):
+        return np.dtype(np.int8)
+    raise TypeError(f"deeprl stores Box, Discrete, MultiDiscrete, MultiBinary or Dict observations, got {space}")
+
+
+def key_storage_dtype(key: str, space: gym.Space) -> np.dtype:
+    """The storage dtype of one key of a Dict observation: the action mask as bool, the rest by `storage_dtype`."""
+    return np.dtype(bool) if key == MASK_KEY else storage_dtype(space)
+
+
+def torch_dtype(dtype: np.dtype) -> torch.dtype:
+    """The torch dtype of a numpy dtype (np.uint8 -> torch.uint8)."""
+    return torch.from_numpy(np.zeros(0, dtype)).dtype
 
 
 def obs_storage(
-    space: gym.Space, batch_shape: tuple[int, ...], device: torch.device | str = "cpu"
+    space: gym.Space,
+    batch_shape: tuple[int, ...],
+    device: torch.device | str = "cpu",
+    *,
+    normalized: bool | Collection[str] = False,
 ) -> torch.Tensor | dict[str, torch.Tensor]:
     """Zeroed storage for a [*batch_shape] batch of observations: one tensor, or for a Dict space one
-    tensor per key, each in its `storage_dtype` (the action mask as bool)."""
+    tensor per key, each in its `storage_dtype` (the action mask as bool). `normalized` names what a
+    running normaliser rewrites as float32 and so is stored as float32: True for the whole observation,
+    or the Dict keys it covers."""
     if isinstance(space, gym.spaces.Dict):
+        keys = () if isinstance(normalized, bool) else normalized
         return {
             key: torch.zeros(
-                (*batch_shape, *sub.shape), dtype=torch.bool if key == MASK_KEY else storage_dtype(sub), device=device
+                (*batch_shape, *sub.shape),
+                dtype=torch.float32 if key in keys else torch_dtype(key_storage_dtype(key, sub)),
+                device=device,
             )
             for key, sub in space.spaces.items()
         }
-    return torch.zeros((*batch_shape, *space.shape), dtype=storage_dtype(space), device=device)
+    dtype = torch.float32 if normalized is True else torch_dtype(storage_dtype(space))
+    return torch.zeros((*batch_shape, *space.shape), dtype=dtype, device=device)
 
 
 def map_obs(fn: Callable[[torch.Tensor], torch.Tensor], obs: Any) -> Any:

@@ -269,8 +269,8 @@ def test_frame_stacks_rebuilt_exactly_across_episodes_and_wraparound():
             assert n.tobytes() == n2 and b.terminated[i].item() == float(term2)
 
 
-def test_non_stack_uint8_images_are_rejected_clearly():
-    buf = ReplayBuffer(20, IMG, DISCRETE)
+def test_an_explicit_frame_stack_rejects_observations_that_are_not_one_clearly():
+    buf = ReplayBuffer(20, IMG, DISCRETE, frame_stack=4)
     rng = np.random.default_rng(0)
     o = rng.integers(0, 255, (1, 4, 84, 84), dtype=np.uint8)
     with pytest.raises(ValueError, match="frame_stack=1"):
@@ -278,6 +278,132 @@ def test_non_stack_uint8_images_are_rejected_clearly():
     flat = ReplayBuffer(20, IMG, DISCRETE, frame_stack=1)
     flat.add(o, [0], [0.0], o[:, ::-1].copy(), [False], [False])
     assert np.array_equal(flat.sample(1).next_obs.numpy(), o[:, ::-1])
+
+
+RGB = gym.spaces.Box(0, 255, (3, 16, 16), np.uint8)  # channels-first RGB: shaped like a 3-frame stack
+
+
+def _rgb_stream(n_envs, steps, seed=0, gray_steps=0):
+    """Channels-first RGB images (not a stack); episodes of 1 to 4 steps. For the first `gray_steps` steps
+    every image is one gray level that does not change within an episode, which looks like a frame stack."""
+    rng = np.random.default_rng(seed)
+    obs = rng.integers(0, 256, (n_envs, *RGB.shape), dtype=np.uint8)
+    for step in range(steps):
+        if step < gray_steps:
+            obs = np.repeat(obs[:, :1], 3, axis=1)
+            nxt = obs.copy()
+        else:
+            nxt = rng.integers(0, 256, (n_envs, *RGB.shape), dtype=np.uint8)
+        done = rng.random(n_envs) < 0.4
+        term = done & (rng.random(n_envs) < 0.5)
+        yield obs, rng.integers(0, 4, n_envs), rng.normal(size=n_envs).astype(np.float32), nxt, term, done & ~term
+        reset = rng.integers(0, 256, (n_envs, *RGB.shape), dtype=np.uint8)
+        obs = np.where(done[:, None, None, None], reset, nxt)
+
+
+def _assert_samples_are_added_transitions(buf, pairs, n=256):
+    """Every sampled (obs, next_obs) is an added (obs, its k-th successor), bit for bit."""
+    b = buf.sample(n)
+    for i in range(n):
+        o, nxt = b.obs[i].numpy().tobytes(), b.next_obs[i].numpy().tobytes()
+        assert o in pairs, "a sampled observation that was never added"
+        for _ in range(int(b.steps[i])):
+            o = pairs[o]
+        assert nxt == o
+
+
+def test_channels_first_images_that_are_not_frame_stacks_are_stored_whole():
+    buf = ReplayBuffer(60, RGB, DISCRETE, n_envs=2, n_step=2, gamma=0.5)
+    assert buf.K == 3 and buf.frames.shape == (2, 30, 16, 16)  # guessed from the shape alone
+    pairs = {}
+    for step in _rgb_stream(2, 100):
+        buf.add(*step)
+        for e in range(2):
+            pairs[step[0][e].tobytes()] = step[3][e].tobytes()
+    assert buf.K == 1 and buf.frames.shape == (2, 30, 3, 16, 16)  # the first transition said otherwise
+    _assert_samples_are_added_transitions(buf, pairs)
+    assert buf.nbytes(60, RGB, DISCRETE, n_envs=2, frame_stack=1) == 60 * (768 + 8 + buf._SLOT_EXTRA_BYTES)
+
+
+def test_a_stack_guess_that_held_for_a_while_switches_without_losing_a_transition():
+    buf = ReplayBuffer(80, RGB, DISCRETE, n_envs=2, n_step=3, gamma=0.5, prioritized=True)
+    pairs, n_ready = {}, []
+    for t, step in enumerate(_rgb_stream(2, 150, seed=4, gray_steps=30)):
+        if t == 30:  # static gray images shift like a stack: still one frame per slot, every sample exact
+            assert buf.K == 3 and len(buf) > 0
+            _assert_samples_are_added_transitions(buf, pairs)
+            n_ready = len(buf)
+        buf.add(*step)
+        if t == 30:  # rebuilt whole, with every transition it held
+            assert buf.K == 1 and len(buf) >= n_ready
+        for e in range(2):
+            pairs[step[0][e].tobytes()] = step[3][e].tobytes()
+    assert buf.tree.total == pytest.approx(buf.tree[np.arange(2 * buf.slots)].sum())
+    _assert_samples_are_added_transitions(buf, pairs)
+
+
+def test_switching_to_whole_images_checks_memory_first(monkeypatch):
+    from deeprl import buffers
+
+    compact = ReplayBuffer.nbytes(1_000_000, RGB, DISCRETE)
+    monkeypatch.setattr(buffers, "available_memory", lambda: compact + 2**20)
+    buf = ReplayBuffer(1_000_000, RGB, DISCRETE)  # fits one frame a slot, not three
+    obs, a, r, nxt, term, trunc = next(_rgb_stream(1, 1))
+    with pytest.raises(UsageError, match=r"needs 0\.\d+ GiB.*--buffer-size"):
+        buf.add(obs, a, r, nxt, term, trunc)
+
+
+def test_a_switched_buffer_resumes_into_a_fresh_one():
+    make = lambda: ReplayBuffer(40, RGB, DISCRETE, n_envs=2, n_step=2, seed=5)  # noqa: E731
+    stream = list(_rgb_stream(2, 80, seed=6))
+    a, b = make(), make()
+    for step in stream[:40]:
+        a.add(*step)
+    b.load_state_dict(a.state_dict())
+    assert b.K == 1 and b.frames.shape == a.frames.shape
+    for step in stream[40:]:
+        a.add(*step)
+        b.add(*step)
+    for x, y in zip(a.sample(16), b.sample(16)):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+
+
+class _Frames(gym.Env):
+    """12x12 uint8 frames, each unique (its first pixels: episode, t); episodes of 1 to 3 steps."""
+
+    observation_space = gym.spaces.Box(0, 255, (12, 12), np.uint8)
+    action_space = DISCRETE
+
+    def _frame(self):
+        f = self.np_random.integers(0, 256, (12, 12), dtype=np.uint8)
+        f[0, :2] = (self.ep % 256, self.t)
+        return f
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.ep, self.t = getattr(self, "ep", -1) + 1, 0
+        self.length = 1 + self.ep % 3  # every third episode ends on its first step
+        return self._frame(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._frame(), 1.0, self.t == self.length, False, {}
+
+
+def test_gymnasium_frame_stacks_keep_one_frame_a_slot_even_when_episodes_end_at_once():
+    env = gym.wrappers.FrameStackObservation(_Frames(), 4)  # padding "reset": a reset stack repeats its frame
+    buf = ReplayBuffer(200, env.observation_space, DISCRETE, n_step=2, gamma=0.5)
+    compact = ReplayBuffer.nbytes(200, env.observation_space, DISCRETE)
+    assert compact == 200 * (144 + 8 + ReplayBuffer._SLOT_EXTRA_BYTES)
+    pairs = {}
+    obs, _ = env.reset(seed=0)
+    for _ in range(300):
+        nxt, r, term, trunc, _ = env.step(0)
+        buf.add(obs[None], [0], [r], nxt[None], [term], [trunc])
+        pairs[obs.tobytes()] = nxt.tobytes()
+        obs = env.reset()[0] if term or trunc else nxt
+    assert buf.K == 4 and buf.frames.shape == (1, 200, 12, 12)
+    _assert_samples_are_added_transitions(buf, pairs)
 
 
 def test_memory_for_a_million_atari_transitions():

@@ -111,12 +111,39 @@ class DictContinuousEnv(gym.Env):
         return self._observe(), reward, False, self.t >= 20, {}
 
 
-for _cls in (DictImageEnv, MaskedEnv, DictContinuousEnv):
+def _rgb_image(episode, t):
+    """ChannelsFirstRGBEnv's observation at step t of an episode: three independent random channels, its
+    first pixels (episode, t), so a stored observation names the one it must equal."""
+    episode, t = int(episode) % 256, int(t)
+    image = np.random.default_rng((episode, t)).integers(0, 256, (3, 40, 40), dtype=np.uint8)
+    image[0, 0, :2] = (episode, t)
+    return image
+
+
+class ChannelsFirstRGBEnv(gym.Env):
+    """Channels-first (3, 40, 40) RGB frames, shaped like a 3-frame stack but not one. Episodes of 1 to 4
+    steps (the first ends on its first step); action t % 2 pays 1."""
+
+    observation_space = gym.spaces.Box(0, 255, (3, 40, 40), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode, self.t = getattr(self, "episode", -1) + 1, 0
+        return _rgb_image(self.episode, 0), {}
+
+    def step(self, action):
+        reward = float(action == self.t % 2)
+        self.t += 1
+        return _rgb_image(self.episode, self.t), reward, self.t == 1 + self.episode % 4, False, {}
+
+
+for _cls in (DictImageEnv, MaskedEnv, DictContinuousEnv, ChannelsFirstRGBEnv):
     if f"DeeprlOffpolicy/{_cls.__name__}-v0" not in gym.registry:
         gym.register(f"DeeprlOffpolicy/{_cls.__name__}-v0", entry_point=f"{__name__}:{_cls.__name__}")
 
-DICT_ENV, MASKED_ENV, CONT_ENV = (
-    f"DeeprlOffpolicy/{c.__name__}-v0" for c in (DictImageEnv, MaskedEnv, DictContinuousEnv)
+DICT_ENV, MASKED_ENV, CONT_ENV, RGB_ENV = (
+    f"DeeprlOffpolicy/{c.__name__}-v0" for c in (DictImageEnv, MaskedEnv, DictContinuousEnv, ChannelsFirstRGBEnv)
 )
 
 DQN_FAST = dict(
@@ -302,6 +329,45 @@ def test_dict_buffer_state_dict_round_trips_through_the_run_directory_codec(tmp_
         other.load_state_dict(state)
 
 
+def test_one_storage_dtype_rule_for_replay_and_rollouts():
+    from types import SimpleNamespace
+
+    from deeprl.rollout import Rollout, make_obs_normalizer
+    from deeprl.spaces import obs_storage, storage_dtype
+
+    cases = [
+        (gym.spaces.Box(0, 255, (84, 84), np.uint8), np.uint8),  # rank 2 (a grayscale frame): still bytes
+        (gym.spaces.Box(0, 255, (128,), np.uint8), np.uint8),  # Atari RAM
+        (gym.spaces.Box(0, 1, (3, 5), bool), np.bool_),
+        (gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), np.uint8),
+        (gym.spaces.Box(-1, 1, (3,), np.float64), np.float32),
+        (gym.spaces.Box(0, 9, (2,), np.int32), np.float32),
+        (gym.spaces.Discrete(5), np.int64),
+        (gym.spaces.MultiDiscrete([3, 4], dtype=np.int32), np.int64),
+        (gym.spaces.MultiBinary(3), np.int8),
+    ]
+    for space, dtype in cases:
+        assert storage_dtype(space) == dtype, space
+        replay = ReplayBuffer(16, space, gym.spaces.Discrete(2), frame_stack=1)
+        rollout = obs_storage(space, (2, 3))
+        assert replay.frames.dtype == dtype and rollout.dtype == torch.from_numpy(np.zeros(0, dtype)).dtype, space
+    with pytest.raises(TypeError, match="stores Box"):
+        storage_dtype(gym.spaces.Tuple((gym.spaces.Discrete(2),)))
+    # what a running normaliser rewrites (vector Boxes, bytes too) is stored as the float32 it writes
+    ram = gym.spaces.Box(0, 255, (8,), np.uint8)
+    dict_space = gym.spaces.Dict(ram=ram, image=gym.spaces.Box(0, 255, (8, 8, 3), np.uint8))
+
+    def rollout_obs(space, normalizer):
+        env = SimpleNamespace(num_envs=2, single_observation_space=space, single_action_space=gym.spaces.Discrete(2))
+        env.observation_space, env.action_space = space, env.single_action_space
+        obs = Rollout(env, 4, obs_normalizer=normalizer).obs
+        return obs.dtype if isinstance(obs, torch.Tensor) else {k: v.dtype for k, v in obs.items()}
+
+    assert rollout_obs(ram, None) == torch.uint8
+    assert rollout_obs(ram, make_obs_normalizer(ram)) == torch.float32
+    assert rollout_obs(dict_space, make_obs_normalizer(dict_space)) == {"ram": torch.float32, "image": torch.uint8}
+
+
 def test_discrete_and_multibinary_observations_and_minibatches():
     buf = ReplayBuffer(50, gym.spaces.Discrete(9), gym.spaces.Discrete(2))
     for t in range(20):
@@ -432,6 +498,28 @@ def test_dqn_on_minatar_breakout_bool_planes_channels_last(tmp_path):
     assert type(agent.q.encoder).__name__ == "ImageEncoder" and agent.q.encoder.channels_last
     assert type(agent.q.encoder.cnn).__name__ == "MinAtarCNN"  # 10x10: too small for the Nature CNN
     assert result.summary["env_steps"] == 400
+
+
+def test_dqn_on_channels_first_rgb_images_that_are_not_a_frame_stack(tmp_path):
+    from deeprl.algos.dqn import DQN
+    from deeprl.envs import make_vec_env
+
+    result = deeprl.train("dqn", RGB_ENV, seed=0, total_steps=300, run_dir=tmp_path / "r", eval_every=300,
+                          eval_episodes=2, **{**DQN_FAST, "learning_starts": 100})  # fmt: skip
+    assert result.summary["env_steps"] == 300
+    _spec, cfg, _ = build_config("dqn", RGB_ENV, **{**DQN_FAST, "learning_starts": 100})
+    agent = DQN(cfg, make_vec_env(RGB_ENV, 4), seed=0)
+    agent.learn(300, None)
+    buf = agent.buffer
+    assert buf.K == 1 and buf.frames.shape == (4, 1000, 3, 40, 40)  # whole images, not one channel a step
+    env = gym.make(RGB_ENV)  # env 0's first transition, as the env returned it
+    first, _ = env.reset(seed=0)
+    after, *_ = env.step(int(buf.actions[0, 0]))
+    assert np.array_equal(buf.frames[0, 0], first) and np.array_equal(buf.frames[0, 1], after)
+    b = buf.sample(128)
+    for obs, nxt, k in zip(b.obs.numpy(), b.next_obs.numpy(), b.steps.numpy()):
+        episode, t = obs[0, 0, :2]
+        assert np.array_equal(obs, _rgb_image(episode, t)) and np.array_equal(nxt, _rgb_image(episode, t + int(k)))
 
 
 # ---------------------------------------------------------------- SAC, TD3, DDPG
