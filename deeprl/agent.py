@@ -17,7 +17,7 @@ from deeprl.envs import EnvMaker, check_env_module_imported, env_maker, fit_mask
 from deeprl.errors import UsageError
 from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
 from deeprl.registry import AlgoSpec, get_algo
-from deeprl.rundir import POLICY, load_policy, read_config
+from deeprl.rundir import BEST_POLICY, POLICY, load_policy, read_config
 from deeprl.spaces import MASK_KEY, has_mask
 from deeprl.wrappers import OBS_KEY
 
@@ -106,9 +106,12 @@ def configs_from_record(record: dict[str, Any], source: str) -> tuple[AlgoSpec, 
         raise UsageError(f"{source} holds an invalid setting: {e}") from None
 
 
-def load(run_dir: Path | str, policy_file: str = POLICY) -> Agent:
+def load(run_dir: Path | str, policy_file: str = POLICY, *, best: bool = False) -> Agent:
     """The trained agent of a run directory: its config.json and its policy file (weights and
-    normalisation statistics, read as data)."""
+    normalisation statistics, read as data). `best=True` takes the policy of the run's best evaluation
+    (policy_best.safetensors) instead of the final one."""
+    if best:
+        policy_file = BEST_POLICY
     record = read_config(run_dir)
     source = f"{str(Path(run_dir) / 'config.json')!r}"
     check_env_module_imported(record["env_id"], source)
@@ -132,14 +135,15 @@ def load(run_dir: Path | str, policy_file: str = POLICY) -> Agent:
 
 
 def evaluate(
-    agent_or_run_dir: Agent | Path | str, episodes: int | None = None, seed: int | None = None
+    agent_or_run_dir: Agent | Path | str, episodes: int | None = None, seed: int | None = None, *, best: bool = False
 ) -> dict[str, Any]:
     """Deterministic evaluation: {"mean_return", "std_return", "episodes", "returns", ...}.
 
     By default it repeats the run's own final evaluation (its episodes and seeds), so the mean
-    matches summary.json's eval_mean_return.
+    matches summary.json's eval_mean_return; with `best=True` (a run directory) it evaluates the
+    best policy, and the mean matches summary.json's best_eval_mean_return.
     """
-    agent = agent_or_run_dir if isinstance(agent_or_run_dir, Agent) else load(agent_or_run_dir)
+    agent = agent_or_run_dir if isinstance(agent_or_run_dir, Agent) else load(agent_or_run_dir, best=best)
     episodes = agent.run.eval_episodes if episodes is None else episodes
     seed = agent.run.seed + EVAL_SEED_OFFSET if seed is None else seed
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -161,5 +165,6 @@ def evaluate(
         "algo": agent.algo_name,
         "env_id": agent.env_id,
         "seed": seed,
+        "policy_env_steps": agent.info.get("env_steps"),  # when the evaluated policy was saved
         "returns": returns.tolist(),
     }

@@ -23,11 +23,11 @@ usage: deeprl COMMAND ...
 
   train ALGO ENV_ID [flags]   train an agent; `deeprl train ALGO --help` lists every flag
   train --resume RUN_DIR      continue a run from its last checkpoint
-  eval RUN_DIR [--episodes N] [--json]
-                              evaluate a trained agent (deterministic policy)
+  eval RUN_DIR [--episodes N] [--best] [--json]
+                              evaluate a trained agent (deterministic policy; --best: its best evaluation's)
   solve ENV_ID [--gamma G]    exact V*, Q* and optimal policy by value iteration (toy-text envs)
   list                        algorithms, the spaces they handle, their presets
-  render RUN_DIR --out FILE.gif|FILE.mp4 [--episodes N] [--fps F]
+  render RUN_DIR --out FILE.gif|FILE.mp4 [--episodes N] [--fps F] [--best]
                               a video of the trained agent playing (headless, no display needed)
   plot RUN_DIR [RUN_DIR ...] --out FILE.png [--threshold X]
                               learning curves: return vs env steps and vs wall time, mean and spread over seeds
@@ -74,6 +74,8 @@ class EvalArgs:
     result matches summary.json)."""
     json: bool = False
     """Print one JSON object instead of a sentence."""
+    best: bool = False
+    """Evaluate the policy of the run's best evaluation (policy_best.safetensors) instead of the final one."""
     trust_module: tuple[str, ...] = ()
     """Import these modules first (your own env package, for a run on 'module:EnvId'): deeprl never imports a
     module just because a run directory names it, since importing runs its code."""
@@ -110,6 +112,8 @@ class RenderArgs:
     """Reset seed of the first episode, episode i uses seed + i (default: the run's evaluation seeds)."""
     max_steps: int | None = None
     """Cut each episode after this many steps (default: the env's time limit, or 1000 without one)."""
+    best: bool = False
+    """Play the policy of the run's best evaluation (policy_best.safetensors) instead of the final one."""
     trust_module: tuple[str, ...] = ()
     """Import these modules first (your own env package, for a run on 'module:EnvId'): deeprl never imports a
     module just because a run directory names it, since importing runs its code."""
@@ -261,6 +265,11 @@ def report(result: Any) -> None:
     print(
         f"  eval: {s['eval_mean_return']:.3f} ± {s['eval_std_return']:.3f} over {s['eval_episodes']} episodes; {solved}"
     )
+    if s["best_eval_env_steps"] != s["env_steps"] and s["best_eval_mean_return"] > s["eval_mean_return"]:
+        print(
+            f"  best: {s['best_eval_mean_return']:.3f} at env step {s['best_eval_env_steps']:,}, kept as "
+            f"{s['best_policy']} (deeprl eval {result.run_dir} --best)"
+        )
     print(f"  saved to {result.run_dir}")
     print(f"  next:  deeprl eval {result.run_dir}")
     print(f"         deeprl train --resume {result.run_dir} --total-steps {2 * s['env_steps']}")
@@ -313,13 +322,15 @@ def cmd_eval(argv: list[str]) -> None:
 
     args = tyro.cli(EvalArgs, args=argv, prog="deeprl eval")
     import_trusted_modules(args.trust_module)
-    out = evaluate(args.run_dir, episodes=args.episodes, seed=args.seed)
+    out = evaluate(args.run_dir, episodes=args.episodes, seed=args.seed, best=args.best)
     out["run_dir"] = str(args.run_dir)
+    out["policy"] = "best" if args.best else "final"
     if args.json:
         print(json.dumps(out))
     else:
+        which = f"best policy (env step {out['policy_env_steps']:,})" if args.best else "final policy"
         print(
-            f"{out['algo']} on {out['env_id']}: mean return {out['mean_return']:.3f} ± "
+            f"{out['algo']} on {out['env_id']}, {which}: mean return {out['mean_return']:.3f} ± "
             f"{out['std_return']:.3f} over {out['episodes']} episodes "
             f"(min {out['min_return']:.3f}, max {out['max_return']:.3f})"
         )
@@ -419,7 +430,10 @@ def cmd_render(argv: list[str]) -> None:
     from deeprl.viz import check_video_path, render
 
     check_video_path(args.out)  # a wrong extension fails before the checkpoint is loaded
-    rec = render(args.run_dir, args.out, episodes=args.episodes, fps=args.fps, seed=args.seed, max_steps=args.max_steps)
+    from deeprl.agent import load
+
+    agent = load(args.run_dir, best=args.best)
+    rec = render(agent, args.out, episodes=args.episodes, fps=args.fps, seed=args.seed, max_steps=args.max_steps)
     returns = ", ".join(f"{e.episode_return:.2f} ({e.length} steps)" for e in rec.episodes)
     print(
         f"wrote {rec.path}: {len(rec.episodes)} episode{'s' if len(rec.episodes) > 1 else ''}, "

@@ -1,5 +1,6 @@
 """Keep the best policy: every evaluation that beats the best so far saves policy_best.safetensors."""
 
+import json
 import shutil
 
 from conftest import read_metrics
@@ -42,3 +43,26 @@ def test_resume_rewrites_a_best_policy_written_after_the_last_checkpoint(tmp_pat
     assert cut_info == whole_info and result.summary["best_eval_env_steps"] == whole_info["env_steps"]
     for name, tensor in whole_state["model"].items():
         assert tensor.equal(cut_state["model"][name]), name
+
+
+def test_cli_eval_and_render_take_best(tmp_path, capsys):
+    from deeprl.cli import main
+
+    result = deeprl.train("ppo", "CartPole-v1", seed=1, run_dir=tmp_path / "r", **FAST_PPO)
+    assert main(["eval", str(tmp_path / "r"), "--best", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["policy"] == "best" and out["mean_return"] == result.summary["best_eval_mean_return"]
+    assert out["policy_env_steps"] == result.summary["best_eval_env_steps"]
+    assert main(["eval", str(tmp_path / "r"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_return"] == result.summary["eval_mean_return"]
+    assert main(["render", str(tmp_path / "r"), "--best", "--out", str(tmp_path / "best.gif")]) == 0
+    assert (tmp_path / "best.gif").stat().st_size > 0
+
+
+def test_best_before_any_evaluation_is_a_clear_error(tmp_path, capsys):
+    from deeprl.cli import main
+
+    deeprl.train("ppo", "CartPole-v1", run_dir=tmp_path / "r", **FAST_PPO)
+    (tmp_path / "r" / BEST_POLICY).unlink()  # as in a run killed before its first evaluation
+    assert main(["eval", str(tmp_path / "r"), "--best"]) == 2
+    assert "no evaluation of its run has finished yet" in capsys.readouterr().err
