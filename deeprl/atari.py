@@ -81,15 +81,3 @@ def is_atari_spec(spec: gym.envs.registration.EnvSpec | None) -> bool:
     if not isinstance(entry, str):
         entry = f"{getattr(entry, '__module__', '')}:{getattr(entry, '__qualname__', '')}"
     return entry == ATARI_ENTRY_POINT
-
-
-def is_atari(env_id: str) -> bool:
-    """Is `env_id` an ALE env? Asks its registered spec (importing ale_py if needed); False for an id
-    that is not registered."""
-    from deeprl.envs import env_spec  # envs imports this module when it makes an Atari env
-    from deeprl.errors import UsageError
-
-    try:
-        return is_atari_spec(env_spec(env_id))
-    except UsageError:
-        return False

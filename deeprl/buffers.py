@@ -419,6 +419,13 @@ class ReplayBuffer:
         self._push(envs, next_obs[:, -1] if self.K > 1 else next_obs)
         self.has_transition[envs, pos] = True
 
+        self._accumulate_n_step(envs, pos, r, terminated, truncated)
+
+    def _accumulate_n_step(
+        self, envs: np.ndarray, pos: np.ndarray, r: np.ndarray, terminated: np.ndarray, truncated: np.ndarray
+    ) -> None:
+        """The n-step bookkeeping of one added step (Sutton & Barto ch. 7): its reward joins the open sums of
+        its episode, the transition n-1 steps back becomes ready, and an episode end closes every open sum."""
         # n-step: this reward joins the sums of the last n transitions of the same episode.
         j = np.arange(self.n_step)
         live = j[None, :] <= np.minimum(self.chain[envs], self.n_step - 1)[:, None]

@@ -203,6 +203,15 @@ def _register_minatar(env_id: str) -> None:
         minatar_gym.register_envs()
 
 
+def is_atari(env_id: str) -> bool:
+    """Is `env_id` an ALE env (any id family: ALE/...-v5, ...NoFrameskip-v4, ...-v4)? Asks its registered
+    spec (importing ale_py if needed); False for an id that is not registered."""
+    try:
+        return is_atari_spec(env_spec(env_id))
+    except UsageError:
+        return False
+
+
 def has_time_limit(spec: gym.envs.registration.EnvSpec | None) -> bool:
     """Does an env with this spec end its episodes by itself? A TimeLimit, or an ALE env, whose
     games end at the ALE's max_num_frames_per_episode (108,000 frames; deeprl/atari.py)."""

@@ -113,7 +113,8 @@ def test_atari_evaluation_plays_whole_games_and_max_episode_steps_counts_agent_s
     ("env_id", "sticky"), [("PongNoFrameskip-v4", 0.0), ("Breakout-v4", 0.0), ("ALE/Breakout-v5", 0.25)]
 )
 def test_every_ale_id_gets_the_same_atari_preprocessing(env_id, sticky):
-    from deeprl.atari import FireReset, is_atari
+    from deeprl.atari import FireReset
+    from deeprl.envs import is_atari
 
     assert is_atari(env_id) and not is_atari("CartPole-v1") and not is_atari("NoSuchGame-v9")
     env = make_env(env_id, seed=0)
