@@ -7,6 +7,9 @@ Protocol (both libraries alike):
 - an evaluation is the deterministic policy on 10 episodes from the same reset seeds
   (deeprl's own `Evaluator`, used for SB3 too, so both are scored on identical starting states),
   every `eval_every` env steps of the deeprl preset;
+- every env of a row, both libraries' training envs, their evaluators and the throughput trial's, is made
+  from the recipe of deeprl's preset for the row (`deeprl.envs.env_maker`: its env_kwargs, wrappers and
+  time limit), as `deeprl train` makes it, so a preset's wrapper or env kwargs apply to every number;
 - medians over seeds, an unsolved seed counting as +inf (so a median is finite only when at
   least half the seeds solved); the two libraries alternate seed by seed, so drift in machine load
   hits both; every trial runs in a fresh subprocess.
@@ -17,6 +20,7 @@ runtime one: it is imported only inside the subprocess of an SB3 trial.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -157,6 +161,31 @@ class Trial:
 
 
 # ---------------------------------------------------------------- running one trial (in a subprocess)
+def trial_recipe(algo: str, env_id: str, seed: int) -> tuple[Any, Any, Any, Any]:
+    """(spec, config, run options, env recipe) of deeprl's preset for a row: the recipe is
+    `deeprl.envs.env_maker(options)`, the env `deeprl train ALGO ENV_ID` makes (env_kwargs, wrappers,
+    time limit, masks joined to the observation)."""
+    from deeprl.driver import build_config
+    from deeprl.envs import env_maker
+
+    spec, config, opts = build_config(algo, env_id, seed=seed)
+    return spec, config, opts, env_maker(opts)
+
+
+def learning_env(spec: Any, opts: Any, maker: Any) -> Any:
+    """The env an algorithm learns from, made as the driver makes it (deeprl.driver._training_env): the
+    vector env of opts.n_envs copies (a single env for tabular methods) from `maker`, made again without the
+    action mask when the algorithm cannot take the masked observation (`fit_mask_to_algorithm`, Taxi's Q-table)."""
+    from deeprl.envs import fit_mask_to_algorithm
+
+    if spec.vectorized:
+        make = lambda m: m.make_vec(opts.n_envs, vectorization=opts.vectorization)  # noqa: E731
+    else:
+        make = lambda m: m.make()  # noqa: E731
+    env, _ = fit_mask_to_algorithm(maker, spec.support, make)
+    return env
+
+
 def _deeprl_trial(t: Trial, run_root: Path) -> dict[str, Any]:
     from deeprl.driver import train
 
@@ -196,7 +225,6 @@ def _sb3_trial(t: Trial) -> dict[str, Any]:
     from stable_baselines3.common.noise import NormalActionNoise
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from deeprl.envs import env_spec
     from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
 
     hp = dict(SB3_ZOO[(t.algo, t.env_id)])
@@ -207,15 +235,17 @@ def _sb3_trial(t: Trial) -> dict[str, Any]:
     for key in ("learning_rate", "clip_range"):
         if key in hp:
             hp[key] = _schedule(hp[key])
-    env_spec(t.env_id)  # the same id check and error as deeprl
-    venv = sb3_make_vec_env(t.env_id, n_envs=n_envs, seed=t.seed)
+    # The env of deeprl's preset (the same id check and error as deeprl, its env_kwargs, wrappers and time
+    # limit), without the action-mask key: SB3's policies take no masks (that is sb3-contrib's MaskablePPO).
+    maker = dataclasses.replace(trial_recipe(t.algo, t.env_id, t.seed)[3], action_mask=False)
+    venv = sb3_make_vec_env(maker, n_envs=n_envs, seed=t.seed)  # each copy is maker() (an EnvMaker is callable)
     if normalize:
         venv = VecNormalize(venv, gamma=hp.get("gamma", 0.99))
     if noise_type == "normal":
         n_act = venv.action_space.shape[0]
         hp["action_noise"] = NormalActionNoise(np.zeros(n_act), noise_std * np.ones(n_act))
     model = getattr(sb3, SB3_ALGOS[t.algo])("MlpPolicy", venv, seed=t.seed, device="cpu", verbose=0, **hp)
-    evaluator = Evaluator(t.env_id, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
+    evaluator = Evaluator(maker, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
 
     def policy(obs: np.ndarray) -> np.ndarray:
         if normalize:
@@ -266,17 +296,14 @@ def _throughput_trial(t: Trial, seconds: float = 2.0) -> dict[str, Any]:
     """Env steps per second of (a) the raw vector env with random actions, the ceiling, and (b) the
     same env driven by the algorithm's batched deterministic policy (acting, no learning); each
     measured for about `seconds`. Training steps/s comes from the time-to-solve trials."""
-    from deeprl.driver import build_config
-    from deeprl.envs import make_env, make_vec_env, seed_everything
+    from deeprl.envs import seed_everything
 
-    spec, config, opts = build_config(t.algo, t.env_id, seed=t.seed)
+    spec, config, opts, maker = trial_recipe(t.algo, t.env_id, t.seed)
     seed_everything(t.seed)
-    if spec.vectorized:
-        n_envs = opts.n_envs
-        env = make_vec_env(t.env_id, n_envs, vectorization=opts.vectorization, max_episode_steps=opts.max_episode_steps)
-    else:  # a single env (tabular): step it as the algorithm does, one observation at a time
-        n_envs = 1
-        env = make_env(t.env_id, max_episode_steps=opts.max_episode_steps)
+    # The env training uses: a vector env, or for tabular methods a single env stepped as the algorithm
+    # does, one observation at a time.
+    env = learning_env(spec, opts, maker)
+    n_envs = opts.n_envs if spec.vectorized else 1
     env.action_space.seed(t.seed)
     algo = spec.load()(config, env, seed=t.seed, device="cpu")
 

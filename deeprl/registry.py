@@ -167,13 +167,10 @@ _POLICY_GRADIENT = dict(
 
 
 def a3c_support(obs_space: gym.Space, action_space: gym.Space) -> str | None:
-    """None if A3C can run on these spaces. Its workers keep their own float rollout buffers, so A3C takes
-    what they handle: Box observations (a vector, or uint8 image frames) and Discrete or Box actions."""
-    if not isinstance(obs_space, gym.spaces.Box):
-        return f"observations must be a Box (a vector, or uint8 image frames); this env has {describe_space(obs_space)}"
-    if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        return f"actions must be Discrete or Box; this env has {describe_space(action_space)}"
-    return None
+    """None if A3C can run on these spaces: the policy-gradient family's (`policy_gradient_support`). Its
+    workers store their rollouts as the vector-env methods do (deeprl.spaces.obs_storage: uint8 frames as
+    bytes, a Dict one tensor per key) and act through the same ActorCritic, action masks included."""
+    return policy_gradient_support(obs_space, action_space)
 
 
 _TABULAR = dict(
@@ -251,8 +248,8 @@ ALGOS: dict[str, AlgoSpec] = {
             config_cls=A3CConfig,
             impl="deeprl.algos.a3c:A3C",
             support=a3c_support,
-            observation_spaces="Box (vector or uint8 images)",
-            action_spaces="Discrete, Box",
+            observation_spaces=_POLICY_GRADIENT["observation_spaces"],
+            action_spaces=_POLICY_GRADIENT["action_spaces"],
             default_budget={"total_steps": 500_000},
         ),
         AlgoSpec(

@@ -1,5 +1,6 @@
 """A3C: learning, the worker pool's protocol (chunks, determinism with one worker), checkpoints and
-resume, and shutdown: on close, on Ctrl-C, on a worker crash and on a non-finite loss."""
+resume, and shutdown: on close, on Ctrl-C, on a worker crash and on a non-finite loss; the policy-gradient
+family's spaces (Dict observations with action masks, Discrete observations)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,36 @@ class FailingCartPole(gym.Wrapper):
 
 
 gym.register("deeprl-test/FailingCartPole-v0", entry_point=FailingCartPole)
+
+
+class MaskedChoice(gym.Env):
+    """A Dict observation (a position and the key `action_mask`) over Discrete(6) actions of which one to three
+    are allowed, drawn anew every step; taking a masked action raises (in a worker: the run fails). The reward is
+    the action's index / 5, so the policy has something to prefer among the allowed ones. 12 steps an episode."""
+
+    action_space = gym.spaces.Discrete(6)
+    observation_space = gym.spaces.Dict(
+        {"position": gym.spaces.Box(0, 1, (1,), np.float32), "action_mask": gym.spaces.MultiBinary(6)}
+    )
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._draw(), {}
+
+    def _draw(self):
+        self.mask = np.zeros(6, np.int8)
+        self.mask[self.np_random.choice(6, size=self.np_random.integers(1, 4), replace=False)] = 1
+        return {"position": np.array([self.t / 12], np.float32), "action_mask": self.mask}
+
+    def step(self, action):
+        if not self.mask[int(action)]:
+            raise ValueError(f"masked action {action!r} taken (mask {self.mask})")
+        self.t += 1
+        return self._draw(), int(action) / 5, self.t >= 12, False, {}
+
+
+gym.register("deeprl-test/MaskedChoice-v0", entry_point=MaskedChoice)
 
 
 def _no_workers_left() -> bool:
@@ -289,3 +320,56 @@ def test_box_actions_gaussian_policy_clipped_to_the_bounds() -> None:
     obs = np.random.default_rng(0).uniform(-1, 1, size=(8, 3)).astype(np.float32) * [1, 1, 8]
     actions = algo.policy(obs)
     assert actions.shape == (8, 1) and np.all(np.abs(actions) <= 2.0)
+
+
+# ---------------------------------------------------------------- the policy-gradient family's spaces
+def test_two_workers_on_a_dict_observation_with_an_action_mask_never_take_a_masked_action(
+    tmp_path: Path, quiet: dict
+) -> None:
+    """The toy env raises on a masked action, in a worker (the run would fail) as in the evaluator."""
+    result = deeprl.train(
+        "a3c", "deeprl-test/MaskedChoice-v0", workers=2, total_steps=600, eval_every=600, eval_episodes=3,
+        hidden=(16,), seed=0, run_dir=tmp_path / "run", **quiet,
+    )  # fmt: skip
+    assert result.summary["env_steps"] == 600 and result.summary["episodes"] >= 40
+    assert np.isfinite(result.summary["eval_mean_return"]) and _no_workers_left()
+    agent = deeprl.load(result.run_dir)
+    assert deeprl.evaluate(agent)["mean_return"] == result.summary["eval_mean_return"]
+    # The greedy policy on many fresh masks: an untrained favourite is usually masked; it is never taken.
+    env = agent.maker.make()
+    masks = np.stack([env.reset(seed=i)[0]["action_mask"] for i in range(200)])
+    env.close()
+    actions = agent.act_batch({"position": np.zeros((200, 1), np.float32), "action_mask": masks})
+    assert masks[np.arange(200), actions].all()
+
+
+def test_two_workers_on_discrete_observations(tmp_path: Path, quiet: dict) -> None:
+    """FrozenLake-v1: Discrete(16) observations, one-hot for the network, stored as int64 indices."""
+    result = deeprl.train(
+        "a3c", "FrozenLake-v1", workers=2, total_steps=400, eval_every=400, eval_episodes=5, seed=0,
+        run_dir=tmp_path / "run", **quiet,
+    )  # fmt: skip
+    assert result.summary["env_steps"] == 400 and np.isfinite(result.summary["eval_mean_return"])
+    assert _no_workers_left()
+    agent = deeprl.load(result.run_dir)
+    assert agent.observation_space == gym.spaces.Discrete(16)
+    assert deeprl.evaluate(agent)["mean_return"] == result.summary["eval_mean_return"]
+    assert agent.act(5) in range(4)
+
+
+def test_support_is_the_policy_gradient_familys() -> None:
+    from deeprl.registry import ALGOS, a3c_support, policy_gradient_support
+
+    dict_obs = gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (2,)), "action_mask": gym.spaces.MultiBinary(4)})
+    cases = [
+        (dict_obs, gym.spaces.Discrete(4)),
+        (gym.spaces.Discrete(16), gym.spaces.MultiDiscrete([2, 3])),
+        (gym.spaces.MultiBinary(5), gym.spaces.MultiBinary(3)),
+        (gym.spaces.Box(0, 255, (4, 64, 64), np.uint8), gym.spaces.Box(-1, 1, (3,))),
+        (dict_obs, gym.spaces.Box(-1, 1, (4,))),  # a mask on continuous actions: refused by both
+        (gym.spaces.Tuple((gym.spaces.Discrete(2),)), gym.spaces.Discrete(2)),  # refused by both
+    ]
+    for obs_space, action_space in cases:
+        assert a3c_support(obs_space, action_space) == policy_gradient_support(obs_space, action_space)
+    assert ALGOS["a3c"].observation_spaces == ALGOS["ppo"].observation_spaces
+    assert ALGOS["a3c"].action_spaces == ALGOS["ppo"].action_spaces

@@ -7,6 +7,8 @@ import math
 import subprocess
 import sys
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from deeprl.bench import DEFAULT_ROWS, SB3_ZOO, Trial, markdown_table, plan_rows, run_trial, summarize, trial_settings
@@ -157,3 +159,80 @@ def test_an_sb3_trial_uses_the_same_evaluation_protocol():
     assert r["solved_at_env_steps"] == 512
     assert 0 < r["solved_at_wall_s"] <= r["train_wall_s"] + 1e-6
     assert r["final_return"] >= 1.0
+
+
+# ---------------------------------------------------------------- envs from the preset's recipe
+def plus_one_reward(env):
+    """A `--wrapper` callable for the tests below (module:callable, this module is imported)."""
+    return gym.wrappers.TransformReward(env, lambda r: r + 1.0)
+
+
+@pytest.fixture
+def recipe_preset(monkeypatch):
+    """A ppo preset for FrozenLake-v1 with env kwargs (the 8x8 map), a wrapper and a time limit."""
+    from deeprl.presets import PRESETS
+
+    preset = {
+        "env_kwargs": {"map_name": "8x8"},
+        "wrappers": (f"{__name__}:plus_one_reward",),
+        "max_episode_steps": 30,
+        "n_envs": 2,
+        "n_steps": 16,
+        "minibatch_size": 32,
+    }
+    monkeypatch.setitem(PRESETS["ppo"], "FrozenLake-v1", preset)
+    return preset
+
+
+def test_trial_envs_are_the_presets_recipe_as_the_driver_makes_them(recipe_preset):
+    from deeprl.bench import _throughput_trial, learning_env, trial_recipe
+    from deeprl.envs import maker_of
+
+    spec, _, opts, maker = trial_recipe("ppo", "FrozenLake-v1", 0)
+    env = learning_env(spec, opts, maker)
+    assert env.num_envs == 2 and env.single_observation_space == gym.spaces.Discrete(64)  # the 8x8 map
+    made = maker_of(env)
+    assert made.wrappers == recipe_preset["wrappers"] and made.max_episode_steps == 30
+    env.reset(seed=0)
+    _, reward, *_ = env.step(np.zeros(2, np.int64))
+    assert (reward >= 1.0).all()  # the wrapper's +1
+    env.close()
+    out = _throughput_trial(Trial("throughput", "ppo", "FrozenLake-v1", 0, 100, 1, 1.0, 60), seconds=0.05)
+    assert out["n_envs"] == 2 and out["raw_steps_per_s"] > 0 and out["acting_steps_per_s"] > 0
+
+
+def test_trial_envs_keep_the_mask_for_an_algorithm_that_takes_it_and_drop_it_for_one_that_cannot():
+    from deeprl.bench import learning_env, trial_recipe
+    from deeprl.spaces import has_mask
+
+    spec, _, opts, maker = trial_recipe("ppo", "Taxi-v4", 0)  # Taxi reports info["action_mask"]
+    env = learning_env(spec, opts, maker)
+    assert has_mask(env.single_observation_space)
+    env.close()
+    spec, _, opts, maker = trial_recipe("q-learning", "Taxi-v4", 0)  # a Q-table indexes Discrete states
+    env = learning_env(spec, opts, maker)
+    assert env.observation_space == gym.spaces.Discrete(500)
+    env.close()
+
+
+@pytest.mark.timeout(120)
+def test_an_sb3_trial_learns_and_is_evaluated_on_the_presets_recipe(recipe_preset, monkeypatch):
+    pytest.importorskip("stable_baselines3")
+    from deeprl import bench, evaluation
+
+    seen = []
+
+    class SpyEvaluator(evaluation.Evaluator):
+        def __init__(self, env, *args, **kwargs):
+            seen.append(env)
+            super().__init__(env, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "Evaluator", SpyEvaluator)
+    zoo = dict(n_envs=2, n_timesteps=64, n_steps=16, batch_size=32, n_epochs=1)
+    monkeypatch.setitem(SB3_ZOO, ("ppo", "FrozenLake-v1"), zoo)
+    r = bench._sb3_trial(Trial("sb3", "ppo", "FrozenLake-v1", 0, 32, 2, 1e9, 60))
+    assert r["env_steps"] == 64 and r["solved_at_env_steps"] is None
+    assert r["final_return"] >= 2.0  # the wrapper's +1 per step: the evaluation ran on the recipe's env
+    (maker,) = seen
+    assert maker.kwargs == {"map_name": "8x8"} and maker.wrappers == recipe_preset["wrappers"]
+    assert maker.max_episode_steps == 30 and not maker.action_mask  # SB3's policies take no masks
