@@ -95,7 +95,10 @@ def global_rng_state() -> dict[str, Any]:
     """The global generators' states (the resume state keeps them)."""
     import torch
 
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # sampling on a GPU draws from its generator
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_global_rng_state(state: dict[str, Any]) -> None:
@@ -104,3 +107,6 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
