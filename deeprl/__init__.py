@@ -20,6 +20,7 @@ _EXPORTS = {
     "ALGOS": "deeprl.registry",
     "Agent": "deeprl.agent",
     "evaluate": "deeprl.agent",
+    "export": "deeprl.exporter",
     "load": "deeprl.agent",
     "RunResult": "deeprl.driver",
     "resume": "deeprl.driver",
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from deeprl.agent import Agent, evaluate, load
     from deeprl.driver import RunResult, resume, train
     from deeprl.errors import UsageError
+    from deeprl.exporter import export
     from deeprl.registry import ALGOS
     from deeprl.viz import plot, render, show
 
@@ -56,6 +58,7 @@ __all__ = [
     "RunResult",
     "UsageError",
     "evaluate",
+    "export",
     "load",
     "plot",
     "render",

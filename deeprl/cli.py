@@ -4,9 +4,13 @@ hyperparameter is a flag with its default and its docstring as help; this module
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
+import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -14,7 +18,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import tyro
 
 from deeprl.config import check_range
-from deeprl.errors import Interrupted, UsageError, did_you_mean
+from deeprl.errors import Interrupted, UsageError, close_matches, did_you_mean
 
 C = TypeVar("C")
 
@@ -31,6 +35,8 @@ usage: deeprl COMMAND ...
                               a video of the trained agent playing (headless, no display needed)
   plot RUN_DIR [RUN_DIR ...] --out FILE.png [--threshold X]
                               learning curves: return vs env steps and vs wall time, mean and spread over seeds
+  export RUN_DIR --out FILE [--format onnx|torchscript] [--best]
+                              the deterministic policy as one ONNX (or TorchScript) file, normalisation included
   bench [--algos ..] [--envs ..] [--seeds N] [--first-seed S] [--vs sb3]
                               time-to-solve benchmark, side by side with Stable-Baselines3
 
@@ -147,6 +153,26 @@ class PlotArgs:
 
 
 @dataclass(frozen=True)
+class ExportArgs:
+    """Write a trained agent's deterministic policy (what `deeprl eval` plays) as one ONNX or TorchScript file
+    that runs without deeprl: observation normalisation, image scaling, action masks and the map onto the
+    env's action bounds are inside it. Inputs: `obs` (one per key for Dict observations); output: `action`."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run directory written by `deeprl train`."""
+    out: Path
+    """File to write (replaced whole if it exists): e.g. policy.onnx, or policy.pt for TorchScript."""
+    format: Annotated[str, tyro.conf.arg(metavar="{onnx,torchscript}")] = "onnx"
+    """onnx (needs the onnx package; run the file with onnxruntime: pip install -e '.[export]') or torchscript
+    (load it with torch.jit.load)."""
+    best: bool = False
+    """Export the policy of the run's best evaluation (policy_best.safetensors) instead of the final one."""
+    trust_module: tuple[str, ...] = ()
+    """Import these modules first (your own env package, for a run on 'module:EnvId'): deeprl never imports a
+    module just because a run directory names it, since importing runs its code."""
+
+
+@dataclass(frozen=True)
 class ListArgs:
     """Algorithms, the spaces they handle, and the envs their presets were tuned on."""
 
@@ -181,7 +207,7 @@ class BenchArgs:
 def cmd_bench(argv: list[str]) -> None:
     from deeprl.bench import run_bench
 
-    args = tyro.cli(BenchArgs, args=argv, prog="deeprl bench")
+    args = parse_args(BenchArgs, argv, prog="deeprl bench")
     check_range(args, "seeds", 1)
     check_range(args, "first_seed", 0)
     check_range(args, "timeout_s", 0, low_open=True)
@@ -205,7 +231,7 @@ def cmd_train(argv: list[str]) -> None:
     from deeprl.registry import get_algo
 
     if any(a == "--resume" or a.startswith("--resume=") for a in argv):
-        args = tyro.cli(ResumeArgs, args=argv, prog="deeprl train")
+        args = parse_args(ResumeArgs, argv, prog="deeprl train")
         import_trusted_modules(args.trust_module)
         result = resume(args.resume, total_steps=args.total_steps, episodes=args.episodes, progress=args.progress)
         report(result)
@@ -244,8 +270,8 @@ def cmd_train(argv: list[str]) -> None:
             spec.name, env_id, **({"total_steps": None, "episodes": None} if gave_budget else {})
         )
         default = TrainArgs(run_options, config)
-    args = tyro.cli(
-        TrainArgs[spec.config_cls], default=default, args=rest, prog=f"deeprl train {spec.name} {env_id or 'ENV_ID'}"
+    args = parse_args(
+        TrainArgs[spec.config_cls], rest, prog=f"deeprl train {spec.name} {env_id or 'ENV_ID'}", default=default
     )
     report(run_training(spec, args.algo, args.run))
 
@@ -320,7 +346,7 @@ def check_env_flags(argv: list[str]) -> None:
 def cmd_eval(argv: list[str]) -> None:
     from deeprl.agent import evaluate
 
-    args = tyro.cli(EvalArgs, args=argv, prog="deeprl eval")
+    args = parse_args(EvalArgs, argv, prog="deeprl eval")
     import_trusted_modules(args.trust_module)
     out = evaluate(args.run_dir, episodes=args.episodes, seed=args.seed, best=args.best)
     out["run_dir"] = str(args.run_dir)
@@ -340,7 +366,7 @@ def cmd_solve(argv: list[str]) -> None:
     from deeprl.envs import make_env
     from deeprl.oracle import bellman_optimality_residual, tabular_model, value_iteration
 
-    args = tyro.cli(SolveArgs, args=argv, prog="deeprl solve")
+    args = parse_args(SolveArgs, argv, prog="deeprl solve")
     env = make_env(args.env_id)  # by id: the env's own observations, no mask joined (the model is over states)
     model = tabular_model(env)
     v, q, policy = value_iteration(model, args.gamma)
@@ -397,7 +423,7 @@ def cmd_list(argv: list[str]) -> None:
     from deeprl.presets import PRESETS
     from deeprl.registry import ALGOS
 
-    args = tyro.cli(ListArgs, args=argv, prog="deeprl list")
+    args = parse_args(ListArgs, argv, prog="deeprl list")
     rows = [
         {
             "algo": s.name,
@@ -413,19 +439,125 @@ def cmd_list(argv: list[str]) -> None:
         print(json.dumps(rows, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title="deeprl algorithms")
-    for col in ("algorithm", "observations", "actions", "presets (tuned envs)", "what it is"):
-        table.add_column(col)
-    for r in rows:
-        name = r["algo"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "")
-        table.add_row(name, r["observation_spaces"], r["action_spaces"], ", ".join(r["presets"]), r["summary"])
-    Console(width=160).print(table)
+    console = Console()  # the terminal's width, or $COLUMNS, or 80 in a pipe
+    console.print(list_table(rows, console.width))
+
+
+LIST_COLUMNS = ("algorithm", "observations", "actions", "presets (tuned envs)", "what it is")
+
+
+def list_table(rows: list[dict[str, Any]], width: int) -> Any:
+    """`deeprl list` laid out for `width` columns, lines broken only between words (", " between
+    the items of a list): one column per field when every field's longest word fits side by side
+    (wide terminals); else the algorithm beside its details, one field a line; else, on very narrow
+    terminals, no table, each algorithm a heading over its indented details."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    cells = [
+        (
+            r["algo"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else ""),
+            r["observation_spaces"],
+            r["action_spaces"],
+            ", ".join(r["presets"]) or "-",
+            r["summary"],
+        )
+        for r in rows
+    ]
+    columns = list(zip(*cells)) if cells else [() for _ in LIST_COLUMNS]
+    wide = _fit_widths([[h, *col] for h, col in zip(LIST_COLUMNS, columns)], width)
+    if wide is not None:
+        table = Table(title="deeprl algorithms")
+        for header, w in zip(LIST_COLUMNS, wide):
+            table.add_column(header, width=w, overflow="fold")
+        for row in cells:
+            table.add_row(*row)
+        return table
+
+    def details(row: tuple[str, ...]) -> Text:
+        text = Text(row[4])
+        for label, value in zip(("observations", "actions", "presets"), row[1:4]):
+            text.append("\n")
+            text.append(f"{label}: ", style="bold")
+            text.append(value)
+        return text
+
+    narrow = _fit_widths([["algorithm", *columns[0]], ["details", *(details(row).plain for row in cells)]], width)
+    if narrow is not None:
+        table = Table(title="deeprl algorithms", show_lines=True)
+        table.add_column("algorithm", width=narrow[0], overflow="fold")
+        table.add_column("details", width=narrow[1], overflow="fold")
+        for row in cells:
+            table.add_row(row[0], details(row))
+        return table
+    parts: list[Any] = [Text("deeprl algorithms", style="italic")]
+    for row in cells:
+        parts += [Text(row[0], style="bold", overflow="fold"), Padding(details(row), (0, 0, 0, 2))]
+    return Group(*parts)
+
+
+def _fit_widths(columns: list[list[str]], width: int) -> list[int] | None:
+    """Widths of table columns (each a list of its cells' texts, header first) that fit `width` with
+    rich's borders and padding, none narrower than its longest word, so no word is cut; the room
+    left over goes, a character at a time, where it shortens the table most. None when the words
+    alone do not fit."""
+    from rich.cells import cell_len
+
+    words = [[[[cell_len(w) for w in line.split()] for line in cell.split("\n")] for cell in col] for col in columns]
+    low = [max((n for cell in col for line in cell for n in line), default=1) for col in words]
+    high = [max((cell_len(line) for cell in col for line in cell.split("\n")), default=1) for col in columns]
+    spare = width - (3 * len(columns) + 1) - sum(low)  # each column: a rule and one space either side
+    if spare < 0:
+        return None
+
+    def lines(cell: list[list[int]], w: int) -> int:  # greedy word wrap, as rich wraps
+        total = 0
+        for line in cell:
+            total, used = total + 1, -1
+            for n in line:
+                if used + 1 + n > w and used >= 0:
+                    total, used = total + 1, -1
+                used += 1 + n
+        return total
+
+    widths = list(low)
+    heights = [[lines(cell, w) for cell in col] for col, w in zip(words, widths)]
+
+    def height(rows: list[list[int]]) -> int:
+        return sum(map(max, zip(*rows)))
+
+    def total(rows: list[list[int]]) -> int:
+        return sum(map(sum, rows))
+
+    # Widen, each time, the column that saves the most table lines per character it takes (when no
+    # column can shorten the table, the most wrapped cell lines); stop when nothing saves anything.
+    while spare > 0:
+        best = None
+        for measure in (height, total):
+            now = measure(heights)
+            for i in range(len(widths)):
+                for d in range(1, min(spare, high[i] - widths[i]) + 1):
+                    trial = [lines(cell, widths[i] + d) for cell in words[i]]
+                    saved = now - measure(heights[:i] + [trial] + heights[i + 1 :])
+                    if saved > 0:
+                        if best is None or saved / d > best[0]:
+                            best = (saved / d, i, d, trial)
+                        break
+            if best is not None:
+                break
+        if best is None:
+            break
+        _, i, d, heights[i] = best
+        widths[i] += d
+        spare -= d
+    return widths
 
 
 def cmd_render(argv: list[str]) -> None:
-    args = tyro.cli(RenderArgs, args=argv, prog="deeprl render")
+    args = parse_args(RenderArgs, argv, prog="deeprl render")
     import_trusted_modules(args.trust_module)
     from deeprl.viz import check_video_path, render
 
@@ -442,12 +574,30 @@ def cmd_render(argv: list[str]) -> None:
 
 
 def cmd_plot(argv: list[str]) -> None:
-    args = tyro.cli(PlotArgs, args=argv, prog="deeprl plot")
+    args = parse_args(PlotArgs, argv, prog="deeprl plot")
     import_trusted_modules(args.trust_module)
     from deeprl.viz import plot
 
     plot(args.run_dirs, args.out, threshold=args.threshold, smoothing=args.smoothing)
     print(f"wrote {args.out} ({len(args.run_dirs)} run{'s' if len(args.run_dirs) > 1 else ''})")
+
+
+def cmd_export(argv: list[str]) -> None:
+    args = tyro.cli(ExportArgs, args=argv, prog="deeprl export")
+    import_trusted_modules(args.trust_module)
+    from deeprl.exporter import export
+
+    exported = export(args.run_dir, args.out, args.format, best=args.best)
+    print(f"wrote {exported.path} ({exported.format}, {'best' if args.best else 'final'} policy)")
+    print(f"  inputs: {'; '.join(map(str, exported.inputs))}")
+    print(f"  output: {exported.output}")
+    if exported.checked is None:
+        print("  not compared with the policy: pip install onnxruntime to check the file")
+    elif exported.checked:
+        print(
+            f"  the same actions as the policy on {exported.agreed} of {exported.checked} observations sampled "
+            f"from the observation space (largest difference {exported.max_abs_diff:.2g})"
+        )
 
 
 COMMANDS = {
@@ -458,7 +608,181 @@ COMMANDS = {
     "bench": cmd_bench,
     "render": cmd_render,
     "plot": cmd_plot,
+    "export": cmd_export,
 }
+
+
+# ------------------------------------------------------------------ parse errors in deeprl's one style
+def parse_args(f: Any, argv: list[str], prog: str, default: Any = None) -> Any:
+    """tyro.cli, with a bad command line reported as deeprl reports every bad value: one paragraph
+    `deeprl: error: ...` (the flag, the value given, what it expects, a pointer to --help) and exit
+    2, not tyro's boxed panel. --help is tyro's own."""
+    with plain_parse_errors(argv, _flag_names(f if default is None else default)):
+        return tyro.cli(f, args=argv, prog=prog, **({} if default is None else {"default": default}))
+
+
+@contextlib.contextmanager
+def plain_parse_errors(argv: list[str], flags: list[str] | tuple[str, ...] = ()) -> Iterator[None]:
+    """Within this block a tyro parse error raises a UsageError (printed by `main` as one paragraph,
+    exit 2) instead of tyro printing its panel. It uses tyro's parse-error hook (tyro._errors, tyro
+    1.0.x; private, so it is imported defensively: without it, tyro's own panel and exit 2 remain).
+    `flags`, the valid flags, let an unknown flag be answered with the nearest ones."""
+    try:
+        from tyro._errors import on_parse_error
+    except ImportError:  # pragma: no cover - a tyro without the hook
+        yield
+        return
+
+    def hook(event: Any) -> None:
+        try:
+            message = parse_error_message(event, argv, flags)
+        except Exception:  # noqa: BLE001 - a tyro whose private payloads moved: its own panel, not a traceback
+            return
+        raise UsageError(message)
+
+    with on_parse_error(hook):
+        yield
+
+
+_KINDS = {"INT": "an integer", "FLOAT": "a number", "STR": "a string", "PATH": "a path", "BOOL": "True or False"}
+
+
+def parse_error_message(event: Any, argv: list[str], flags: list[str] | tuple[str, ...] = ()) -> str:
+    """One paragraph for one of tyro's parse-error events (tyro._errors.ParseErrorEvent)."""
+    kind = type(event).__name__
+    hint = f" `{event.prog} --help` lists every flag."
+    arg = getattr(event, "argument", None)
+    flag = _arg_name(arg) if arg is not None else ""
+    if kind == "UnrecognizedArgs":
+        return " ".join(_unknown_tokens(event.tokens, argv, flags)) + hint
+    if kind == "MissingArgs":
+        missing = []
+        for ctx in event.missing_arguments:
+            a = ctx.arg
+            what = _arg_name(a) if a.is_positional() else f"{_arg_name(a)} {a.lowered.metavar}"
+            helptext = a.field.helptext() if callable(a.field.helptext) else a.field.helptext
+            missing.append(f"{what} ({helptext.strip().rstrip('.')})" if helptext else what)
+        extra = "".join(" " + s for s in _unknown_tokens(event.unrecognized_tokens, argv, flags))
+        return f"`{event.prog}` needs {' and '.join(missing)}.{extra}{hint}"
+    if kind == "InstantiationFailure" and arg is None:  # a check of the whole (__post_init__): its own words
+        return " ".join(event.message.split())
+    if kind == "InstantiationFailure":
+        given = _given_value(argv, arg)
+        if given is None:  # a positional: Python's own message quotes the value
+            quoted = re.findall(r"'([^']*)'", event.message)
+            given = quoted[-1] if quoted else None
+        got = f", got {given!r}" if given is not None else f" ({event.message.splitlines()[0]})"
+        return f"{flag} expects {_expected(arg.lowered.metavar)}{got}." + hint
+    if kind == "InvalidChoice":
+        return (
+            f"{flag} expects one of {', '.join(event.choices)}, got {event.value!r}."
+            f"{did_you_mean(event.value, event.choices)}" + hint
+        )
+    if kind == "BadValue" and arg is not None:
+        if event.reason == "too_few_values":
+            nargs = arg.lowered.nargs
+            many = f"{nargs} values ({arg.lowered.metavar})" if isinstance(nargs, int) and nargs > 1 else None
+            return f"{flag} expects {many or _expected(arg.lowered.metavar)}, got none." + hint
+        return f"{flag} takes no value, got {event.offending_value!r}." + hint
+    if kind == "MutexConflict":
+        return f"{event.first_token} and {event.second_token} cannot be given together." + hint
+    return _flatten_event(event) + hint  # any other event, in tyro's words without the panel
+
+
+def _arg_name(arg: Any) -> str:
+    """--flag, or a positional's NAME (RUN_DIR) as the usage line writes it."""
+    names = arg.lowered.name_or_flags
+    if arg.is_positional():
+        return (names[0] if names else str(arg.lowered.metavar)).upper().replace("-", "_")
+    return "/".join(names)
+
+
+def _expected(metavar: Any) -> str:
+    """INT -> 'an integer', {None}|FLOAT -> 'None or a number', {a,b} -> 'one of a, b'."""
+    words = []
+    for part in re.split(r"\|(?![^{]*\})", str(metavar)):
+        if part in _KINDS:
+            words.append(_KINDS[part])
+        elif part.startswith("{") and part.endswith("}"):
+            choices = part[1:-1].split(",")
+            words.append(choices[0] if len(choices) == 1 else "one of " + ", ".join(choices))
+        else:
+            return str(metavar)
+    return " or ".join(words)
+
+
+def _given_value(argv: list[str], arg: Any) -> str | None:
+    """What the command line gave a flag (its last occurrence): --flag=V, or the tokens after --flag."""
+    names = {n.replace("_", "-") for n in arg.lowered.name_or_flags if n.startswith("-")}
+    given = None
+    for i, token in enumerate(argv):
+        name, equals, value = token.partition("=")
+        if name.replace("_", "-") in names:
+            if equals:
+                given = value
+            else:
+                values = []
+                for t in argv[i + 1 :]:
+                    if t.startswith("--"):
+                        break
+                    values.append(t)
+                given = " ".join(values) if values else None
+    return given
+
+
+def _unknown_tokens(tokens: list[str], argv: list[str], flags: list[str] | tuple[str, ...]) -> list[str]:
+    """A sentence per token tyro did not recognise: an unknown flag (with the nearest valid ones), or
+    a stray value, named with the flag before it, which takes no value."""
+    sentences, unknown = [], set()
+    for token in tokens:
+        if token.startswith("-") and not re.fullmatch(r"-?\d[\d.e+-]*", token):
+            name = token.split("=", 1)[0].replace("_", "-")
+            unknown.add(token)
+            hits = close_matches(name.lstrip("-"), [f.lstrip("-") for f in flags], n=3)  # not on the "--"
+            sentences.append(
+                f"Unknown flag {name}." + (f" Did you mean {', '.join('--' + h for h in hits)}?" if hits else "")
+            )
+            continue
+        before = argv[argv.index(token) - 1] if token in argv and argv.index(token) > 0 else None
+        if before in unknown:
+            continue  # the value of an unknown flag: that flag is the error
+        if before is not None and before.startswith("--"):
+            sentences.append(f"Unexpected argument {token!r}: {before} takes no value.")
+        else:
+            sentences.append(f"Unexpected argument {token!r}.")
+    return sentences
+
+
+def _flatten_event(event: Any) -> str:
+    """tyro's own title and text for an event, as one line with no box."""
+    try:
+        from tyro._errors import _render
+
+        title, contents = _render(event)
+    except Exception:  # noqa: BLE001 - an event tyro renders its own way; its name still says what
+        return f"Bad command line ({type(event).__name__})."
+    lines = [title]
+    for item in contents:
+        lines += item.render(10_000) if hasattr(item, "render") else [str(item)]
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in lines)
+    return " ".join(text.split()).rstrip(".") + "."
+
+
+def _flag_names(obj: Any) -> list[str]:
+    """Every --flag of a dataclass (or instance; a nested instance's fields are flags of their own,
+    as TrainArgs' OmitArgPrefixes makes them), for "did you mean"."""
+    if not dataclasses.is_dataclass(obj):
+        return []
+    names = []
+    for field in dataclasses.fields(obj):
+        value = None if isinstance(obj, type) else getattr(obj, field.name, None)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            names += _flag_names(value)
+        elif not any(marker in str(field.type) for marker in ("Positional", "Suppress")):
+            names.append("--" + field.name.replace("_", "-"))
+            if field.type in (bool, "bool"):
+                names.append("--no-" + field.name.replace("_", "-"))
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -478,7 +802,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"Unknown command {argv[0]!r}.{did_you_mean(argv[0], COMMANDS)} "
                 f"Commands: {', '.join(COMMANDS)}. `deeprl --help` shows what each does."
             )
-        command(argv[1:])
+        with plain_parse_errors(argv[1:]):  # a command that parses with tyro.cli directly gets the same style
+            command(argv[1:])
     except UsageError as e:
         print(f"deeprl: error: {e}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ from deeprl.spaces import (
     mask_of,
     mask_size,
     masked_logits,
+    torch_dtype,
 )
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
@@ -472,17 +473,22 @@ class ActorCritic(nn.Module):
     def env_action(self, raw_action: torch.Tensor) -> np.ndarray:
         """Raw actions -> what the env accepts (numpy): indices, components (plus a MultiDiscrete's start)
         in the space's shape and dtype, or clipped / squashed vectors."""
+        return self.env_action_tensor(raw_action).cpu().numpy()
+
+    def env_action_tensor(self, raw_action: torch.Tensor) -> torch.Tensor:
+        """`env_action` before it leaves torch: the same numbers as a tensor (an exported policy computes
+        them inside its graph, deeprl.export)."""
         if self.kind == "categorical":
-            return raw_action.cpu().numpy()
+            return raw_action
         if self.kind == "factorised":
             if self.shifted:
                 raw_action = raw_action + self.action_start
-            return raw_action.cpu().numpy().astype(self.action_dtype).reshape(len(raw_action), *self.action_shape)
+            return raw_action.to(torch_dtype(self.action_dtype)).reshape(-1, *self.action_shape)
         if self.bound == "tanh":
             a = self.low + (torch.tanh(raw_action) + 1.0) * (self.high - self.low) / 2
         else:
             a = torch.maximum(torch.minimum(raw_action, self.high), self.low)
-        return a.cpu().numpy().reshape(len(a), *self.action_shape)
+        return a.reshape(-1, *self.action_shape)
 
     def value(self, obs: Any) -> torch.Tensor:
         """V(s) alone."""

@@ -69,8 +69,13 @@ class ObsNormalizer(RunningMeanStd):
         super().__init__(shape)
         self.clip = clip
 
+    @property
+    def std(self) -> np.ndarray:
+        """σ = sqrt(var + 1e-8), the divisor (float64; an exported policy holds it as a constant, deeprl.export)."""
+        return np.sqrt(self.var + 1e-8)
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        return np.clip((obs - self.mean) / np.sqrt(self.var + 1e-8), -self.clip, self.clip).astype(np.float32)
+        return np.clip((obs - self.mean) / self.std, -self.clip, self.clip).astype(np.float32)
 
 
 class DictObsNormalizer:

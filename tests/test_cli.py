@@ -588,3 +588,170 @@ def test_no_arguments_prints_usage(tmp_path: Path) -> None:
     assert "usage" in text
     for command in ("train", "eval", "solve", "list"):
         assert command in text, f"usage does not mention {command}"
+
+
+# ------------------------------------------------------------------ 14. one error style for parse errors
+BAD_PARSE = {
+    "int-not-a-number": (("train", "ppo", "CartPole-v1", "--n-envs", "abc"), [r"--n-envs", r"'abc'", r"integer"]),
+    "float-not-a-number": (
+        ("train", "ppo", "CartPole-v1", "--learning-rate", "x"),
+        [r"--learning-rate", r"'x'", r"number"],
+    ),
+    "unknown-flag": (("train", "ppo", "CartPole-v1", "--no-such-flag"), [r"unknown flag --no-such-flag"]),
+    "misspelt-flag": (
+        ("train", "q-learning", "CliffWalking-v1", "--alpah", "0.3"),
+        [r"--alpah", r"did you mean --alpha\b"],
+    ),
+    "bad-choice": (
+        ("train", "ppo", "CartPole-v1", "--vectorization", "foo"),
+        [r"--vectorization", r"'foo'", r"auto, sync, async"],
+    ),
+    "missing-value": (("train", "ppo", "CartPole-v1", "--n-envs"), [r"--n-envs", r"integer"]),
+    "missing-required": (("render", "RUN"), [r"deeprl render", r"--out PATH", r"FILE\.gif"]),
+    "missing-positional": (("eval",), [r"RUN_DIR"]),
+    "eval-bad-int": (("eval", "RUN", "--episodes", "many"), [r"--episodes", r"'many'", r"integer"]),
+    "stray-value": (("list", "--json", "x"), [r"'x'", r"--json takes no value"]),
+    "resume-bad-choice": (("train", "--resume", "RUN", "--progress", "maybe"), [r"--progress", r"'maybe'"]),
+}
+
+
+def parse_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """stderr of `deeprl ARGS` in process, after checking it is deeprl's one error line and exit 2."""
+    from deeprl.cli import main
+
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    assert rc == 2, f"exit {rc}\nstdout:\n{out}\nstderr:\n{err}"
+    assert err.startswith("deeprl: error: "), err
+    assert len(err.strip().splitlines()) == 1, f"one line expected:\n{err}"
+    assert not set(err) & set(BOX_CHARS), f"a panel, not deeprl's error line:\n{err}"
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("case", list(BAD_PARSE), ids=list(BAD_PARSE))
+def test_parse_errors_are_one_deeprl_error_line(
+    case: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args, patterns = BAD_PARSE[case]
+    err = parse_error(capsys, *args)
+    for pattern in patterns:
+        assert re.search(pattern, err, re.IGNORECASE), f"{case}: {pattern!r} not in: {err}"
+    assert re.search(r"`deeprl [^`]*--help`", err), f"{case}: no pointer to --help: {err}"
+    assert not list(tmp_path.iterdir()), f"{case}: a parse error writes nothing"
+
+
+def test_range_check_of_a_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A __post_init__ range check runs inside tyro, which used to wrap it in its panel."""
+    err = parse_error(capsys, "solve", "FrozenLake-v1", "--gamma", "1.5")
+    assert re.search(r"gamma.*1\.5", err), err
+
+
+def test_parse_error_from_the_console_script(tmp_path: Path) -> None:
+    out = deeprl_cmd("train", "ppo", "CartPole-v1", "--n-envs", "abc", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.startswith("deeprl: error: --n-envs expects an integer, got 'abc'."), out.stderr
+    assert not set(out.stderr) & set(BOX_CHARS), out.stderr
+    assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ 15. list at the terminal's width
+@pytest.fixture
+def plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+
+
+@pytest.mark.parametrize("columns", [160, 80, 60])
+def test_list_fits_the_terminal_without_cutting_words(
+    columns: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, plain_terminal: None
+) -> None:
+    from rich.cells import cell_len
+
+    from deeprl.cli import main
+
+    assert main(["list", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    too_wide = [line for line in lines if cell_len(line) > columns]
+    assert not too_wide, f"lines wider than {columns}:\n" + "\n".join(too_wide)
+    words = set()
+    for e in entries:
+        for value in (e["algo"], *e["aliases"], e["summary"], e["observation_spaces"], e["action_spaces"]):
+            words.update(w.strip(",()") for w in value.split())
+        words.update(e["presets"])
+    assert {"MultiDiscrete", "LunarLanderContinuous-v3", "expected-sarsa"} <= words
+    cut = sorted(w for w in words if w and w not in text)
+    assert not cut, f"split across lines at {columns} columns: {cut}\n{text}"
+
+
+def test_list_json_is_unchanged_by_the_width(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, plain_terminal: None
+) -> None:
+    from deeprl.cli import main
+
+    outputs = []
+    for columns in ("200", "40"):
+        monkeypatch.setenv("COLUMNS", columns)
+        assert main(["list", "--json"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    assert json.loads(outputs[0])
+
+
+# ------------------------------------------------------------------ 16. the progress bar
+def _progress_run(opts: dict, steps: int, episodes: int) -> str:
+    """Render ProgressDisplay with progress='on' into a recording console through one update."""
+    import io
+    import types
+
+    from rich.console import Console
+
+    from deeprl.progress import ProgressDisplay
+
+    opts = types.SimpleNamespace(progress="on", env_id="CartPole-v1", **opts)
+    state = types.SimpleNamespace(env_steps=0, train_wall_s=0.0, episodes=0, recent_returns=[], last_eval=None)
+    console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
+    with ProgressDisplay(opts, "ppo", state, console=console) as display:
+        assert display.enabled
+        state.env_steps, state.train_wall_s, state.episodes = steps, 0.5, episodes
+        state.recent_returns, state.last_eval = [20.0, 30.0], (steps, 42.0)
+        display.update()
+        assert display.eta_s() is not None and display.eta_s() >= 0
+    return console.export_text()
+
+
+ETA = r"eta (\d+:\d{2}:\d{2}|-:--:--)"
+
+
+def test_progress_shows_steps_per_s_and_eta_for_a_step_budget() -> None:
+    text = _progress_run({"total_steps": 10_000, "episodes": None}, steps=2_000, episodes=40)
+    assert re.search(r"\b4,000 steps/s\b", text), text  # 2,000 steps in 0.5 s of training
+    assert re.search(ETA, text), text
+    assert "2000/10000 steps" in text and "return 25.00" in text and "eval 42.00" in text, text
+
+
+def test_progress_eta_counts_episodes_for_an_episode_budget() -> None:
+    text = _progress_run({"total_steps": None, "episodes": 100}, steps=500, episodes=25)
+    assert "25/100 episodes" in text, text
+    assert re.search(ETA, text) and re.search(r"[\d,]+ steps/s", text), text
+
+
+def test_progress_eta_format_and_auto_off_outside_a_terminal() -> None:
+    import io
+    import types
+
+    from rich.console import Console
+
+    from deeprl.progress import ProgressDisplay, format_eta
+
+    assert format_eta(None) == "-:--:--" and format_eta(float("inf")) == "-:--:--"
+    assert format_eta(83.4) == "0:01:23" and format_eta(3 * 3600 + 5) == "3:00:05"
+    opts = types.SimpleNamespace(progress="auto", env_id="X", total_steps=10, episodes=None)
+    state = types.SimpleNamespace(env_steps=0, train_wall_s=0.0, episodes=0, recent_returns=[], last_eval=None)
+    assert not ProgressDisplay(opts, "ppo", state, console=Console(file=io.StringIO())).enabled

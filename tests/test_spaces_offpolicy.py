@@ -563,7 +563,7 @@ def test_flat_vectors_keep_the_fast_path_without_an_encoder():
 def test_continuous_on_car_racing_raw_channels_last_frames(tmp_path, algo):
     result = deeprl.train(
         algo, "CarRacing-v3", seed=0, total_steps=300, run_dir=tmp_path / "r", eval_every=300,
-        max_episode_steps=100, train_freq=2, gradient_steps=1, torch_threads=1, **CONT_FAST,
+        max_episode_steps=100, train_freq=2, gradient_steps=1, torch_threads=1, wrappers=(), **CONT_FAST,
     )  # fmt: skip
     assert result.summary["env_steps"] == 300
     algo_obj = deeprl.load(result.run_dir).algo

@@ -292,6 +292,7 @@ def test_car_racing_raw_frames_with_ppo(tmp_path):
         shared=True,
         eval_episodes=1,
         max_episode_steps=50,
+        wrappers=(),  # not the preset's car_racing preprocessing: the raw frames
         run_dir=tmp_path / "r",
         progress="off",
     )
