@@ -13,7 +13,7 @@ import numpy as np
 
 from deeprl._version import __version__
 from deeprl.config import RunOptions
-from deeprl.envs import EnvMaker, check_env_module_imported, env_maker, fit_mask_to_algorithm
+from deeprl.envs import EnvMaker, check_names_from_file, env_maker, fit_mask_to_algorithm, import_trusted_modules
 from deeprl.errors import UsageError
 from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
 from deeprl.registry import AlgoSpec, get_algo
@@ -56,6 +56,12 @@ class Agent:
         for an env that reports one (or an observation that holds the mask already, as the env made
         from `agent.maker` returns)."""
         if has_mask(self.observation_space):
+            if isinstance(obs, dict) and MASK_KEY in obs and action_mask is not None:
+                raise UsageError(
+                    f"agent.act got two action masks: the observation's {MASK_KEY!r} key and action_mask. Pass the "
+                    "mask once: agent.act(obs) for an observation that holds it (the env made from agent.maker), "
+                    "agent.act(obs, info['action_mask']) for the env's own observation."
+                )
             if not (isinstance(obs, dict) and MASK_KEY in obs):
                 if action_mask is None:
                     raise UsageError(
@@ -86,6 +92,19 @@ def configs_from_record(record: dict[str, Any], source: str) -> tuple[AlgoSpec, 
     spec = get_algo(record["algo"])
     if not isinstance(record.get("config"), dict) or not isinstance(record.get("run"), dict):
         raise UsageError(f"{source} lacks its config or run options: it was changed after deeprl wrote it.")
+    # A file holds names, which the checks of the names read from a file (deeprl.envs.check_names_from_file)
+    # see as they are: a bare string where a list belongs would become a wrapper they never saw.
+    wrappers = record["run"].get("wrappers", [])
+    if not isinstance(wrappers, (list, tuple)) or not all(isinstance(w, str) for w in wrappers):
+        raise UsageError(
+            f"{source} holds an invalid setting: wrappers is {wrappers!r}, not a list of 'module:callable' names. "
+            "It was changed after deeprl wrote it; train again."
+        )
+    if record.get("env_id") != record["run"].get("env_id"):
+        raise UsageError(
+            f"{source} names two envs: env_id {record.get('env_id')!r} and run.env_id {record['run'].get('env_id')!r}. "
+            "It was changed after deeprl wrote it; train again."
+        )
     for cls, values in ((spec.config_cls, record["config"]), (RunOptions, record["run"])):
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
@@ -106,20 +125,27 @@ def configs_from_record(record: dict[str, Any], source: str) -> tuple[AlgoSpec, 
         raise UsageError(f"{source} holds an invalid setting: {e}") from None
 
 
-def load(run_dir: Path | str, policy_file: str = POLICY, *, best: bool = False) -> Agent:
+def load(
+    run_dir: Path | str, policy_file: str = POLICY, *, best: bool = False, trust_modules: tuple[str, ...] = ()
+) -> Agent:
     """The trained agent of a run directory: its config.json and its policy file (weights and
     normalisation statistics, read as data). `best=True` takes the policy of the run's best evaluation
-    (policy_best.safetensors) instead of the final one."""
+    (policy_best.safetensors) instead of the final one.
+
+    A run directory is data: the modules it names are not imported, and its env function or wrappers
+    are not called, unless you trust their modules (`trust_modules=("my_envs",)`, which imports them;
+    as `--trust-module` on the command line). Registered env ids ('my_envs:MyEnv-v0') need only the
+    module imported."""
     if best:
         policy_file = BEST_POLICY
+    import_trusted_modules(trust_modules)
     record = read_config(run_dir)
     source = f"{str(Path(run_dir) / 'config.json')!r}"
-    check_env_module_imported(record["env_id"], source)
-    spec, config, run = configs_from_record(record, source)
-    check_env_module_imported(run.env_id, source, run.wrappers)
+    spec, config, run = configs_from_record(record, source)  # data only: imports and calls nothing it names
+    check_names_from_file(run.env_id, source, run.wrappers)
     policy_state, info = load_policy(run_dir, policy_file)
     # The training env's recipe, made as the driver made it (masks joined when the algorithm takes them).
-    env, maker = fit_mask_to_algorithm(env_maker(run), spec.support, lambda m: m.make())
+    env, maker = fit_mask_to_algorithm(env_maker(run), spec.support, lambda m: m.make(), algo=spec.name, note=False)
     algo = spec.load()(config, env, seed=run.seed, device="cpu")
     try:
         algo.load_policy_state(policy_state)
@@ -135,15 +161,30 @@ def load(run_dir: Path | str, policy_file: str = POLICY, *, best: bool = False) 
 
 
 def evaluate(
-    agent_or_run_dir: Agent | Path | str, episodes: int | None = None, seed: int | None = None, *, best: bool = False
+    agent_or_run_dir: Agent | Path | str,
+    episodes: int | None = None,
+    seed: int | None = None,
+    *,
+    best: bool = False,
+    trust_modules: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Deterministic evaluation: {"mean_return", "std_return", "episodes", "returns", ...}.
 
     By default it repeats the run's own final evaluation (its episodes and seeds), so the mean
     matches summary.json's eval_mean_return; with `best=True` (a run directory) it evaluates the
-    best policy, and the mean matches summary.json's best_eval_mean_return.
+    best policy, and the mean matches summary.json's best_eval_mean_return. `trust_modules` as for `load`.
     """
-    agent = agent_or_run_dir if isinstance(agent_or_run_dir, Agent) else load(agent_or_run_dir, best=best)
+    if isinstance(agent_or_run_dir, Agent):
+        if best:
+            raise UsageError(
+                "evaluate(agent, best=True): an Agent holds the one policy it was loaded with. Load the best one "
+                "with deeprl.load(run_dir, best=True), or pass the run directory: evaluate(run_dir, best=True)."
+            )
+        if trust_modules:
+            raise UsageError("evaluate(agent, trust_modules=...): pass trust_modules to deeprl.load instead.")
+        agent = agent_or_run_dir
+    else:
+        agent = load(agent_or_run_dir, best=best, trust_modules=trust_modules)
     episodes = agent.run.eval_episodes if episodes is None else episodes
     seed = agent.run.seed + EVAL_SEED_OFFSET if seed is None else seed
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:

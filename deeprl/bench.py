@@ -182,7 +182,7 @@ def learning_env(spec: Any, opts: Any, maker: Any) -> Any:
         make = lambda m: m.make_vec(opts.n_envs, vectorization=opts.vectorization)  # noqa: E731
     else:
         make = lambda m: m.make()  # noqa: E731
-    env, _ = fit_mask_to_algorithm(maker, spec.support, make)
+    env, _ = fit_mask_to_algorithm(maker, spec.support, make, algo=spec.name, note=False)
     return env
 
 

@@ -29,12 +29,13 @@ from deeprl.agent import configs_from_record
 from deeprl.config import RunOptions, split_options, to_jsonable
 from deeprl.envs import (
     attach_maker,
-    check_env_module_imported,
+    check_names_from_file,
     env_maker,
     env_spec,
     env_state,
     fit_mask_to_algorithm,
     global_rng_state,
+    import_trusted_modules,
     maker_of,
     register_env_factory,
     seed_everything,
@@ -134,25 +135,34 @@ def train(algo: str, env_id: str | Callable[[], Any], **options: Any) -> RunResu
 
 
 def resume(
-    run_dir: Path | str, *, total_steps: int | None = None, episodes: int | None = None, progress: str | None = None
+    run_dir: Path | str,
+    *,
+    total_steps: int | None = None,
+    episodes: int | None = None,
+    progress: str | None = None,
+    trust_modules: tuple[str, ...] = (),
 ) -> RunResult:
     """Continue a run from its resume state; a larger budget (total_steps/episodes) trains further.
 
     Everything is checked before anything in the directory changes: the run directory's format, that
-    the resume state's algorithm, env id and settings match config.json, and that the directory is
+    the resume state's algorithm, env id and settings match config.json, that the env and wrappers it
+    names run no code you did not trust (`trust_modules`, as for deeprl.load), and that the directory is
     writable. With a new budget, training runs to that budget: a run that stopped because it was
     solved (--stop-when-solved) does not stop again at once.
     """
     run_dir = Path(run_dir)
+    import_trusted_modules(trust_modules)
     record = read_config(run_dir)
-    run_record = record.get("run") if isinstance(record.get("run"), dict) else {}
-    wrappers = run_record.get("wrappers") if isinstance(run_record.get("wrappers"), list) else []
-    check_env_module_imported(record["env_id"], f"{str(run_dir / CONFIG)!r}", wrappers)
+    source = f"{str(run_dir / CONFIG)!r}"
+    recorded = configs_from_record(record, source)[2]  # data only: imports and calls nothing it names
+    check_names_from_file(recorded.env_id, source, recorded.wrappers)
     check_no_links(run_dir)
     saved = load_resume_state(run_dir)
     check_matches_config(saved, record, run_dir)
     check_writable(run_dir)
-    spec, config, run_options = configs_from_record(saved.header, f"The resume state of {str(run_dir)!r}")
+    source = f"The resume state of {str(run_dir)!r}"
+    spec, config, run_options = configs_from_record(saved.header, source)
+    check_names_from_file(run_options.env_id, source, run_options.wrappers)  # the options the run will use
     changes: dict[str, Any] = {"run_dir": run_dir}
     if total_steps is not None or episodes is not None:
         done = saved.state["loop"]
@@ -590,7 +600,7 @@ def _training_env(spec: AlgoSpec, opts: RunOptions, saved: ResumeState | None) -
         make = lambda m: m.make_vec(opts.n_envs, vectorization=opts.vectorization)
     else:
         make = lambda m: m.make()
-    env, _ = fit_mask_to_algorithm(maker, spec.support, make)
+    env, _ = fit_mask_to_algorithm(maker, spec.support, make, algo=spec.name)
     return env, False
 
 

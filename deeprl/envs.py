@@ -2,6 +2,8 @@
 
 Everything that creates an environment goes through here, so an unknown id, a missing extra
 (box2d, mujoco, atari, minatar) or a user's own `package.module:EnvId` gets the same clear error.
+Names read from a run directory (env id, wrappers) pass `check_names_from_file` before anything is
+made: a file chooses no module to import and no code to call.
 
 `EnvMaker` is the recipe of a run's env (id, gym.make kwargs, wrappers, time limit), built from the
 run options by `env_maker`. Every consumer makes its env from it: the training env, the evaluator,
@@ -124,8 +126,9 @@ def _import_env_module(module_name: str, env_id: str) -> Any:
 
 
 def _is_env_function(obj: Any) -> bool:
-    """A function written in Python, or an Env class: never a builtin or another class (`os:fork` in a
-    config.json someone sent you must not be callable as an env)."""
+    """A function written in Python, or an Env class: never a builtin or another class (`os:fork` typed on
+    the command line is no env). A name read from a run directory passes `check_names_from_file` first,
+    which allows less (no methods, no dotted chains, trusted modules only)."""
     return inspect.isfunction(obj) or inspect.ismethod(obj) or (inspect.isclass(obj) and issubclass(obj, gym.Env))
 
 
@@ -246,6 +249,7 @@ def register_env_factory(env: str | Callable[[], gym.Env]) -> str:
     ):
         env_id = f"{module}:{qualname}"
         env_spec(env_id)  # registers it
+        trust_callable(env)  # the user's own function: a run directory of this process may name it again
         return env_id
     for spec in gym.registry.values():  # the same function given again: its id from before
         if spec.namespace == LOCAL_NAMESPACE and env_function_of(spec) is env:
@@ -259,40 +263,137 @@ def register_env_factory(env: str | Callable[[], gym.Env]) -> str:
     return env_id
 
 
-def check_env_module_imported(env_id: str, source: str, wrappers: tuple[str, ...] | list[str] = ()) -> None:
-    """An env id or wrapper read from a file ('module:EnvId' or '--wrapper module:callable' in a run
-    directory's config.json) is used only if its module is already imported: importing a module runs its
-    code, and a run directory someone sent you (or a file next to it, when the working directory is on
-    sys.path) must not get to run code. deeprl's own modules (`deeprl.wrappers`, named by presets) are
-    always allowed."""
-    named = [s.split(":", 1)[0] for s in (env_id, *wrappers) if isinstance(s, str) and ":" in s]
-    missing = list(
-        dict.fromkeys(m for m in named if m not in sys.modules and m != "deeprl" and not m.startswith("deeprl."))
-    )
-    if not missing:
-        return
-    what = f"the env {env_id!r}" if ":" in env_id and env_id.split(":", 1)[0] in missing else "its wrappers"
-    modules = " ".join(missing)
-    raise UsageError(
-        f"{source} names {what}, which needs the module{'s' if len(missing) > 1 else ''} {modules} imported, and "
-        "deeprl does not import modules named in a run directory (importing runs their code). If you trust "
-        f"{'them' if len(missing) > 1 else 'that module'}: pass --trust-module {modules} to deeprl "
-        f"eval/render/plot/train --resume, or `import {', '.join(missing)}` before deeprl.load/evaluate/resume "
-        "in Python."
-    )
+# ---------------------------------------------------------------- names read from a run directory
+# A run directory someone sent you is data: the names it holds ('module:EnvId', 'module:function', wrappers)
+# must not choose code to run. Modules the user vouched for (--trust-module, trust_modules=) and callables
+# the user handed to deeprl in this process are trusted; deeprl's own deeprl.wrappers always is.
+_TRUSTED_MODULES: set[str] = set()
+_TRUSTED_NAMES: set[str] = set()  # 'module:qualname' of callables the user gave deeprl.train
+_OWN_MODULES = ("deeprl.wrappers",)  # the deeprl module presets and --wrapper name
+
+
+def trust_callable(obj: Any) -> None:
+    """Trust `obj`'s 'module:qualname' for this process: the user handed this very object to deeprl."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if isinstance(module, str) and isinstance(qualname, str):
+        _TRUSTED_NAMES.add(f"{module}:{qualname}")
 
 
 def import_trusted_modules(modules: tuple[str, ...] | list[str]) -> None:
-    """Import the modules the user named with --trust-module (their own env packages)."""
+    """Import the modules the user vouched for (--trust-module, `trust_modules=`): their own env packages,
+    whose functions and Env classes a run directory may then name."""
+    if isinstance(modules, str):
+        modules = (modules,)
     for module in modules:
+        if not isinstance(module, str) or not module:
+            raise UsageError(f"trust_modules takes module names (strings), got {module!r}.")
         try:
             importlib.import_module(module)
         except ImportError as e:
             raise UsageError(f"--trust-module {module}: could not import it ({e}). Check the name.") from None
+        _TRUSTED_MODULES.add(module)
+
+
+def _is_trusted_module(module: str) -> bool:
+    """Named with --trust-module (or a submodule of one), or deeprl's own deeprl.wrappers."""
+    return any(module == t or module.startswith(f"{t}.") for t in (*_TRUSTED_MODULES, *_OWN_MODULES))
+
+
+def _trust_fix(modules: list[str]) -> str:
+    them = "them" if len(modules) > 1 else "that module"
+    return (
+        f"If you trust {them}: pass --trust-module {' '.join(modules)} to deeprl eval/render/plot/train --resume, "
+        f"or trust_modules={modules!r} to deeprl.load/evaluate/resume in Python."
+    )
+
+
+def check_names_from_file(env_id: str, source: str, wrappers: tuple[str, ...] | list[str] = ()) -> None:
+    """Refuse, with a UsageError, an env id or wrapper read from a file (a run directory's config.json, a
+    resume state) that would run code the user did not choose. Call it before making anything.
+
+    - A module it names is never imported unless it is imported already or the user trusted it: importing
+      runs code, and a file next to a run directory may be on sys.path.
+    - A 'module:EnvId' that the (imported) module registered is made by gymnasium.make like any id.
+    - Anything else it names gets called, so it must be a plain Python function or a gymnasium Env/Wrapper
+      class, defined in the named module (or a submodule: not re-exported from elsewhere), named without
+      dotted attribute chains, from a trusted module: never a builtin (`builtins:exit`), a bound method
+      (`os:environ.clear`), or a function of whatever module happens to be imported.
+    """
+    if not isinstance(env_id, str) or not all(isinstance(w, str) for w in wrappers):
+        raise UsageError(f"{source} holds an invalid env id or wrapper list: it was changed after deeprl wrote it.")
+    named = [s.split(":", 1)[0] for s in (env_id, *wrappers) if ":" in s]
+    missing = list(
+        dict.fromkeys(m for m in named if m not in sys.modules and m != "deeprl" and not m.startswith("deeprl."))
+    )
+    if missing:
+        what = f"the env {env_id!r}" if ":" in env_id and env_id.split(":", 1)[0] in missing else "its wrappers"
+        raise UsageError(
+            f"{source} names {what}, which needs the module{'s' if len(missing) > 1 else ''} {' '.join(missing)} "
+            "imported, and deeprl does not import modules named in a run directory (importing runs their code). "
+            + _trust_fix(missing)
+        )
+    if ":" in env_id:
+        known = gym.registry.get(env_id)
+        if known is not None:  # registered in this process: by the user, or after passing this check
+            function = env_function_of(known)
+            if function is not None:
+                _check_callable(env_id, "env", source, function)
+        elif env_id.split(":", 1)[1] not in gym.registry:  # not an id the module registered: a callable
+            _check_callable(env_id, "env", source)
+    for wrapper in wrappers:
+        _check_callable(wrapper, "wrapper", source)
+
+
+def _check_callable(path: str, what: str, source: str, obj: Any = None) -> None:
+    """`path` ('module:name') is something deeprl may call on the word of a file (see check_names_from_file)."""
+    if path in _TRUSTED_NAMES and (obj is None or _qualified_name(obj) == path):
+        return
+    module_name, _, name = path.partition(":")
+    refused = f"{source} names the {what} {path!r}"
+    if not module_name or not name.isidentifier():
+        raise UsageError(
+            f"{refused}: from a run directory deeprl takes only 'module:name' with one name defined in the module, "
+            "no dotted attribute chains. Nothing was run. Train again with a function (or Env class) at the top "
+            "level of your module."
+        )
+    if obj is None:
+        module = sys.modules.get(module_name)
+        if module is None:  # deeprl's own (check_names_from_file refused any other module not imported)
+            try:
+                module = importlib.import_module(module_name)
+            except (ImportError, ValueError, TypeError) as e:
+                raise UsageError(f"{refused}, and module {module_name} cannot be imported ({e}).") from None
+        obj = vars(module).get(name)  # no module __getattr__, no descriptors: reading runs nothing
+        if obj is None and _is_trusted_module(module_name):
+            obj = getattr(module, name, None)
+        if obj is None:
+            raise UsageError(f"{refused}, and module {module_name} has no {name!r}. Nothing was run.")
+    if not (inspect.isfunction(obj) or (inspect.isclass(obj) and issubclass(obj, gym.Env))):
+        kind = "bound method" if inspect.ismethod(obj) else type(obj).__name__
+        raise UsageError(
+            f"{refused}, which is a {kind}: from a run directory deeprl calls only a plain Python function or a "
+            "gymnasium Env/Wrapper class defined in the module it names. Nothing was run."
+        )
+    defined_in = getattr(obj, "__module__", None) or "?"
+    if defined_in != module_name and not defined_in.startswith(f"{module_name}."):
+        raise UsageError(
+            f"{refused}, which module {module_name} only re-exports: it is defined in {defined_in} "
+            f"({defined_in}:{obj.__qualname__}), and deeprl trusts a module's own functions and classes only. "
+            f"Nothing was run. Name it where it is defined, and trust that module."
+        )
+    if not _is_trusted_module(module_name):
+        raise UsageError(
+            f"{refused}, a {'function' if inspect.isfunction(obj) else 'class'} of module {module_name}, and deeprl "
+            "calls nothing a run directory names from a module you have not trusted (the file would choose the "
+            f"code to run). Nothing was run. {_trust_fix([module_name])}"
+        )
 
 
 def resolve_wrapper(path: str) -> Callable[[gym.Env], gym.Env]:
-    """The callable named by '--wrapper module:callable', or a UsageError saying what is wrong."""
+    """The callable named by '--wrapper module:callable', or a UsageError saying what is wrong.
+
+    Typed by the user, any callable goes; a name read from a run directory has passed
+    `check_names_from_file` before it gets here."""
     module_name, colon, name = path.partition(":") if isinstance(path, str) else ("", "", "")
     fix = "Name a function of your module that takes an env and returns the wrapped env, e.g. --wrapper my_pkg.wrap:my_wrapper."
     if not colon or not module_name or not name:
@@ -390,8 +491,12 @@ class EnvMaker:
             extra = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
             try:
                 venv = gym.make_vec(spec, n_envs, vectorization_mode="vector_entry_point", **extra, **self.kwargs)
-            except TypeError as e:  # an env_kwargs key the vector env does not take
-                raise UsageError(f"Could not make {self.env_id!r} with {self.kwargs}: {e}") from None
+            except UsageError:
+                raise
+            except Exception as e:  # noqa: BLE001 - with env_kwargs, any error may be theirs
+                if not self.kwargs:
+                    raise
+                raise _env_kwargs_error(self, e, spec.vector_entry_point) from None
         else:
             # partial of a module-level function (not a lambda) keeps the vector env picklable for resume.
             make_one = partial(_make, self, render_mode)
@@ -420,28 +525,107 @@ def attach_maker(env: Any, maker: EnvMaker) -> None:
 
 
 def fit_mask_to_algorithm(
-    maker: EnvMaker, support: Callable[[gym.Space, gym.Space], str | None], make: Callable[[EnvMaker], Any]
+    maker: EnvMaker,
+    support: Callable[[gym.Space, gym.Space], str | None],
+    make: Callable[[EnvMaker], Any],
+    *,
+    algo: str | None = None,
+    note: bool = True,
 ) -> tuple[Any, EnvMaker]:
     """`make(maker)`, and the maker it was made from: the same one, or, when the env's mask joined its
     observation and the algorithm (its `support(obs_space, action_space)`, registry.py) cannot take that
-    Dict but can take the env's own observation, the env made again without the mask. Tabular methods on
-    Taxi: a Q-table indexes Discrete states, and learns Taxi without masks."""
-    from deeprl.spaces import has_mask  # imports torch, which making an env alone does not need
+    Dict but can take the env's own observation, the env made again without the mask, and a `note:` on
+    stderr saying that the algorithm will take masked actions (and which algorithms honour masks). Tabular
+    methods on Taxi: a Q-table indexes Discrete states, and learns Taxi without masks (a masked action
+    there costs -10 and moves nothing). Only a mask InfoActionMask joined is dropped: an env's own Dict with
+    an `action_mask` key stays as it is, and the algorithm's space check says what it cannot take. `algo`
+    names the algorithm in the note (default: the registered algorithms with this `support`); `note=False`
+    (loading a trained run, where training already said it) keeps it quiet."""
+    from deeprl.spaces import MASK_KEY, has_mask  # imports torch, which making an env alone does not need
     from deeprl.wrappers import OBS_KEY
 
     env = make(maker)
     obs_space = getattr(env, "single_observation_space", env.observation_space)
     act_space = getattr(env, "single_action_space", env.action_space)
-    if (
+    joined = (  # InfoActionMask's Dict; an env's own Dict with an action_mask key (PettingZoo style) is not
         maker.action_mask
+        and isinstance(obs_space, gym.spaces.Dict)
+        and set(obs_space.spaces) == {OBS_KEY, MASK_KEY}
         and has_mask(obs_space)
-        and support(obs_space, act_space) is not None
-        and support(obs_space[OBS_KEY], act_space) is None
+    )
+    if (
+        not joined
+        or support(obs_space, act_space) is None
+        or support(obs_space[OBS_KEY], act_space) is not None  # neither: the algorithm's check says why
     ):
-        env.close()
-        maker = dataclasses.replace(maker, action_mask=False)
-        env = make(maker)
+        return env, maker
+    env.close()
+    maker = dataclasses.replace(maker, action_mask=False)
+    env = make(maker)
+    plain_space = getattr(env, "single_observation_space", env.observation_space)
+    if note and plain_space != obs_space:  # the mask was InfoActionMask's (not the env's own Dict of those keys)
+        note = _mask_dropped_note(maker, algo, support, obs_space, act_space)
+        print(f"note: {note}", file=sys.stderr, flush=True)
     return env, maker
+
+
+def _mask_dropped_note(
+    maker: EnvMaker,
+    algo: str | None,
+    support: Callable[[gym.Space, gym.Space], str | None],
+    masked: gym.Space,
+    actions: gym.Space,
+) -> str:
+    from deeprl.registry import ALGOS
+    from deeprl.spaces import MASK_KEY
+
+    users = [spec.name for spec in ALGOS.values() if spec.support is support]
+    who = algo or ("/".join(users) if users else "this algorithm")
+    able = [spec.name for spec in ALGOS.values() if spec.support(masked, actions) is None]
+    others = f" Algorithms that honour masks: {', '.join(able)}." if able else ""
+    return (
+        f"{who} cannot honour the action mask {maker.env_id} reports in info[{MASK_KEY!r}]: learning from the env's "
+        f"own observations, it will take masked actions.{others}"
+    )
+
+
+def _env_kwargs_error(maker: EnvMaker, error: Exception, entry_point: Any) -> UsageError:
+    """The UsageError for an env that failed to make with --env-kwargs: the kwargs, the error, and the
+    parameters its constructor takes (when its entry point is at hand without importing anything)."""
+    given = " ".join(f"{k}={v!r}" for k, v in maker.kwargs.items())
+    parameters = _entry_point_parameters(entry_point)
+    takes = ""
+    if parameters is not None:
+        named = [p for p in parameters if not p.startswith("**")]
+        takes = f" It takes: {', '.join(parameters) or 'no keyword arguments'}."
+        if "**kwargs" not in parameters:
+            for key in maker.kwargs:
+                if key not in named:
+                    takes += did_you_mean(key, named)
+    return UsageError(
+        f"Could not make {maker.env_id!r} with --env-kwargs {given}: {type(error).__name__}: {error}.{takes} "
+        "Fix or drop the --env-kwargs."
+    )
+
+
+def _entry_point_parameters(entry_point: Any) -> list[str] | None:
+    """The keyword parameters of an env's constructor (less those deeprl sets itself), or None."""
+    target = entry_point
+    if isinstance(entry_point, str):
+        module_name, _, attr = entry_point.partition(":")
+        module = sys.modules.get(module_name)  # imported already when gym.make tried: nothing new runs
+        target = _attribute(module, attr) if module is not None and attr else None
+    if target is None or not callable(target):
+        return None
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names = [n for n in names if n not in ("render_mode", "num_envs", "max_episode_steps")]  # deeprl sets these
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        names.append("**kwargs")
+    return names
 
 
 def _make(maker: EnvMaker, render_mode: str | None = None) -> gym.Env:
@@ -469,18 +653,31 @@ def _make(maker: EnvMaker, render_mode: str | None = None) -> gym.Env:
         extra = next((x for k, x in _EXTRAS.items() if k.lower() in str(e).lower()), None)
         fix = f"pip install 'gymnasium[{extra}]'" if extra else "install the package it names"
         raise UsageError(f"{maker.env_id} needs a package that is not installed: {e}. Fix: {fix}.") from None
-    except gym.error.Error as e:
-        raise UsageError(f"Could not make {maker.env_id!r}: {e}") from None
-    except TypeError as e:
-        if "must inherit from the gymnasium.Env" not in str(e):
-            raise
-        raise UsageError(f"Could not make {maker.env_id!r}: {e}") from None  # an env function that returned no env
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - with env_kwargs, any error may be theirs (a KeyError for a map name)
+        if maker.kwargs:
+            raise _env_kwargs_error(maker, e, spec.entry_point) from None
+        if isinstance(e, gym.error.Error) or "must inherit from the gymnasium.Env" in str(e):
+            raise UsageError(f"Could not make {maker.env_id!r}: {e}") from None  # e.g. an env function gave no env
+        raise
     if atari:
         from deeprl.atari import wrap_atari
 
         env = wrap_atari(env)
     for path in maker.wrappers:
-        wrapped = resolve_wrapper(path)(env)
+        wrapper = resolve_wrapper(path)
+        try:
+            wrapped = wrapper(env)
+        except UsageError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the user's callable: any error is a wrong wrapper for this env
+            env.close()
+            raise UsageError(
+                f"--wrapper {path} failed on {maker.env_id}: {type(e).__name__}: {e}. Check that it fits this env "
+                f"(observation space {env.observation_space}, action space {env.action_space}) and takes only "
+                "the env: a wrapper that needs settings goes inside a function of yours that passes them."
+            ) from None
         if not isinstance(wrapped, gym.Env):
             raise UsageError(
                 f"--wrapper {path} returned a {type(wrapped).__name__}, not a gymnasium.Env: a wrapper takes the "

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -45,6 +46,15 @@ def deeprl_cmd(*args: object, cwd: Path, pythonpath: Path | None = None) -> subp
 def ok(out: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert out.returncode == 0, f"exit {out.returncode}\nstdout:\n{out.stdout}\nstderr:\n{out.stderr}"
     return out
+
+
+@pytest.fixture(autouse=True)
+def fresh_trust(monkeypatch):
+    """Each test starts trusting no module and no callable (trust lasts for the process, as imports do)."""
+    import deeprl.envs
+
+    monkeypatch.setattr(deeprl.envs, "_TRUSTED_MODULES", set())
+    monkeypatch.setattr(deeprl.envs, "_TRUSTED_NAMES", set())
 
 
 @pytest.fixture
@@ -351,11 +361,23 @@ def test_a_module_function_as_env_with_a_user_wrapper_everywhere(tmp_path, user_
     assert result.summary["env_id"] == "deeprl_test_user_envs:make_chain"
     # the evaluator's env has the wrapper: every step pays 1000, which FrozenLake alone never does
     assert result.summary["eval_mean_return"] >= 1000
-    assert deeprl.evaluate(result.run_dir)["mean_return"] == result.summary["eval_mean_return"]
+    # the env function the user handed over is trusted in this process; the wrapper, named by a string, needs
+    # its module trusted (a run directory is data: it does not choose code to call)
+    with pytest.raises(UsageError, match=r"trust_modules=\['deeprl_test_user_envs'\]"):
+        deeprl.evaluate(result.run_dir)
+    trusted = deeprl.evaluate(result.run_dir, trust_modules=("deeprl_test_user_envs",))
+    assert trusted["mean_return"] == result.summary["eval_mean_return"]
     refused = deeprl_cmd("eval", result.run_dir, cwd=tmp_path)
     assert refused.returncode == 2 and "--trust-module deeprl_test_user_envs" in refused.stderr, refused.stderr
     trusted = ok(deeprl_cmd("eval", result.run_dir, "--json", "--trust-module", "deeprl_test_user_envs", cwd=tmp_path))
     assert json.loads(trusted.stdout)["mean_return"] == result.summary["eval_mean_return"]
+
+
+def test_a_wrapper_handed_over_as_a_function_is_trusted_in_this_process(tmp_path, user_module):
+    mod = user_module("deeprl_test_user_envs", USER_ENVS)
+    result = deeprl.train("q-learning", "FrozenLake-v1", wrappers=(mod.plus_thousand,), episodes=2, eval_episodes=1,
+                          run_dir=tmp_path / "r", progress="off")  # fmt: skip
+    assert deeprl.evaluate(result.run_dir)["mean_return"] == result.summary["eval_mean_return"] >= 1000
 
 
 def test_a_lambda_as_env_works_in_this_process_only(tmp_path):
@@ -526,3 +548,235 @@ def test_eval_step_cap_still_applies_to_envs_without_a_limit():
         evaluator.close()
     finally:
         gym.registry.pop("deeprl-test/Endless-v0")
+
+
+# ---------------------------------------------------------------- 12. a received run directory names only data
+PLANTED = """
+import pathlib
+pathlib.Path({marker!r}).write_text("imported")
+"""
+
+
+@pytest.fixture
+def finished_run(tmp_path, monkeypatch):
+    """A finished q-learning run on FrozenLake-v1 with its resume state (signing key under tmp_path)."""
+    monkeypatch.setenv("DEEPRL_HOME", str(tmp_path / "home"))
+    result = deeprl.train(
+        "q-learning", "FrozenLake-v1", episodes=3, eval_episodes=1, run_dir=tmp_path / "run", progress="off"
+    )
+    return result.run_dir
+
+
+def _edit_run(run_dir: Path, top_env_id: str | None = None, **run_changes) -> None:
+    """Change the run options (and the top-level env_id) of config.json and of every resume state's header
+    alike (resume compares the two)."""
+    paths = [run_dir / "config.json", *sorted((run_dir / "resume").glob("*/state.json"))]
+    assert len(paths) >= 2
+    for path in paths:
+        record = json.loads(path.read_text())
+        record["run"].update(run_changes)
+        if top_env_id is not None:
+            record["env_id"] = top_env_id
+        path.write_text(json.dumps(record))
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch):
+    """A module `deeprl_test_planted_<tag>` on sys.path that writes a marker file when imported."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    made = []
+
+    def plant(tag: str) -> tuple[str, Path]:
+        name, marker = f"deeprl_test_planted_{tag}", tmp_path / f"imported_{tag}"
+        (tmp_path / f"{name}.py").write_text(PLANTED.format(marker=str(marker)))
+        made.append(name)
+        return name, marker
+
+    yield plant
+    for name in made:
+        sys.modules.pop(name, None)
+
+
+def test_resume_refuses_a_wrappers_string_without_importing_its_module(finished_run, planted):
+    module, marker = planted("wrapper")
+    _edit_run(finished_run, wrappers=f"{module}:x")  # a bare string, not a list
+    with pytest.raises(UsageError, match="wrappers"):
+        deeprl.resume(finished_run, total_steps=10**6)
+    assert not marker.exists() and module not in sys.modules
+
+
+def test_resume_refuses_a_run_env_id_other_than_the_top_level_one(finished_run, planted):
+    module, marker = planted("env")
+    _edit_run(finished_run, env_id=f"{module}:Env-v0")  # run.env_id only; the top-level stays FrozenLake-v1
+    for call in (lambda: deeprl.resume(finished_run, total_steps=10**6), lambda: deeprl.load(finished_run)):
+        with pytest.raises(UsageError, match="env_id"):
+            call()
+    assert not marker.exists() and module not in sys.modules
+
+
+def test_train_resume_on_the_cli_refuses_a_planted_wrapper_with_exit_2(finished_run, planted, tmp_path):
+    module, marker = planted("cli")
+    _edit_run(finished_run, wrappers=f"{module}:x")
+    out = deeprl_cmd("train", "--resume", finished_run, "--total-steps", 10**6, cwd=tmp_path, pythonpath=tmp_path)
+    assert out.returncode == 2 and out.stderr.startswith("deeprl: error:"), out.stderr
+    assert not marker.exists()
+
+
+def test_a_run_directory_cannot_name_a_bound_method_of_an_imported_module(finished_run):
+    """`os:environ.clear` reaches a bound method of an object of a module that is imported anyway: deeprl
+    must never call it (it would empty this process's environment)."""
+    _edit_run(finished_run, top_env_id="os:environ.clear", env_id="os:environ.clear")
+    before = dict(os.environ)
+    try:
+        with pytest.raises(UsageError, match="os:environ.clear"):
+            deeprl.load(finished_run)
+        env_spec("os:environ.clear")  # registered in this process already (deeprl plot does look the id up)
+        with pytest.raises(UsageError, match="os:environ.clear"):
+            deeprl.load(finished_run)
+        cleared = os.environ != before
+    finally:
+        os.environ.update(before)
+        gym.registry.pop("os:environ.clear", None)
+    assert not cleared
+
+
+@pytest.mark.parametrize("wrapper", ["builtins:input", "builtins:exit", "os:getcwd"])
+def test_a_run_directory_cannot_name_a_builtin_as_its_wrapper(finished_run, wrapper):
+    _edit_run(finished_run, wrappers=[wrapper])
+    with pytest.raises(UsageError, match=wrapper):
+        deeprl.load(finished_run)  # never called: input would block on stdin, exit would end the process
+
+
+BOUND = """
+import gymnasium as gym
+
+
+class Factory:
+    def make(self):
+        return gym.make("FrozenLake-v1")
+
+
+make = Factory().make  # a bound method
+
+
+def wrap(env):
+    return env
+"""
+
+REEXPORT = """
+from deeprl_test_grid_home import Grid  # defined elsewhere
+
+
+def make():
+    import gymnasium as gym
+
+    return gym.make("FrozenLake-v1")
+"""
+
+
+def test_a_trusted_module_names_only_its_own_functions_and_env_classes(finished_run, user_module):
+    user_module("deeprl_test_bound", BOUND)
+    user_module("deeprl_test_grid_home", GRID)
+    user_module("deeprl_test_reexport", REEXPORT)
+    for env_id, trusted, message in (
+        ("deeprl_test_reexport:make", None, "trust_modules"),  # imported, but not trusted
+        ("deeprl_test_bound:make", "deeprl_test_bound", "method"),
+        ("deeprl_test_bound:Factory.make", "deeprl_test_bound", "dotted"),
+        ("deeprl_test_reexport:Grid", "deeprl_test_reexport", "deeprl_test_grid_home:Grid"),  # where it is defined
+    ):
+        _edit_run(finished_run, top_env_id=env_id, env_id=env_id)
+        with pytest.raises(UsageError, match=re.escape(message)):
+            deeprl.load(finished_run, trust_modules=(trusted,) if trusted else ())
+        assert env_id not in gym.registry
+    # the module's own function, trusted: loads
+    _edit_run(finished_run, top_env_id="deeprl_test_reexport:make", env_id="deeprl_test_reexport:make")
+    _edit_run(finished_run, wrappers=["deeprl_test_bound:wrap"])
+    agent = deeprl.load(finished_run, trust_modules=("deeprl_test_reexport", "deeprl_test_bound"))
+    assert agent.maker.wrappers == ("deeprl_test_bound:wrap",)
+    gym.registry.pop("deeprl_test_reexport:make", None)
+
+
+# ---------------------------------------------------------------- 13. plausible mistakes get a UsageError
+@pytest.mark.parametrize(
+    ("env_id", "kwargs", "named"),
+    [
+        ("LunarLander-v3", {"contnuous": True}, "'continuous'"),  # a typo: the close match
+        ("Taxi-v4", {"is_raining": True}, "is_rainy"),
+        ("FrozenLake-v1", {"map_name": "9x9"}, "map_name"),
+    ],
+)
+def test_env_kwargs_an_env_refuses_are_a_usage_error_with_its_parameters(env_id, kwargs, named):
+    if env_id.startswith("LunarLander"):
+        pytest.importorskip("Box2D")
+    with pytest.raises(UsageError) as info:
+        EnvMaker(env_id, kwargs).make()
+    message = str(info.value)
+    assert all(key in message for key in kwargs) and named in message, message
+    assert "--env-kwargs" in message, message
+
+
+def test_env_kwargs_error_on_the_cli_is_deeprls_error(tmp_path):
+    out = deeprl_cmd("train", "ppo", "FrozenLake-v1", "--env-kwargs", "map_name=9x9", "--total-steps", 100,
+                     "--run-dir", tmp_path / "r", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2 and out.stderr.startswith("deeprl: error:"), out.stderr
+    assert "9x9" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+class OwnMaskEnv(gym.Env):
+    """A PettingZoo-style env: its own Dict observation with an `action_mask` key, no 'obs' key."""
+
+    def __init__(self, multi: bool = False):
+        self.action_space = gym.spaces.MultiDiscrete([2, 3]) if multi else gym.spaces.Discrete(3)
+        n = 5 if multi else 3
+        self.observation_space = gym.spaces.Dict(
+            {"observation": gym.spaces.Box(-1, 1, (2,), np.float32), MASK_KEY: gym.spaces.MultiBinary(n)}
+        )
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, True, False, {}
+
+
+@pytest.mark.parametrize(("algo", "multi"), [("dqn", True), ("sac", False), ("q-learning", False)])
+def test_an_env_with_its_own_mask_key_gets_the_algorithms_space_error(tmp_path, algo, multi):
+    with pytest.raises(UsageError) as info:
+        deeprl.train(algo, lambda: OwnMaskEnv(multi), total_steps=10, run_dir=tmp_path / "r", progress="off")
+    assert "can" in str(info.value) and not (tmp_path / "r").exists(), info.value
+
+
+def test_an_algorithm_that_cannot_honour_an_info_mask_says_so(tmp_path, capsys):
+    deeprl.train("q-learning", "Taxi-v4", episodes=2, eval_episodes=1, run_dir=tmp_path / "r", progress="off")
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "action mask" in notes[0] and "masked actions" in notes[0], err
+    assert "dqn" in notes[0] and "ppo" in notes[0], notes[0]
+    # an algorithm that takes masks: no note
+    deeprl.train("dqn", "Taxi-v4", total_steps=50, eval_episodes=1, run_dir=tmp_path / "r2", progress="off")
+    assert "note:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("env_id", "wrapper"),
+    [("FrozenLake-v1", "gymnasium.wrappers:ClipReward"), ("CartPole-v1", "deeprl.wrappers:car_racing")],
+)
+def test_a_wrapper_that_fails_on_the_env_is_a_usage_error(tmp_path, env_id, wrapper):
+    algo = "q-learning" if env_id == "FrozenLake-v1" else "ppo"
+    with pytest.raises(UsageError, match=re.escape(f"--wrapper {wrapper} failed on {env_id}")):
+        deeprl.train(algo, env_id, wrappers=(wrapper,), total_steps=100, run_dir=tmp_path / "r", progress="off")
+    assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------- 14. no argument silently ignored
+def test_act_refuses_a_second_mask_and_evaluate_refuses_best_for_an_agent():
+    space = InfoActionMask(gym.make("Taxi-v4")).observation_space
+    run = RunOptions(env_id="Taxi-v4")
+    agent = Agent(_FirstLegal(), "test", "Taxi-v4", None, run, space, gym.spaces.Discrete(6), maker=env_maker(run))
+    mask = np.array([0, 0, 1, 1, 0, 0], dtype=np.int8)
+    with pytest.raises(UsageError, match="once"):
+        agent.act({OBS_KEY: 314, MASK_KEY: mask}, mask)
+    with pytest.raises(UsageError, match=r"deeprl.load\(run_dir, best=True\)"):
+        deeprl.evaluate(agent, best=True)
