@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh clone:  make run  and  make test.
-# The venv is created if missing; torch is pinned to the CPU build by constraints.txt.
+# The venv is created if missing. constraints.txt pins torch's version, so a CPU torch already in the venv
+# (or a local CPU wheel, as on CI) is kept; on Linux, install one first for a CPU-only machine (README, Install).
 # make test-fast skips the slow learning tests (pytest -m "not slow"); make test runs the whole suite.
 VENV   ?= .venv
 PYTHON ?= python3
