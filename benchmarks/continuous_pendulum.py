@@ -1,7 +1,7 @@
 """Time-to-solve on Pendulum-v1 for DDPG, TD3 and SAC: deeprl's presets against Stable-Baselines3 with
 the rl-baselines3-zoo presets, alternating library by library within each seed, in one invocation.
 
-Protocol (DESIGN.md; both libraries alike, implemented once in deeprl.bench): deterministic evaluation
+Protocol (docs/benchmarks.md; both libraries alike, implemented once in deeprl.bench): deterministic evaluation
 every 1000 env steps on 10 episodes of deeprl.evaluation.Evaluator (the same reset seeds for both), solved at
 the first evaluation with mean return >= -200; the clock counts training only (SB3's callback pauses
 it during evaluation); every trial in a fresh subprocess; an unsolved seed counts as +inf.

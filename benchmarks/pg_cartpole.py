@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time-to-solve CartPole-v1 for PPO, A2C and REINFORCE against Stable-Baselines3 (DESIGN.md protocol).
+"""Time-to-solve CartPole-v1 for PPO, A2C and REINFORCE against Stable-Baselines3 (the protocol of docs/benchmarks.md).
 
 Per seed, deeprl and SB3 run back to back in this process (alternating, so load on a shared machine
 hits both alike). Both are evaluated the same way: every K env steps, the deterministic policy

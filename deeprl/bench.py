@@ -1,4 +1,4 @@
-"""`deeprl bench`: the benchmark protocol of DESIGN.md, for deeprl and, with `--vs sb3`,
+"""`deeprl bench`: the benchmark protocol (docs/benchmarks.md, "Protocol"), for deeprl and, with `--vs sb3`,
 for Stable-Baselines3 with its rl-baselines3-zoo presets, in the same invocation.
 
 Protocol (both libraries alike):
@@ -14,7 +14,7 @@ Protocol (both libraries alike):
   least half the seeds solved); the two libraries alternate seed by seed, so drift in machine load
   hits both; every trial runs in a fresh subprocess.
 
-Stable-Baselines3 is an optional benchmark dependency (`pip install 'deeprl[bench]'`), never a
+Stable-Baselines3 is an optional benchmark dependency (`pip install -e '.[bench]'` from a clone, or `pip install stable-baselines3`), never a
 runtime one: it is imported only inside the subprocess of an SB3 trial.
 """
 
@@ -538,7 +538,7 @@ def _check_bench_args(seeds: int, first_seed: int, vs: str) -> None:
             import stable_baselines3  # noqa: F401
         except ImportError:
             raise UsageError(
-                "--vs sb3 needs Stable-Baselines3: pip install 'deeprl[bench]' (or pip install stable-baselines3)."
+                "--vs sb3 needs Stable-Baselines3: pip install stable-baselines3 (from a clone: pip install -e '.[bench]')."
             ) from None
 
 

@@ -10,7 +10,7 @@ One `ReplayBuffer` class, preallocated numpy ring storage, with
   transitions arrive, `rewards` = sum_{j<k} gamma^j r_{t+j}, `next_obs` = s_{t+k}, and `steps` = k,
   with k = n, or fewer when the episode ended first. The buffer needs gamma for that sum only: the
   sum is kept as the rewards arrive so that sampling costs one gather, not n. It hands out k, not
-  gamma^k: the update that bootstraps writes its own gamma ** steps (DESIGN.md: γ flows config →
+  gamma^k: the update that bootstraps writes its own gamma ** steps (docs/design.md, convention 5: γ flows config →
   algorithm → math, visibly in every update, never through a buffer);
 - proportional prioritized replay (`prioritized`, Schaul et al. 2016) on a sum-tree:
   P(i) = p_i^alpha / sum_k p_k^alpha, new transitions get the largest priority seen so far, the

@@ -182,7 +182,7 @@ class ListArgs:
 
 @dataclass(frozen=True)
 class BenchArgs:
-    """The benchmark protocol of DESIGN.md: time-to-solve, env steps to solve and final return,
+    """The benchmark protocol (docs/benchmarks.md, "Protocol"): time-to-solve, env steps to solve and final return,
     medians over seeds; with --vs sb3, Stable-Baselines3 with its rl-baselines3-zoo presets in the
     same invocation, alternating seed by seed. Prints a markdown table."""
 
@@ -195,7 +195,7 @@ class BenchArgs:
     first_seed: int = 0
     """The first seed: e.g. --first-seed 5 runs seeds a preset was not tuned on (held out)."""
     vs: Literal["none", "sb3"] = "none"
-    """Also run Stable-Baselines3 (needs `pip install 'deeprl[bench]'`)."""
+    """Also run Stable-Baselines3 (needs `pip install stable-baselines3`)."""
     long: bool = False
     """Add the long rows (LunarLander-v3 for dqn and ppo, HalfCheetah-v5 for ppo)."""
     timeout_s: float = 900.0

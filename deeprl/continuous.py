@@ -272,7 +272,7 @@ class Collector:
     replay buffer and tracks the episodes.
 
     With NEXT_STEP autoreset, the step after an episode ends only returns the reset observation: it is
-    no transition, so it goes to the buffer with valid=False (DESIGN.md, convention 3). The step
+    no transition, so it goes to the buffer with valid=False (docs/design.md, convention 3). The step
     that ends the episode returns the true final observation, stored as next_obs with `terminated`
     and `truncated` kept apart (a truncated Pendulum episode still bootstraps). Exploration noise is
     reset at the envs that have just been handed their reset observation, so every episode's first

@@ -284,7 +284,7 @@ class _Run:
             s.best_eval = (s.env_steps, mean, std)
             self.best_policy = detached_copy(self.algo.policy_state())
             self.save_best()
-        # Time-to-solve counts periodic evaluations only (DESIGN.md, benchmark protocol).
+        # Time-to-solve counts periodic evaluations only (docs/benchmarks.md, "Protocol").
         if periodic and self.threshold is not None and mean >= self.threshold and s.solved_at_env_steps is None:
             s.solved_at_env_steps, s.solved_at_wall_s = s.env_steps, s.train_wall_s
 

@@ -100,7 +100,8 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
             if name.startswith("ALE/") or name.endswith(("NoFrameskip-v4", "Deterministic-v4")):
                 raise UsageError(
                     f"{env_id} is an Atari env and needs ale-py, which is not installed. "
-                    "Fix: pip install 'gymnasium[atari]' (the ROMs ship with it)."
+                    "Fix: pip install 'gymnasium[atari]' opencv-python-headless (the ROMs ship with ale-py; "
+                    "from a clone: pip install -e '.[atari]')."
                 ) from None
     where = (
         f" Module {env_id.split(':', 1)[0]!r} registered no such id and has no function of that name."
@@ -200,7 +201,7 @@ def _register_minatar(env_id: str) -> None:
     except ImportError:
         raise UsageError(
             f"{env_id} is a MinAtar env and needs the minatar package, which is not installed. "
-            "Fix: pip install 'deeprl[minatar]' (or pip install minatar)."
+            "Fix: pip install minatar (from a clone: pip install -e '.[minatar]')."
         ) from None
     if not any(key.startswith("MinAtar/") for key in gym.registry):
         minatar_gym.register_envs()
@@ -741,7 +742,7 @@ def make_vec_env(
 
 
 def autoreset_mode(venv: gym.vector.VectorEnv) -> gym.vector.AutoresetMode:
-    """The vector env's autoreset mode (DESIGN.md, convention 3); NEXT_STEP when it does not say."""
+    """The vector env's autoreset mode (docs/design.md, convention 3); NEXT_STEP when it does not say."""
     return venv.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
 
 

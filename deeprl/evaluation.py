@@ -2,7 +2,7 @@
 
 Evaluation episode i of a run with seed s starts from reset seed s + EVAL_SEED_OFFSET + i, so every
 evaluation of a run sees the same starting states, and a policy's score does not depend on when it
-was evaluated (DESIGN.md, benchmark protocol).
+was evaluated (docs/benchmarks.md, "Protocol").
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ algorithm updates and calls `clear()`. Collection may stop anywhere inside a bat
 next `learn()` call (the driver's chunks), and `state_dict()` holds the partial batch, which keeps
 learning chunk-invariant and resumable.
 
-Vector envs in NEXT_STEP autoreset mode (DESIGN.md, convention 3): the step after an episode ends
+Vector envs in NEXT_STEP autoreset mode (docs/design.md, convention 3): the step after an episode ends
 ignores the action and returns the first observation of the next episode; its row gets mask 0 and
 must not be learnt from. It is also where the true final observation is: the observation returned
 at the ending step is stored as the next row's obs, so V of the final observation of a truncated

@@ -1,7 +1,7 @@
 """TD targets of the notes' "Temporal Difference Methods" section (Sutton & Barto, ch. 6).
 
 Every target cuts the bootstrap at *termination* only: a time-limit truncation is not the end
-of the task, so the value of the next state still counts (DESIGN.md, convention 2).
+of the task, so the value of the next state still counts (docs/design.md, convention 2).
 
 Erratum: the notes swap the texts under "Expected Sarsa" and "Sarsamax". Sarsamax (Q-learning)
 is the off-policy method: its target uses the greedy action whatever the behaviour policy does.
