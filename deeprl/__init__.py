@@ -19,6 +19,14 @@ from deeprl._version import __version__
 _EXPORTS = {
     "ALGOS": "deeprl.registry",
     "Agent": "deeprl.agent",
+    "Callback": "deeprl.callbacks",
+    "CallbackError": "deeprl.callbacks",
+    "CheckpointInfo": "deeprl.callbacks",
+    "EarlyStopOnPlateau": "deeprl.callbacks",
+    "EpisodeInfo": "deeprl.callbacks",
+    "EvalInfo": "deeprl.callbacks",
+    "SaveEvery": "deeprl.callbacks",
+    "StepInfo": "deeprl.callbacks",
     "evaluate": "deeprl.agent",
     "export": "deeprl.exporter",
     "load": "deeprl.agent",
@@ -33,6 +41,16 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from deeprl.agent import Agent, evaluate, load
+    from deeprl.callbacks import (
+        Callback,
+        CallbackError,
+        CheckpointInfo,
+        EarlyStopOnPlateau,
+        EpisodeInfo,
+        EvalInfo,
+        SaveEvery,
+        StepInfo,
+    )
     from deeprl.driver import RunResult, resume, train
     from deeprl.errors import UsageError
     from deeprl.exporter import export
@@ -55,7 +73,15 @@ def __dir__() -> list[str]:
 __all__ = [
     "ALGOS",
     "Agent",
+    "Callback",
+    "CallbackError",
+    "CheckpointInfo",
+    "EarlyStopOnPlateau",
+    "EpisodeInfo",
+    "EvalInfo",
     "RunResult",
+    "SaveEvery",
+    "StepInfo",
     "UsageError",
     "evaluate",
     "export",

@@ -147,7 +147,14 @@ class RunOptions:
     """torch.set_num_threads for the run (default: 1 for vector observations, whose small networks lose more to
     thread synchronisation than they gain, up to 10x on a busy machine; torch's own default for images)."""
     tensorboard: bool = False
-    """Also log to TensorBoard in RUN_DIR/tb (needs the tensorboard package)."""
+    """Also log to TensorBoard in RUN_DIR/tb (needs the tensorboard package), with Stable-Baselines3's tag names."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs the wandb package; entity and mode from W&B's settings, e.g. WANDB_MODE=offline)."""
+    wandb_project: str | None = None
+    """The W&B project (default: W&B's own, e.g. WANDB_PROJECT)."""
+    # The W&B run's id, chosen when the run starts (or WANDB_RUN_ID): config.json records it, so --resume
+    # continues the same W&B run. Not a flag.
+    wandb_id: Annotated[str | None, tyro.conf.Suppress] = None
     video_every: int | None = None
     """Record one deterministic evaluation episode to RUN_DIR/videos/step_N.mp4 about every N env steps, and at the end."""
     progress: Literal["auto", "on", "off"] = "auto"
@@ -183,6 +190,17 @@ class RunOptions:
         if self.threshold is not None and math.isinf(self.threshold):
             raise UsageError(f"threshold must be finite, got {self.threshold}. Pass a return with --threshold X.")
         check_choices(self)
+        if not isinstance(self.wandb, bool):
+            raise UsageError(f"wandb must be True or False, got {self.wandb!r}. Pass --wandb to log to W&B.")
+        for name in ("wandb_project", "wandb_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip() or "/" in value):
+                raise UsageError(f"{name} must be a name (no '/'), got {value!r}. Pass it with {_flag(name)} NAME.")
+        if self.wandb_project is not None and not self.wandb:
+            raise UsageError(
+                f"--wandb-project {self.wandb_project} names the project of a W&B run, and W&B logging is off. "
+                "Add --wandb, or drop --wandb-project."
+            )
         if self.run_dir is not None and not isinstance(self.run_dir, Path):
             object.__setattr__(self, "run_dir", Path(self.run_dir))
         object.__setattr__(self, "env_kwargs", check_env_kwargs(self.env_kwargs))

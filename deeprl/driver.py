@@ -9,6 +9,11 @@ A checkpoint records how many metrics rows it covers, so `--resume` after a kill
 written since and continues exactly where the checkpoint left off: the resumed run ends with the
 uninterrupted run's results. SIGINT and SIGTERM ask the loop to stop after the current chunk, save,
 and exit (130 and 143 from the CLI); a second signal stops at once.
+
+Callbacks (`deeprl.callbacks`, Python API only) are called between chunks and at each evaluation and
+checkpoint; one returning False stops the run like the end of its budget (a checkpoint, the final
+evaluation, summary.json), so that `--resume` continues it exactly. The trackers (`deeprl.tracking`:
+TensorBoard, W&B) get what metrics.csv gets, through `MetricsLog`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 
 from deeprl._version import __version__
 from deeprl.agent import configs_from_record
+from deeprl.callbacks import CallbackError, CallbackList, CheckpointInfo, EpisodeInfo, EvalInfo, StepInfo
 from deeprl.config import RunOptions, split_options, to_jsonable
 from deeprl.envs import (
     attach_maker,
@@ -50,6 +56,9 @@ from deeprl.rundir import (
     BEST_POLICY,
     CONFIG,
     FORMAT,
+    LATEST,
+    POLICY,
+    RESUME,
     SUMMARY,
     MetricsLog,
     ResumeState,
@@ -59,6 +68,7 @@ from deeprl.rundir import (
     load_resume_state,
     lock_run_dir,
     read_config,
+    read_json,
     remove_stray_temp_files,
     save_policy,
     save_resume_state,
@@ -66,8 +76,9 @@ from deeprl.rundir import (
     write_json,
 )
 from deeprl.spaces import has_mask
+from deeprl.tracking import TensorBoardTracker, WandbTracker, check_wandb, hyperparameters, metric_keys, new_wandb_id
 
-MAX_CHUNK = 5_000  # env steps between progress updates
+MAX_CHUNK = 5_000  # env steps between progress updates (and callbacks' on_step)
 
 
 @dataclass
@@ -84,7 +95,8 @@ class LoopState:
     solved_at_wall_s: float | None = None
     last_eval: tuple[int, float, float] | None = None  # (env_steps, mean, std)
     best_eval: tuple[int, float, float] | None = None  # the evaluation whose policy is BEST_POLICY
-    recent_returns: list[float] = field(default_factory=list)
+    recent_returns: list[float] = field(default_factory=list)  # the last 100 training episodes' returns
+    recent_lengths: list[float] = field(default_factory=list)  # ... and lengths (rollout/ep_len_mean)
 
 
 @dataclass(frozen=True)
@@ -120,7 +132,7 @@ def build_config(algo: str, env_id: str, **options: Any) -> tuple[AlgoSpec, Any,
     return spec, spec.config_cls(**algo_values), RunOptions(env_id=env_id, **run_values)
 
 
-def train(algo: str, env_id: str | Callable[[], Any], **options: Any) -> RunResult:
+def train(algo: str, env_id: str | Callable[[], Any], *, callbacks: Any = (), **options: Any) -> RunResult:
     """Train `algo` on `env_id` exactly as `deeprl train ALGO ENV_ID --flag value` does.
 
     `env_id`: a Gymnasium id, 'module:EnvId', or a function of no arguments that returns an env (a
@@ -128,10 +140,15 @@ def train(algo: str, env_id: str | Callable[[], Any], **options: Any) -> RunResu
     only, see `deeprl.envs.register_env_factory`). `options` are the CLI flags with underscores: seed=0,
     run_dir="runs/x", total_steps=..., episodes=..., env_kwargs={...}, wrappers=("module:fn",), and any
     hyperparameter of the algorithm's config (see `deeprl train ALGO --help`).
+
+    `callbacks`: `deeprl.Callback` objects (or functions given every record) called at the run's events;
+    one returning False stops the run (see `deeprl.callbacks`). They are not run options: config.json does
+    not record them.
     """
+    hooks = CallbackList(callbacks)  # checked before anything is made or written
     env_id = register_env_factory(env_id)
     spec, config, run_options = build_config(algo, env_id, **options)
-    return run_training(spec, config, run_options)
+    return run_training(spec, config, run_options, callbacks=hooks)
 
 
 def resume(
@@ -141,6 +158,7 @@ def resume(
     episodes: int | None = None,
     progress: str | None = None,
     trust_modules: tuple[str, ...] = (),
+    callbacks: Any = (),
 ) -> RunResult:
     """Continue a run from its resume state; a larger budget (total_steps/episodes) trains further.
 
@@ -148,8 +166,10 @@ def resume(
     the resume state's algorithm, env id and settings match config.json, that the env and wrappers it
     names run no code you did not trust (`trust_modules`, as for deeprl.load), and that the directory is
     writable. With a new budget, training runs to that budget: a run that stopped because it was
-    solved (--stop-when-solved) does not stop again at once.
+    solved (--stop-when-solved) does not stop again at once. A run a callback stopped trains on to its
+    budget. `callbacks` as for `train` (the first run's are not recorded: give them again if you want them).
     """
+    hooks = CallbackList(callbacks)
     run_dir = Path(run_dir)
     import_trusted_modules(trust_modules)
     record = read_config(run_dir)
@@ -179,7 +199,7 @@ def resume(
         changes.update(total_steps=total_steps, episodes=episodes, stop_when_solved=False)
     if progress is not None:
         changes["progress"] = progress
-    return run_training(spec, config, dataclasses.replace(run_options, **changes), saved)
+    return run_training(spec, config, dataclasses.replace(run_options, **changes), saved, hooks)
 
 
 def check_matches_config(saved: ResumeState, record: dict[str, Any], run_dir: Path) -> None:
@@ -248,6 +268,8 @@ class _Run:
     saved_at: list[int] = field(default_factory=list)  # env steps of the checkpoints this process wrote
     next_video: int | None = None
     best_policy: dict[str, Any] | None = None  # a CPU copy of the policy of state.best_eval (BEST_POLICY)
+    callbacks: CallbackList = field(default_factory=CallbackList)
+    next_save: int | None = None  # the env step of the next checkpoint a callback asked for (SaveEvery)
 
     def save(self) -> None:
         s = self.state
@@ -273,6 +295,19 @@ class _Run:
         }
         save_resume_state(self.run_dir, header, tree, env_state(self.env))
         self.saved_at.append(s.env_steps)  # only once it is on disk: the interrupt message names it
+        if self.callbacks.wants("on_checkpoint"):
+            latest = read_json(self.run_dir / RESUME / LATEST)["state"]
+            self.callbacks(
+                "on_checkpoint",
+                CheckpointInfo(
+                    s.env_steps,
+                    s.episodes,
+                    s.train_wall_s,
+                    self.run_dir,
+                    self.run_dir / RESUME / latest,
+                    self.run_dir / POLICY,
+                ),
+            )
 
     def evaluate(self, periodic: bool = True) -> None:
         s = self.state
@@ -280,13 +315,30 @@ class _Run:
         mean, std = float(returns.mean()), float(returns.std())
         s.last_eval = (s.env_steps, mean, std)
         self.metrics.write("eval", s.env_steps, s.episodes, s.train_wall_s, mean, "", std)
-        if s.best_eval is None or mean > s.best_eval[1]:  # keep the best policy: presets can train past solving
+        is_best = s.best_eval is None or mean > s.best_eval[1]
+        if is_best:  # keep the best policy: presets can train past solving
             s.best_eval = (s.env_steps, mean, std)
             self.best_policy = detached_copy(self.algo.policy_state())
             self.save_best()
         # Time-to-solve counts periodic evaluations only (docs/benchmarks.md, "Protocol").
         if periodic and self.threshold is not None and mean >= self.threshold and s.solved_at_env_steps is None:
             s.solved_at_env_steps, s.solved_at_wall_s = s.env_steps, s.train_wall_s
+        if self.callbacks.wants("on_eval"):
+            self.callbacks(
+                "on_eval",
+                EvalInfo(
+                    s.env_steps,
+                    s.episodes,
+                    s.train_wall_s,
+                    self.run_dir,
+                    mean,
+                    std,
+                    self.opts.eval_episodes,
+                    is_best,
+                    s.best_eval[1],
+                    periodic,
+                ),
+            )
 
     def save_best(self) -> None:
         """policy_best.safetensors from best_policy (or, with none yet, no such file: a resumed run removes the
@@ -312,8 +364,12 @@ class _Run:
             self.video.close()
 
 
-def run_training(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | None = None) -> RunResult:
+def run_training(
+    spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | None = None, callbacks: Any = ()
+) -> RunResult:
+    hooks = callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
     run = _open(spec, config, opts, saved)
+    run.callbacks, run.next_save = hooks, hooks.next_save(run.state.env_steps)
     try:  # the run directory stays locked until summary.json is written
         try:
             stopped = _loop(run)
@@ -325,8 +381,8 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeSta
                 run.evaluate(periodic=False)
             final_video = run.run_dir / "videos" / f"step_{run.state.env_steps:07d}.mp4"
             if run.video is not None and not final_video.exists():
-                run.video(run.algo.policy, run.state.env_steps, run.run_dir / "videos")  # the final policy
-        except (DivergenceError, WorkerError, KeyboardInterrupt) as e:
+                _record_video(run)  # the final policy
+        except (DivergenceError, WorkerError, KeyboardInterrupt, CallbackError) as e:
             _report_stop(run, saved, e)
             raise
         finally:
@@ -339,6 +395,14 @@ def run_training(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeSta
 def _report_stop(run: _Run, saved: ResumeState | None, e: BaseException) -> None:
     """Say where the run stands: the last checkpoint on disk, and what to do next."""
     last = run.saved_at[-1] if run.saved_at else saved.header["env_steps"] if saved else None
+    if isinstance(e, CallbackError):  # the user's code: keep its traceback (the cause)
+        kept = (
+            f"The last checkpoint (env step {last}) is kept in {run.run_dir}: deeprl.resume({str(run.run_dir)!r}) "
+            "continues from it."
+            if last is not None
+            else f"No checkpoint had been written yet ({run.run_dir} holds the metrics so far)."
+        )
+        raise CallbackError(f"{e}. {kept}") from e.__cause__
     if isinstance(e, (DivergenceError, WorkerError)):
         kept = (
             f"The last good checkpoint (env step {last}) is kept in {run.run_dir}."
@@ -368,6 +432,8 @@ def _check_options(spec: AlgoSpec, opts: RunOptions) -> None:
             import tensorboard  # noqa: F401
         except ImportError:
             raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    if opts.wandb:
+        check_wandb()
 
 
 def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | None) -> _Run:
@@ -405,16 +471,19 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         # Only now is the directory claimed: a run that cannot start leaves nothing behind.
         run_dir = claim_run_dir(opts.run_dir, spec.name, opts.env_id, opts.seed) if saved is None else opts.run_dir
         opts = dataclasses.replace(opts, run_dir=run_dir)
+        if opts.wandb and opts.wandb_id is None:  # recorded in config.json: a resume continues this W&B run
+            opts = dataclasses.replace(opts, wandb_id=new_wandb_id())
         lock = lock_run_dir(run_dir)  # held until the run closes: a --resume meanwhile is refused
         opened.append(lock)
         # On resume, metrics.csv is checked (and cut to the checkpoint's rows) before anything else is written.
-        metrics = MetricsLog(
-            run_dir,
-            algo.metric_names,
-            state.metrics_rows if saved else None,
-            opts.tensorboard,
-            state.env_steps if saved else None,
-        )
+        metrics = MetricsLog(run_dir, algo.metric_names, state.metrics_rows if saved else None)
+        opened.append(metrics)  # closing it closes the trackers it holds
+        keys = metric_keys(spec.name, tuple(algo.metric_names))
+        hparams = hyperparameters(spec.name, opts.env_id, to_jsonable(config), to_jsonable(opts))
+        if opts.tensorboard:
+            metrics.trackers += (TensorBoardTracker(run_dir, keys, hparams, state.env_steps + 1 if saved else None),)
+        if opts.wandb:
+            metrics.trackers += (WandbTracker(opts.wandb_id, opts.wandb_project, run_dir.name, hparams, keys),)
     except BaseException:
         for thing in opened:
             thing.close()
@@ -479,7 +548,7 @@ def _loop(run: _Run) -> str:
                 return "solved"
             episodes_left = None if opts.episodes is None else opts.episodes - state.episodes
             start = time.perf_counter()
-            steps, finished = algo.learn(_chunk_size(state, opts), episodes_left)
+            steps, finished = algo.learn(_chunk_size(state, opts, run.next_save), episodes_left)
             elapsed = time.perf_counter() - start
             for ep in finished:
                 state.episodes += 1
@@ -494,16 +563,63 @@ def _loop(run: _Run) -> str:
                     ep.extras,
                 )
                 state.recent_returns.append(ep.episode_return)
-            del state.recent_returns[:-100]  # the progress bar's window
+                state.recent_lengths.append(ep.episode_length)
+                if run.callbacks.wants("on_episode"):
+                    run.callbacks(
+                        "on_episode",
+                        EpisodeInfo(
+                            ep.env_steps,
+                            state.episodes,
+                            state.train_wall_s + (ep.time - start),
+                            run.run_dir,
+                            ep.episode_return,
+                            ep.episode_length,
+                            dict(zip(algo.metric_names, ep.extras)),
+                        ),
+                    )
+            del state.recent_returns[:-100]  # the progress bar's window (and rollout/ep_rew_mean's, as SB3's)
+            del state.recent_lengths[:-100]
             state.env_steps += steps
             state.train_wall_s += elapsed
-            run.metrics.scalar("time/steps_per_s", steps / max(elapsed, 1e-9), state.env_steps)
+            recent = sum(state.recent_returns) / len(state.recent_returns) if state.recent_returns else None
+            if run.metrics.trackers:
+                _log_chunk(run, recent)
+            if run.callbacks.wants("on_step"):
+                run.callbacks(
+                    "on_step",
+                    StepInfo(
+                        state.env_steps,
+                        state.episodes,
+                        state.train_wall_s,
+                        run.run_dir,
+                        steps,
+                        steps / max(elapsed, 1e-9),
+                        recent,
+                    ),
+                )
             _periodic_events(run)
             progress.update()
             if interrupt.signum is not None:  # the chunk is complete, so its state is consistent
                 run.save()
                 raise Interrupted(interrupt.signum)
+            if run.callbacks.stopped_by is not None:  # after the chunk's events: run_training saves and finishes
+                return "callback"
     return "solved" if opts.stop_when_solved and state.solved_at_env_steps is not None else "budget"
+
+
+def _log_chunk(run: _Run, recent_return: float | None) -> None:
+    """The trackers' per-chunk scalars, named as SB3 names them (deeprl.tracking)."""
+    state = run.state
+    scalars = {"time/fps": state.env_steps / max(state.train_wall_s, 1e-9)}
+    if recent_return is not None:
+        scalars["rollout/ep_rew_mean"] = recent_return
+        scalars["rollout/ep_len_mean"] = sum(state.recent_lengths) / max(len(state.recent_lengths), 1)
+    run.metrics.chunk(state.env_steps, scalars)
+
+
+def _record_video(run: _Run) -> None:
+    recording = run.video(run.algo.policy, run.state.env_steps, run.run_dir / "videos")
+    run.metrics.video(run.state.env_steps, recording.path)
 
 
 def _periodic_events(run: _Run) -> None:
@@ -512,12 +628,17 @@ def _periodic_events(run: _Run) -> None:
         run.evaluate()
         while state.next_eval <= state.env_steps:
             state.next_eval += opts.eval_every
-    if state.next_checkpoint is not None and state.env_steps >= state.next_checkpoint:
+    checkpoint_due = state.next_checkpoint is not None and state.env_steps >= state.next_checkpoint
+    asked_by_callback = run.next_save is not None and state.env_steps >= run.next_save  # SaveEvery
+    if checkpoint_due or asked_by_callback:
         run.save()
+    if checkpoint_due:
         while state.next_checkpoint <= state.env_steps:
             state.next_checkpoint += opts.checkpoint_every
+    if asked_by_callback:
+        run.next_save = run.callbacks.next_save(state.env_steps)
     if run.next_video is not None and state.env_steps >= run.next_video:
-        run.video(run.algo.policy, state.env_steps, run.run_dir / "videos")
+        _record_video(run)
         while run.next_video <= state.env_steps:
             run.next_video += opts.video_every
 
@@ -544,7 +665,8 @@ def _finish(run: _Run, stopped: str) -> RunResult:
         "best_eval_mean_return": state.best_eval[1],
         "best_eval_env_steps": state.best_eval[0],
         "best_policy": BEST_POLICY,
-        "stopped": stopped,
+        "stopped": stopped,  # budget, solved (--stop-when-solved) or callback
+        "stopped_by": run.callbacks.stopped_by if stopped == "callback" else None,  # "<callback>.<hook>"
         "run_dir": str(run.run_dir),
     }
     write_json(run.run_dir / SUMMARY, summary)
@@ -627,14 +749,16 @@ def _budget_left(state: LoopState, opts: RunOptions) -> bool:
     return state.episodes < opts.episodes
 
 
-def _chunk_size(state: LoopState, opts: RunOptions) -> int:
-    """Env steps until the next event (evaluation, checkpoint, end of budget), at most MAX_CHUNK,
-    so that evaluations and checkpoints land on exact env steps."""
+def _chunk_size(state: LoopState, opts: RunOptions, next_save: int | None = None) -> int:
+    """Env steps until the next event (evaluation, checkpoint, a callback's checkpoint, end of budget), at
+    most MAX_CHUNK, so that evaluations and checkpoints land on exact env steps."""
     chunk = min(MAX_CHUNK, max(1, state.next_eval - state.env_steps))
     if opts.total_steps is not None:
         chunk = min(chunk, opts.total_steps - state.env_steps)
     if state.next_checkpoint is not None:
         chunk = min(chunk, max(1, state.next_checkpoint - state.env_steps))
+    if next_save is not None:
+        chunk = min(chunk, max(1, next_save - state.env_steps))
     return chunk
 
 

@@ -635,18 +635,15 @@ def snapshot_key() -> bytes | None:
 
 # ---------------------------------------------------------------- metrics
 class MetricsLog:
-    """metrics.csv (fixed columns, one row per episode or evaluation), mirrored to TensorBoard."""
+    """metrics.csv (fixed columns, one row per episode or evaluation), mirrored to the trackers
+    (`deeprl.tracking`: TensorBoard, W&B), which also get the per-chunk scalars and the videos."""
 
     def __init__(
-        self,
-        run_dir: Path,
-        extra_columns: tuple[str, ...],
-        keep_rows: int | None,
-        tensorboard: bool,
-        purge_step: int | None,
+        self, run_dir: Path, extra_columns: tuple[str, ...], keep_rows: int | None, trackers: tuple[Any, ...] = ()
     ):
         self.columns = BASE_COLUMNS + tuple(extra_columns)
         self.path = run_dir / METRICS
+        self.trackers: tuple[Any, ...] = tuple(trackers)  # each with episode, evaluation, chunk, video, flush, close
         if keep_rows is None or not self.path.exists():
             atomic_write(self.path, lambda f: csv.writer(f).writerow(self.columns), mode="w")
             self.rows = 0
@@ -666,12 +663,6 @@ class MetricsLog:
             self.rows = keep_rows
         self.file = open(self.path, "a", newline="")
         self.writer = csv.writer(self.file)
-        self.tb = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            # purge_step drops TensorBoard events logged after the checkpoint we resume from.
-            self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
 
     def _disk_full(self, e: OSError) -> BaseException:
         return DiskFullError(self.path, None) if e.errno in (errno.ENOSPC, errno.EDQUOT) else e
@@ -694,16 +685,20 @@ class MetricsLog:
         except OSError as e:
             raise self._disk_full(e) from None
         self.rows += 1
-        if self.tb is not None:
-            self.tb.add_scalar("train/episode_return" if kind == "train" else "eval/mean_return", ret, env_steps)
-            for name, value in zip(self.columns[len(BASE_COLUMNS) :], extras):
-                # A loss is NaN (or blank) until the first update: TensorBoard gets real values only.
-                if isinstance(value, (int, float, np.number)) and math.isfinite(value):
-                    self.tb.add_scalar(f"train/{name}", value, env_steps)
+        for tracker in self.trackers:
+            if kind == "train":
+                tracker.episode(env_steps, ret, length, extras)
+            else:
+                tracker.evaluation(env_steps, ret, std)
 
-    def scalar(self, name: str, value: float, env_steps: int) -> None:
-        if self.tb is not None:
-            self.tb.add_scalar(name, value, env_steps)
+    def chunk(self, env_steps: int, scalars: dict[str, float]) -> None:
+        """Scalars logged once per chunk of training (rollout/ep_rew_mean, time/fps): trackers only."""
+        for tracker in self.trackers:
+            tracker.chunk(env_steps, scalars)
+
+    def video(self, env_steps: int, path: Path) -> None:
+        for tracker in self.trackers:
+            tracker.video(env_steps, path)
 
     def flush(self) -> None:
         """To disk, not only to the OS: a checkpoint written next must never cover rows a crash loses."""
@@ -712,8 +707,8 @@ class MetricsLog:
             os.fsync(self.file.fileno())
         except OSError as e:
             raise self._disk_full(e) from None
-        if self.tb is not None:
-            self.tb.flush()
+        for tracker in self.trackers:
+            tracker.flush()
 
     def close(self) -> None:
         try:
@@ -721,8 +716,9 @@ class MetricsLog:
         except OSError as e:  # on a full disk the error that stopped the run has been raised already
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-        if self.tb is not None:
-            self.tb.close()
+        finally:
+            for tracker in self.trackers:
+                tracker.close()
 
 
 def _fmt(x: Any) -> Any:

@@ -188,7 +188,7 @@ def test_minatar_without_the_package_names_the_pip_command(monkeypatch):
     for key in [k for k in gym.registry if k.startswith("MinAtar/")]:
         monkeypatch.delitem(gym.registry, key)
     monkeypatch.setitem(sys.modules, "minatar.gym", None)  # import fails as if not installed
-    with pytest.raises(UsageError, match=r"pip install 'deeprl\[minatar\]'"):
+    with pytest.raises(UsageError, match=r"pip install minatar"):
         env_spec("MinAtar/Breakout-v1")
 
 

@@ -357,8 +357,9 @@ def test_tensorboard_logs_returns_exploration_and_speed(tmp_path):
     events = EventAccumulator(str(tmp_path / "r" / "tb"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/episode_return", "train/epsilon", "eval/mean_return", "time/steps_per_s"} <= tags
-    assert len(events.Scalars("train/episode_return")) == 100
+    # Stable-Baselines3's names (CleanRL's for each episode): deeprl.tracking's table
+    assert {"charts/episodic_return", "rollout/exploration_rate", "eval/mean_reward", "time/fps"} <= tags
+    assert len(events.Scalars("charts/episodic_return")) == 100
 
 
 def test_ctrl_c_finishes_the_chunk_saves_and_resumes(tmp_path):
