@@ -20,6 +20,7 @@ import tyro
 
 from deeprl.errors import UsageError, did_you_mean
 from deeprl.math.schedules import Schedule
+from deeprl.trust import trust_callable
 
 
 def _flag(name: str) -> str:
@@ -242,8 +243,6 @@ def check_wrappers(wrappers: Any) -> tuple[str, ...]:
                     "eval, render and resume apply them again). Define it at the top level of a module and pass it, "
                     "or its 'module:callable' name."
                 )
-            from deeprl.envs import trust_callable  # not at import: envs imports this module
-
             trust_callable(wrapper)  # handed over in Python (a file holds names only): this process may name it again
             wrapper = f"{module}:{qualname}"
         module, colon, name = wrapper.partition(":") if isinstance(wrapper, str) else ("", "", "")

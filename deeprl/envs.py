@@ -39,9 +39,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import gymnasium as gym
 import numpy as np
 
+from deeprl import trust
 from deeprl.atari import is_atari_spec
 from deeprl.errors import UsageError, did_you_mean
 from deeprl.seeding import global_rng_state, seed_everything, set_global_rng_state  # noqa: F401 (re-exported)
+from deeprl.trust import trust_callable
 
 if TYPE_CHECKING:
     from deeprl.config import RunOptions
@@ -269,15 +271,7 @@ def register_env_factory(env: str | Callable[[], gym.Env]) -> str:
 # must not choose code to run. Modules the user vouched for (--trust-module, trust_modules=) and callables
 # the user handed to deeprl in this process are trusted; deeprl's own deeprl.wrappers always is.
 _TRUSTED_MODULES: set[str] = set()
-_TRUSTED_NAMES: set[str] = set()  # 'module:qualname' of callables the user gave deeprl.train
 _OWN_MODULES = ("deeprl.wrappers",)  # the deeprl module presets and --wrapper name
-
-
-def trust_callable(obj: Any) -> None:
-    """Trust `obj`'s 'module:qualname' for this process: the user handed this very object to deeprl."""
-    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if isinstance(module, str) and isinstance(qualname, str):
-        _TRUSTED_NAMES.add(f"{module}:{qualname}")
 
 
 def import_trusted_modules(modules: tuple[str, ...] | list[str]) -> None:
@@ -347,7 +341,7 @@ def check_names_from_file(env_id: str, source: str, wrappers: tuple[str, ...] | 
 
 def _check_callable(path: str, what: str, source: str, obj: Any = None) -> None:
     """`path` ('module:name') is something deeprl may call on the word of a file (see check_names_from_file)."""
-    if path in _TRUSTED_NAMES and (obj is None or _qualified_name(obj) == path):
+    if path in trust.TRUSTED_NAMES and (obj is None or _qualified_name(obj) == path):
         return
     module_name, _, name = path.partition(":")
     refused = f"{source} names the {what} {path!r}"

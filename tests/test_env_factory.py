@@ -52,9 +52,10 @@ def ok(out: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 def fresh_trust(monkeypatch):
     """Each test starts trusting no module and no callable (trust lasts for the process, as imports do)."""
     import deeprl.envs
+    import deeprl.trust
 
     monkeypatch.setattr(deeprl.envs, "_TRUSTED_MODULES", set())
-    monkeypatch.setattr(deeprl.envs, "_TRUSTED_NAMES", set())
+    monkeypatch.setattr(deeprl.trust, "TRUSTED_NAMES", set())
 
 
 @pytest.fixture
