@@ -18,6 +18,7 @@ from deeprl._version import __version__
 
 _EXPORTS = {
     "ALGOS": "deeprl.registry",
+    "aggregate": "deeprl.seeds",
     "Agent": "deeprl.agent",
     "Callback": "deeprl.callbacks",
     "CallbackError": "deeprl.callbacks",
@@ -30,9 +31,11 @@ _EXPORTS = {
     "evaluate": "deeprl.agent",
     "export": "deeprl.exporter",
     "load": "deeprl.agent",
+    "options_from_file": "deeprl.options_file",
     "RunResult": "deeprl.driver",
     "resume": "deeprl.driver",
     "train": "deeprl.driver",
+    "tune": "deeprl.tuning",
     "UsageError": "deeprl.errors",
     "plot": "deeprl.viz",
     "render": "deeprl.viz",
@@ -54,7 +57,10 @@ if TYPE_CHECKING:
     from deeprl.driver import RunResult, resume, train
     from deeprl.errors import UsageError
     from deeprl.exporter import export
+    from deeprl.options_file import options_from_file
+    from deeprl.tuning import tune
     from deeprl.registry import ALGOS
+    from deeprl.seeds import aggregate
     from deeprl.viz import plot, render, show
 
 
@@ -83,9 +89,12 @@ __all__ = [
     "SaveEvery",
     "StepInfo",
     "UsageError",
+    "aggregate",
     "evaluate",
     "export",
     "load",
+    "options_from_file",
+    "tune",
     "plot",
     "render",
     "resume",

@@ -412,6 +412,9 @@ def _fmt(x: float, digits: int = 2) -> str:
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over seeds (an unsolved seed counting as +inf), and the IQM with its 95% stratified bootstrap
+    interval (`deeprl.seeds.interval_estimates`, rliable) of the final return over the seeds that ran and of
+    time and env steps to solve over the seeds that solved; the IQM entries are None without rliable."""
     ok = [r for r in results if "error" not in r]
     times = [r["solved_at_wall_s"] if r.get("solved_at_wall_s") is not None else math.inf for r in ok]
     steps = [r["solved_at_env_steps"] if r.get("solved_at_env_steps") is not None else math.inf for r in ok]
@@ -424,7 +427,65 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         "steps": _median(steps),
         "final": _median([r["final_return"] for r in ok]),
         "steps_per_s": _median(speed),
+        "time_iqm": _estimates([x for x in times if math.isfinite(x)]),
+        "steps_iqm": _estimates([x for x in steps if math.isfinite(x)]),
+        "final_iqm": _estimates([r["final_return"] for r in ok]),
     }
+
+
+def _estimates(values: list[float]) -> dict[str, Any] | None:
+    from deeprl.seeds import interval_estimates
+
+    try:
+        return interval_estimates(values)
+    except UsageError:  # no rliable: the medians alone (the report says how to add the IQM)
+        return None
+
+
+def iqm_table(rows: list[tuple[str, str]], stats: dict[tuple[str, str, str], dict[str, Any]]) -> str:
+    """IQM [95% CI] of time-to-solve, env steps to solve (over the seeds that solved) and final return, a row per
+    library and (algo, env)."""
+    from deeprl.seeds import format_estimate
+
+    head = [
+        "algo",
+        "env",
+        "library",
+        "solved",
+        "time-to-solve s, IQM [95% CI]",
+        "env steps to solve, IQM [95% CI]",
+        "final return, IQM [95% CI]",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for algo, env_id in rows:
+        for lib in ("deeprl", "sb3"):
+            d = stats.get((lib, algo, env_id))
+            if d is None:
+                continue
+            cells = [algo, env_id, "SB3" if lib == "sb3" else lib, f"{d['solved']}/{d['n']}"]
+            for key, digits in (("time_iqm", 2), ("steps_iqm", 0), ("final_iqm", 1)):
+                cells.append(format_estimate(d.get(key), "iqm", digits))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def iqm_section(rows: list[tuple[str, str]], stats: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
+    """The report's lines on IQMs: a sentence and iqm_table, or a line saying how to get them."""
+    if any(s.get("final_iqm") is None for s in stats.values()):
+        return ["IQM and 95% confidence intervals: pip install rliable (from a clone: pip install -e '.[stats]')."]
+    from importlib.metadata import version
+
+    from deeprl.seeds import REPS
+
+    return [
+        (
+            f"IQM (interquartile mean) over the same seeds, [95% CI] from rliable's stratified bootstrap (rliable "
+            f"{version('rliable')}, {REPS} resamples); time and env steps to solve over the seeds that solved, final "
+            "return over every seed that ran."
+        ),
+        "",
+        iqm_table(rows, stats),
+    ]
 
 
 def markdown_table(rows: list[tuple[str, str]], stats: dict[tuple[str, str, str], dict[str, Any]], vs_sb3: bool) -> str:
@@ -597,6 +658,8 @@ def run_bench(
             ),
             "",
             markdown_table(rows, stats, vs == "sb3"),
+            "",
+            *iqm_section(rows, stats),
             "",
             (
                 "Throughput (env steps/s): the raw env with pre-drawn random actions is the ceiling; acting adds the "

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ USAGE = """\
 usage: deeprl COMMAND ...
 
   train ALGO ENV_ID [flags]   train an agent; `deeprl train ALGO --help` lists every flag
+  train ALGO ENV_ID --seeds 0-9 [--jobs J]
+                              several seeds, one run directory each, and their IQM/mean/median with 95% CIs
   train --resume RUN_DIR      continue a run from its last checkpoint
   eval RUN_DIR [--episodes N] [--best] [--json]
                               evaluate a trained agent (deterministic policy; --best: its best evaluation's)
@@ -35,19 +38,35 @@ usage: deeprl COMMAND ...
                               a video of the trained agent playing (headless, no display needed)
   plot RUN_DIR [RUN_DIR ...] --out FILE.png [--threshold X]
                               learning curves: return vs env steps and vs wall time, mean and spread over seeds
+                              (a --seeds parent directory stands for its seeds)
   export RUN_DIR --out FILE [--format onnx|torchscript] [--best]
                               the deterministic policy as one ONNX (or TorchScript) file, normalisation included
   bench [--algos ..] [--envs ..] [--seeds N] [--first-seed S] [--vs sb3]
                               time-to-solve benchmark, side by side with Stable-Baselines3
+  tune ALGO ENV_ID --trials N [--jobs J] [--objective final|solve] [--pruner median|halving|none] [flags]
+                              hyperparameter search with Optuna (resumable); `tune --show STUDY_DIR` shows the best
 
 Example: deeprl train q-learning CliffWalking-v1 && deeprl eval runs/<the printed dir>
 """
+
+
+@dataclass(frozen=True)
+class TrainExtras:
+    """What `deeprl train` takes besides the run options and hyperparameters."""
+
+    config: Path | None = None
+    """A JSON or YAML file of options: flat names with underscores, or {"algo": .., "env_id": .., "config": {..}, "run": {..}} as `deeprl tune` writes best.json. It beats the preset; flags beat it."""
+    seeds: str | None = None
+    """Train several seeds, e.g. 0-9, 0,3,7 or 0-3,8: a run directory per seed in --run-dir (PARENT/s0, ...) and their IQM, mean and median with 95% bootstrap CIs in PARENT/aggregate.json. The same command again continues them. Not with --seed."""
+    jobs: int = 1
+    """With --seeds: how many seeds train at once, each in its own process (seeds sharing cores stretch the wall-clock time-to-solve)."""
 
 
 @dataclass
 class TrainArgs(Generic[C]):
     run: Annotated[Any, tyro.conf.OmitArgPrefixes]
     algo: Annotated[C, tyro.conf.OmitArgPrefixes]
+    extra: Annotated[TrainExtras, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=TrainExtras)
 
 
 @dataclass(frozen=True)
@@ -133,10 +152,12 @@ class RenderArgs:
 
 @dataclass(frozen=True)
 class PlotArgs:
-    """Learning curves of runs (one curve per config; several seeds of one config: mean and min-max band)."""
+    """Learning curves of runs (one curve per config; several seeds of one config: the mean over seeds, with a
+    min-max band for training episodes and a 95% bootstrap confidence band for evaluations)."""
 
     run_dirs: tyro.conf.Positional[tuple[Path, ...]]
-    """Run directories written by `deeprl train`, on one env."""
+    """Run directories written by `deeprl train`, on one env; a parent directory of `deeprl train --seeds` stands
+    for its seeds' run directories."""
     out: Path
     """Image to write: FILE.png (or .pdf, .svg)."""
     threshold: float | None = None
@@ -204,6 +225,129 @@ class BenchArgs:
     """Also write the markdown report to this file."""
 
 
+@dataclass(frozen=True)
+class TuneOptions:
+    """The study: how many trials, where it is kept, what it optimises and when it stops a trial early."""
+
+    trials: int | None = None
+    """Trials the study should finish (complete or pruned); rerunning the same command continues the study to N."""
+    timeout: float | None = None
+    """Start no trial after this many seconds (running trials finish)."""
+    study_dir: Path | None = None
+    """Where the study goes: study.db, trials/NNNN run directories, best.json, plots (default: studies/ENV__ALGO)."""
+    storage: str | None = None
+    """Optuna storage URL (default: sqlite:///STUDY_DIR/study.db); a postgresql:// or mysql+pymysql:// URL lets several machines add trials to one study."""
+    study_name: str | None = None
+    """Name of the study in the storage (default: the study directory's name)."""
+    jobs: int = 1
+    """Trials at once, each in its own worker process on this machine. (The Ray backend, for trials on many machines, is not available yet: issue 16. Meanwhile machines can share one study through --storage.)"""
+    objective: Literal["final", "solve"] = "final"
+    """final: the final evaluation's mean return (maximised); solve: env steps to the first periodic evaluation reaching the threshold (minimised; trials stop when solved; unsolved counts total_steps + eval_every)."""
+    pruner: Literal["median", "halving", "none"] = "median"
+    """Stop unpromising trials at their periodic evaluations: median (below the median of earlier trials at that env step), halving (successive halving), or none."""
+    pruner_startup_trials: int = 5
+    """median: no pruning until this many trials are complete."""
+    pruner_warmup_steps: int | None = None
+    """median: no pruning before this env step of a trial (default: a third of --total-steps)."""
+    space: Path | None = None
+    """Search space as a JSON or YAML file: {"field": ["log_float", low, high] | ["float"|"int"|"log_int", low, high] | ["categorical", [choices]]}, replacing the algorithm's built-in one (deeprl/search_spaces.py)."""
+
+
+@dataclass
+class TuneArgs(Generic[C]):
+    tune: Annotated[TuneOptions, tyro.conf.OmitArgPrefixes]
+    run: Annotated[Any, tyro.conf.OmitArgPrefixes]
+    algo: Annotated[C, tyro.conf.OmitArgPrefixes]
+
+
+@dataclass(frozen=True)
+class TuneShowArgs:
+    """Show a study's best trials (read only)."""
+
+    show: str
+    """A study directory (studies/ENV__ALGO), its study.db, or a database URL."""
+    study_name: str | None = None
+    """The study to show, when the storage holds several."""
+    top: int = 10
+    """Rows of the table."""
+    json: bool = False
+    """Print the best trial as best.json's record instead of a table."""
+
+
+def cmd_tune(argv: list[str]) -> None:
+    if any(a == "--show" or a.startswith("--show=") for a in argv):
+        args = parse_args(TuneShowArgs, argv, prog="deeprl tune")
+        check_range(args, "top", 1)
+        from deeprl.tuning import show
+
+        show(args.show, args.study_name, top=args.top, as_json=args.json)
+        return
+    from deeprl.config import RunOptions
+    from deeprl.driver import build_config
+    from deeprl.registry import get_algo
+
+    if not argv or argv[0].startswith("-"):
+        if argv and argv[0] in ("-h", "--help"):
+            print(
+                "usage: deeprl tune ALGO ENV_ID --trials N [flags]  |  deeprl tune --show STUDY_DIR\n"
+                "Every flag of `deeprl train ALGO` applies to each trial (a hyperparameter given is not searched); "
+                "`deeprl tune ALGO --help` lists them all."
+            )
+            return
+        raise UsageError(
+            "Name an algorithm and an env: `deeprl tune ALGO ENV_ID --trials N`, e.g. "
+            "`deeprl tune ppo CartPole-v1 --trials 20 --total-steps 50000`."
+        )
+    spec = get_algo(argv[0])
+    rest = argv[1:]
+    helping = any(a in ("-h", "--help") for a in rest)
+    env_id = rest[0] if rest and not rest[0].startswith("-") else None
+    check_env_flags(rest)
+    if env_id is not None and (":" in env_id or any(a == "--wrapper" or a.startswith("--wrapper=") for a in rest)):
+        working_directory_on_path()
+    if env_id is None and not helping:
+        raise UsageError(
+            f"Name the env to tune on: `deeprl tune {spec.name} ENV_ID --trials N`, e.g. "
+            f"`deeprl tune {spec.name} CartPole-v1 --trials 20`."
+        )
+    if env_id is None:
+        default = TuneArgs(TuneOptions(), RunOptions(env_id="ENV_ID"), spec.config_cls())
+    else:
+        rest = rest[1:]
+        gave_budget = any(a.split("=")[0].replace("_", "-") in ("--total-steps", "--episodes") for a in rest)
+        _, config, run_options = build_config(
+            spec.name, env_id, **({"total_steps": None, "episodes": None} if gave_budget else {})
+        )
+        default = TuneArgs(TuneOptions(), run_options, config)
+    args = parse_args(
+        TuneArgs[spec.config_cls], rest, prog=f"deeprl tune {spec.name} {env_id or 'ENV_ID'}", default=default
+    )
+    from deeprl.tuning import RUN_SPACE_FIELDS, make_plan, run_study
+
+    given = {a.split("=")[0][2:].replace("-", "_") for a in rest if a.startswith("--")}
+    given |= {name[3:] for name in given if name.startswith("no_")}
+    searchable = {f.name for f in dataclasses.fields(spec.config_cls)} | set(RUN_SPACE_FIELDS)
+    t = args.tune
+    plan = make_plan(
+        spec.name,
+        args.algo,
+        args.run,
+        fixed=tuple(sorted(given & searchable)),
+        trials=t.trials,
+        timeout=t.timeout,
+        storage=t.storage,
+        study_name=t.study_name,
+        study_dir=t.study_dir,
+        jobs=t.jobs,
+        objective=t.objective,
+        pruner=t.pruner,
+        pruner_startup_trials=t.pruner_startup_trials,
+        pruner_warmup_steps=t.pruner_warmup_steps,
+        space=t.space,
+    )
+    run_study(plan)
+
+
 def cmd_bench(argv: list[str]) -> None:
     from deeprl.bench import run_bench
 
@@ -226,23 +370,102 @@ def cmd_bench(argv: list[str]) -> None:
 
 
 def cmd_train(argv: list[str]) -> None:
-    from deeprl.config import RunOptions
-    from deeprl.driver import build_config, resume, run_training
-    from deeprl.registry import get_algo
+    from deeprl.driver import resume, run_training
 
     if any(a == "--resume" or a.startswith("--resume=") for a in argv):
+        if _given(argv, "--seeds"):
+            raise UsageError(
+                "--resume continues one run directory, or every seed of a `deeprl train --seeds` parent directory: "
+                "drop --seeds (or run the `deeprl train ALGO ENV_ID --seeds ...` command again)."
+            )
+        target = _flag_value(argv, "--resume")
+        if target is not None and (Path(target) / "seeds.json").is_file():
+            cmd_train(seeds_command(Path(target), argv))
+            return
         args = parse_args(ResumeArgs, argv, prog="deeprl train")
         import_trusted_modules(args.trust_module)
         result = resume(args.resume, total_steps=args.total_steps, episodes=args.episodes, progress=args.progress)
         report(result)
         return
+    parsed = parse_train_args(argv)
+    if parsed is None:  # --help without an env
+        return
+    spec, env_id, args = parsed
+    if args.extra.seeds is None:
+        report(run_training(spec, args.algo, args.run))
+        return
+    from deeprl.seeds import aggregate_table, parse_seeds, train_seeds
+
+    seeds = parse_seeds(args.extra.seeds)
+
+    def again(parent: Path) -> str:  # as the same command again, on the same parent directory
+        return shlex.join(["deeprl", "train", "--resume", str(parent)])
+
+    claimed: list[Path] = []
+    try:
+        parent, outcomes, agg = train_seeds(
+            args.run.run_dir, spec.name, env_id, args.algo, args.run, seeds, args.extra.jobs, log=print, claimed=claimed
+        )
+    except Interrupted:
+        if claimed:
+            print(f"Continue with: {again(claimed[0])}", file=sys.stderr)
+        raise
+    if agg is not None:
+        from rich.console import Console
+
+        Console().print(aggregate_table(agg))
+        print(f"  wrote {parent / 'aggregate.json'}; plot: deeprl plot {parent} --out {parent / 'curves.png'}")
+    failed = [o for o in outcomes if o.status in ("failed", "interrupted")]
+    if failed:
+        covered = f"the aggregate covers the {len(agg['seeds_finished'])} that finished" if agg else "no seed finished"
+        raise UsageError(
+            f"{len(failed)} of {len(outcomes)} seeds did not finish ("
+            + "; ".join(f"seed {o.seed}: {o.message}" for o in failed)
+            + f"); {covered}. Logs are in {parent / 'logs'}; retry them with `{again(parent)}`."
+        )
+
+
+def seeds_command(parent: Path, argv: list[str]) -> list[str]:
+    """`deeprl train --resume PARENT [--jobs J]` for a seeds parent: the `deeprl train` arguments that continue
+    it, its recorded options (PARENT/seeds.json, which is a --config file) on its recorded seeds."""
+    from deeprl.seeds import read_record, seeds_label
+
+    extra = [a for a in argv if a.split("=", 1)[0] not in ("--resume", "--jobs")]
+    extra = [a for a in extra if a not in (_flag_value(argv, "--resume"), _flag_value(argv, "--jobs"))]
+    if extra:
+        raise UsageError(
+            f"{str(parent)!r} is a parent of `deeprl train --seeds`: --resume continues its seeds with the options "
+            f"they were started with, and takes only --jobs J beside, got {' '.join(extra)}."
+        )
+    record = read_record(parent)
+    jobs = _flag_value(argv, "--jobs")
+    return [
+        record["algo"],
+        record["env_id"],
+        "--config",
+        str(parent / "seeds.json"),
+        "--seeds",
+        seeds_label(record["seeds"]),
+        "--run-dir",
+        str(parent),
+        *(["--jobs", jobs] if jobs is not None else []),
+    ]
+
+
+def parse_train_args(argv: list[str]) -> tuple[Any, str, Any] | None:
+    """(algorithm spec, env id, TrainArgs) of `deeprl train ALGO ENV_ID [flags]`, with every option resolved:
+    dataclass defaults < preset < --config file < flags. None after printing --help without an env."""
+    from deeprl.config import RunOptions
+    from deeprl.driver import build_config
+    from deeprl.registry import get_algo
+
     if not argv or argv[0].startswith("-"):
         if argv and argv[0] in ("-h", "--help"):
             print(
                 "usage: deeprl train ALGO ENV_ID [flags]  |  deeprl train --resume RUN_DIR\n"
                 "Algorithms: see `deeprl list`; flags: `deeprl train ALGO --help`."
             )
-            return
+            return None
         raise UsageError(
             "Name an algorithm and an env: `deeprl train ALGO ENV_ID`, e.g. "
             "`deeprl train q-learning CliffWalking-v1`. `deeprl list` shows the algorithms."
@@ -259,21 +482,56 @@ def cmd_train(argv: list[str]) -> None:
             f"Name the env to train on: `deeprl train {spec.name} ENV_ID`, e.g. "
             f"`deeprl train {spec.name} FrozenLake-v1`."
         )
-    # Defaults shown and used: the dataclass defaults, then the preset for this env, if any.
+    # Defaults shown and used: the dataclass defaults, then the preset for this env, then the --config file.
     if env_id is None:
         default = TrainArgs(RunOptions(env_id="ENV_ID"), spec.config_cls())
     else:
         rest = rest[1:]
-        # A budget flag replaces the preset's budget (a preset's --episodes must not clash with --total-steps).
-        gave_budget = any(a.split("=")[0].replace("_", "-") in ("--total-steps", "--episodes") for a in rest)
-        _, config, run_options = build_config(
-            spec.name, env_id, **({"total_steps": None, "episodes": None} if gave_budget else {})
-        )
-        default = TrainArgs(run_options, config)
+        from_file: dict[str, Any] = {}
+        config_file = _flag_value(rest, "--config")
+        if config_file is not None:
+            from deeprl.options_file import read_options_file
+
+            from_file = read_options_file(config_file, spec.name, env_id)
+        # A budget flag replaces the preset's (and the file's) budget: a preset's --episodes must not clash
+        # with --total-steps.
+        gave_budget = _given(rest, "--total-steps") or _given(rest, "--episodes")
+        options = {**from_file, **({"total_steps": None, "episodes": None} if gave_budget else {})}
+        try:
+            _, config, run_options = build_config(spec.name, env_id, **options)
+        except UsageError as e:
+            raise UsageError(f"{config_file}: {e}" if from_file else str(e)) from None
+        default = TrainArgs(run_options, config, TrainExtras(config=None if config_file is None else Path(config_file)))
     args = parse_args(
         TrainArgs[spec.config_cls], rest, prog=f"deeprl train {spec.name} {env_id or 'ENV_ID'}", default=default
     )
-    report(run_training(spec, args.algo, args.run))
+    check_range(args.extra, "jobs", 1)
+    if args.extra.seeds is None and _given(rest, "--jobs"):
+        raise UsageError(f"--jobs {args.extra.jobs} runs seeds side by side: give the seeds with --seeds, e.g. 0-9.")
+    if args.extra.seeds is not None and _given(rest, "--seed"):
+        raise UsageError(
+            f"--seed and --seeds cannot be given together: --seed trains one seed, --seeds {args.extra.seeds} "
+            "trains several. Drop one of them."
+        )
+    return spec, env_id, args
+
+
+def _given(argv: list[str], flag: str) -> bool:
+    """Whether `flag` (--flag or --flag=V, underscores or dashes) is on the command line."""
+    return any(a.split("=", 1)[0].replace("_", "-") == flag for a in argv if a.startswith("--"))
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The value the command line gives `flag` (its last occurrence), or None."""
+    value = None
+    for i, a in enumerate(argv):
+        name, equals, given = a.partition("=")
+        if a.startswith("--") and name.replace("_", "-") == flag:
+            if equals:
+                value = given
+            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                value = argv[i + 1]
+    return value
 
 
 def report(result: Any) -> None:
@@ -578,8 +836,9 @@ def cmd_plot(argv: list[str]) -> None:
     import_trusted_modules(args.trust_module)
     from deeprl.viz import plot
 
-    plot(args.run_dirs, args.out, threshold=args.threshold, smoothing=args.smoothing)
-    print(f"wrote {args.out} ({len(args.run_dirs)} run{'s' if len(args.run_dirs) > 1 else ''})")
+    fig = plot(args.run_dirs, args.out, threshold=args.threshold, smoothing=args.smoothing)
+    n = fig.runs_plotted
+    print(f"wrote {args.out} ({n} run{'s' if n > 1 else ''})")
 
 
 def cmd_export(argv: list[str]) -> None:
@@ -609,6 +868,7 @@ COMMANDS = {
     "render": cmd_render,
     "plot": cmd_plot,
     "export": cmd_export,
+    "tune": cmd_tune,
 }
 
 

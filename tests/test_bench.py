@@ -69,6 +69,48 @@ def test_summary_medians_count_unsolved_seeds_as_infinite():
     assert math.isinf(s["time"]) and s["errors"] == ["boom"] and s["n"] == 4
 
 
+def test_summary_and_report_give_iqm_with_bootstrap_intervals():
+    """IQM (the mean of the middle half: trim 25% each end) next to the medians, with rliable's 95% interval."""
+    rly = pytest.importorskip("rliable.library")
+    metrics = pytest.importorskip("rliable.metrics")
+    from deeprl.bench import iqm_section
+
+    def trial(seconds, steps, final):
+        return {
+            "solved_at_wall_s": seconds,
+            "solved_at_env_steps": steps,
+            "final_return": final,
+            "env_steps": 1000,
+            "train_wall_s": 1.0,
+        }
+
+    results = [trial(4.0, 400, 40.0), trial(1.0, 100, 10.0), trial(3.0, 300, 30.0), trial(2.0, 200, 20.0)]
+    results += [trial(None, None, 50.0), {"error": "boom"}]
+    s = summarize(results)
+    assert s["time_iqm"]["n"] == 4 and s["time_iqm"]["iqm"] == 2.5  # solved seeds only: mean of 2 and 3
+    assert s["steps_iqm"]["iqm"] == 250.0
+    assert s["final_iqm"]["n"] == 5 and s["final_iqm"]["iqm"] == 30.0  # 5 values: 1 cut each end, mean of 20, 30, 40
+    assert s["time"] == 3.0  # the median still counts the unsolved seed as +inf: median of 1, 2, 3, 4, inf
+    scores = np.array([[4.0], [1.0], [3.0], [2.0]])
+    func = lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x), np.median(x)])
+    np.random.seed(0)  # rliable 1.2 resamples with numpy's global RNG (deeprl.seeds.METHOD)
+    with pytest.warns(FutureWarning):  # arch 7 deprecates the random_state rliable passes
+        _, ci = rly.get_interval_estimates({"t": scores}, func, reps=2000, random_state=np.random.RandomState(0))
+    assert s["time_iqm"]["iqm_ci"] == pytest.approx([ci["t"][0][0], ci["t"][1][0]])
+    assert 1.0 <= s["time_iqm"]["iqm_ci"][0] < 2.5 < s["time_iqm"]["iqm_ci"][1] <= 4.0
+
+    lines = iqm_section([("ppo", "CartPole-v1")], {("deeprl", "ppo", "CartPole-v1"): s})
+    assert "IQM (interquartile mean)" in lines[0] and "rliable" in lines[0]
+    table = lines[2].splitlines()
+    assert table[0] == (
+        "| algo | env | library | solved | time-to-solve s, IQM [95% CI] | env steps to solve, IQM [95% CI] "
+        "| final return, IQM [95% CI] |"
+    )
+    lo, hi = s["time_iqm"]["iqm_ci"]
+    assert table[2].startswith(f"| ppo | CartPole-v1 | deeprl | 4/6 | 2.50 [{lo:.2f}, {hi:.2f}] | 250 [")
+    assert "| 30.0 [" in table[2]
+
+
 def test_table_shows_the_ratio_and_rows_without_an_sb3_counterpart():
     d = {"n": 5, "solved": 5, "errors": [], "time": 2.0, "steps": 1000, "final": 500.0, "steps_per_s": 5000.0}
     s = {**d, "time": 8.0, "steps_per_s": 1000.0}

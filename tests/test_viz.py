@@ -239,13 +239,30 @@ def test_plot_draws_curves_spread_and_threshold(cliff_runs, tmp_path):
     for ax in axes:
         dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
         assert len(dashed) == 1 and list(dashed[0].get_ydata()) == [-13, -13]
-        assert len(ax.collections) >= 1  # the min-max band of the three Q-learning seeds
+        assert len(ax.collections) >= 2  # the three Q-learning seeds' min-max band and their evaluations' CI band
     labels = axes[0].get_legend_handles_labels()[1]
     assert any("q-learning, 3 seeds" in label for label in labels) and any("sarsa" in label for label in labels)
+    assert any("q-learning, 3 seeds: evaluation (mean over seeds, 95% bootstrap CI)" in label for label in labels)
     # the threshold line is in the picture: a row of its grey across the left panel
     image = iio.imread(out)[..., :3].astype(int)
     grey = (np.abs(image - 64) <= 6).all(axis=2)
     assert grey.sum(axis=1).max() > 100
+
+
+def test_bootstrap_mean_ci_by_hand():
+    from deeprl.viz.plots import bootstrap_mean_ci
+
+    # two seeds: a resample's mean is 0, 5 or 10 with probability 1/4, 1/2, 1/4, so the 2.5% and 97.5%
+    # percentiles of 2000 resamples are the ends
+    assert bootstrap_mean_ci([0.0, 10.0]) == (5.0, 0.0, 10.0)
+    assert bootstrap_mean_ci([3.0, 3.0, 3.0]) == (3.0, 3.0, 3.0)
+    mean, lo, hi = bootstrap_mean_ci([7.0])
+    assert mean == 7.0 and np.isnan(lo) and np.isnan(hi)  # one seed: no interval
+    values = np.arange(20.0)
+    mean, lo, hi = bootstrap_mean_ci(values)
+    # the mean of 20 values with std 5.77 has a standard error of 1.29: a 95% interval about ±2.5 wide
+    assert mean == 9.5 and 6.5 < lo < 7.5 and 11.5 < hi < 12.5
+    assert bootstrap_mean_ci(values) == (mean, lo, hi)  # seeded: the same band every time
 
 
 def test_plot_single_run_uses_the_env_threshold(tmp_path):

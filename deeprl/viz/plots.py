@@ -1,5 +1,6 @@
-"""Learning curves: the training episodes and evaluations of one or more run directories, as a
-matplotlib Figure (return against env steps and against training wall time), like `deeprl plot`.
+"""Learning curves: the training episodes and evaluations of one or more run directories (or parent
+directories of `deeprl train --seeds`), as a matplotlib Figure (return against env steps and against
+training wall time), like `deeprl plot`.
 """
 
 from __future__ import annotations
@@ -219,8 +220,28 @@ def _draw_training(ax: Any, group: list[RunCurves], xkey: str, color: Any, label
             )
 
 
+CI_REPS = 2000  # bootstrap resamples of the seeds at each evaluation step
+CI_SEED = 0  # the same runs draw the same band
+
+
+def bootstrap_mean_ci(values: Sequence[float], confidence: float = 0.95, reps: int = CI_REPS) -> tuple[float, ...]:
+    """(mean, low, high): the mean of per-seed `values` and its percentile bootstrap interval (`reps` resamples
+    of the seeds with replacement, a fixed numpy seed). One value has no interval: (v, nan, nan). For one task this
+    is the stratified bootstrap rliable uses for `deeprl train --seeds`'s aggregate, done here in numpy so that
+    plotting needs no rliable."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float(v.mean()) if len(v) else math.nan, math.nan, math.nan
+    rng = np.random.default_rng(CI_SEED)
+    means = v[rng.integers(0, len(v), size=(reps, len(v)))].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(v.mean()), float(lo), float(hi)
+
+
 def _draw_evaluations(ax: Any, group: list[RunCurves], xkey: str, color: Any, label: str) -> None:
-    """A group's evaluations on `ax`: one run's with ± std, several runs' as mean with min-max bars."""
+    """A group's evaluations on `ax`: one run's with ± std, several runs' as the mean over seeds with its 95%
+    bootstrap confidence band (bootstrap_mean_ci at each evaluation step)."""
     evals = [r for r in group if len(r.eval["ret"]) > 0]
     if len(evals) == 1:
         r = evals[0]
@@ -239,45 +260,43 @@ def _draw_evaluations(ax: Any, group: list[RunCurves], xkey: str, color: Any, la
         )
     elif evals:
         steps = sorted(set(np.concatenate([r.eval["env_steps"] for r in evals]).tolist()))
-        at = {
-            s: [
-                float(r.eval["ret"][r.eval["env_steps"] == s][0])
-                for r in evals
-                if s in set(r.eval["env_steps"].tolist())
-            ]
-            for s in steps
-        }
-        if xkey == "env_steps":
-            xs = np.asarray(steps)
-        else:  # wall time differs per seed: the mean time at which each evaluation happened
-            xs = np.asarray(
-                [
-                    np.mean(
-                        [
-                            float(r.eval["wall"][r.eval["env_steps"] == s][0])
-                            for r in evals
-                            if s in set(r.eval["env_steps"].tolist())
-                        ]
-                    )
-                    for s in steps
-                ]
-            )
-        mean = np.asarray([np.mean(at[s]) for s in steps])
-        lo = np.asarray([np.min(at[s]) for s in steps])
-        hi = np.asarray([np.max(at[s]) for s in steps])
-        ax.errorbar(
+        at: dict[float, list[float]] = {s: [] for s in steps}
+        walls: dict[float, list[float]] = {s: [] for s in steps}
+        for r in evals:
+            seen = set()
+            for s, ret, wall in zip(r.eval["env_steps"].tolist(), r.eval["ret"].tolist(), r.eval["wall"].tolist()):
+                if s not in seen:  # a run's first evaluation at a step
+                    seen.add(s)
+                    at[s].append(ret)
+                    walls[s].append(wall)
+        # wall time differs per seed: the mean time at which each evaluation happened
+        xs = np.asarray(steps if xkey == "env_steps" else [np.mean(walls[s]) for s in steps], dtype=float)
+        mean, lo, hi = np.asarray([bootstrap_mean_ci(at[s]) for s in steps]).T
+        every = np.asarray([len(at[s]) == len(evals) for s in steps])  # seeds that stopped early (solved) drop out
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.25, lw=0)
+        ax.plot(
             xs,
-            mean,
-            yerr=[mean - lo, hi - mean],
-            fmt="o-",
+            np.where(every, mean, np.nan),
+            "o-",
             ms=5,
-            lw=1,
-            capsize=3,
+            lw=1.5,
             color=color,
             mec="white",
             mew=0.8,
-            label=f"{label}: evaluation (mean, min-max over seeds)",
+            label=f"{label}: evaluation (mean over seeds, 95% bootstrap CI)",
         )
+        if not every.all():
+            partial = ~every | np.r_[~every[1:], False]  # joined to the last point every seed reached
+            ax.plot(
+                xs,
+                np.where(partial, mean, np.nan),
+                "o:",
+                ms=4,
+                lw=1.2,
+                alpha=0.7,
+                color=color,
+                label=f"{label}: evaluation, mean of the seeds still running",
+            )
 
 
 def _style_axes(axes: Any, threshold: float | None) -> None:
@@ -295,6 +314,35 @@ def _style_axes(axes: Any, threshold: float | None) -> None:
     axes[0].set_ylabel("episode return")
 
 
+def expand_run_dirs(run_dirs: Sequence[Path | str]) -> list[tuple[Path, bool]]:
+    """(run directory, whether it came from a seeds parent): each directory given, a parent directory of
+    `deeprl train --seeds` (PARENT/s0, PARENT/s1, ...) replaced by its seed run directories."""
+    from deeprl.seeds import seed_run_dirs
+
+    expanded = []
+    for d in run_dirs:
+        seeds = seed_run_dirs(d)
+        expanded += [(s, True) for s in seeds] if seeds else [(Path(d), False)]
+    return expanded
+
+
+def _read_runs(run_dirs: Sequence[Path | str]) -> list[RunCurves]:
+    """The runs of `run_dirs` (seeds parents expanded); a seed of a parent with nothing logged yet is left out."""
+    runs, empty = [], []
+    for d, from_parent in expand_run_dirs(run_dirs):
+        try:
+            runs.append(read_run(d))
+        except UsageError:
+            if not from_parent:
+                raise
+            empty.append(str(d))
+    if not runs:
+        raise UsageError(f"No run in {', '.join(map(str, run_dirs))} has logged an episode yet: nothing to plot.")
+    if empty:
+        print(f"note: left out {', '.join(empty)}: nothing logged yet", file=sys.stderr)
+    return runs
+
+
 def plot(
     run_dirs: Sequence[Path | str] | Path | str,
     out: Path | str | None = None,
@@ -304,12 +352,14 @@ def plot(
 ) -> Any:
     """Learning curves of one or more runs: return against env steps and against training wall time.
 
-    Runs of the same config (differing only in seed, budget and logging) are drawn as one curve:
-    the mean over seeds with a min-max band. Training episodes are smoothed (`smoothing` episodes,
-    default about 1/20 of the shortest run) over the faint raw returns of a single run; evaluations
-    are dots (± the std over evaluation episodes for one run). The threshold (the env's
-    reward_threshold, or `threshold`) is a dashed line. Returns the matplotlib Figure; `out`
-    (.png, .pdf, .svg) also saves it.
+    A parent directory of `deeprl train --seeds` stands for its seed run directories. Runs of the same
+    config (differing only in seed, budget and logging) are drawn as one curve: the training episodes'
+    mean over seeds with a min-max band, and the evaluations' mean over seeds with a 95% confidence band
+    (a percentile bootstrap over seeds at each evaluation step, `bootstrap_mean_ci`). Training episodes
+    are smoothed (`smoothing` episodes, default about 1/20 of the shortest run) over the faint raw
+    returns of a single run; a single run's evaluations are dots with ± the std over evaluation
+    episodes. The threshold (the env's reward_threshold, or `threshold`) is a dashed line. Returns the
+    matplotlib Figure; `out` (.png, .pdf, .svg) also saves it.
     """
     import matplotlib
 
@@ -318,7 +368,7 @@ def plot(
         run_dirs = [run_dirs]
     if not run_dirs:
         raise UsageError("Give at least one run directory to plot.")
-    runs = [read_run(d) for d in run_dirs]
+    runs = _read_runs(run_dirs)
     envs = sorted({r.env_id for r in runs})
     if len(envs) > 1:
         raise UsageError(f"These runs are on different envs ({', '.join(envs)}); plot each env separately.")
@@ -348,6 +398,7 @@ def plot(
     )
     handles, labels = axes[0].get_legend_handles_labels()
     axes[0].legend(handles, labels, loc="best", fontsize=8, framealpha=0.85)
+    fig.runs_plotted = n  # how many run directories the figure draws (a seeds parent counts its seeds)
     if out is not None:
         fig.savefig(out)
     return fig
