@@ -58,9 +58,9 @@ if TYPE_CHECKING:
     from deeprl.errors import UsageError
     from deeprl.exporter import export
     from deeprl.options_file import options_from_file
-    from deeprl.tuning import tune
     from deeprl.registry import ALGOS
     from deeprl.seeds import aggregate
+    from deeprl.tuning import tune
     from deeprl.viz import plot, render, show
 
 
