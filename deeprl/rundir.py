@@ -175,10 +175,11 @@ def claim_run_dir(run_dir: Path | None, algo: str, env_id: str, seed: int) -> Pa
 LOCK = ".lock"
 
 
-def lock_run_dir(run_dir: Path) -> Any:
+def lock_run_dir(run_dir: Path, busy: str | None = None) -> Any:
     """Hold an exclusive lock on the run directory for the life of the run (flock: the kernel drops it when
     the process ends, however it ends), so a `--resume` of a directory whose run is still going is refused
-    instead of two processes writing one directory. Returns the open lock file; close it to release."""
+    instead of two processes writing one directory. Returns the open lock file; close it to release.
+    `busy` replaces the refusal's advice (after "in use by another deeprl process (pid N)")."""
     import fcntl
 
     f = open(Path(run_dir) / LOCK, "a+")
@@ -188,10 +189,10 @@ def lock_run_dir(run_dir: Path) -> Any:
         f.seek(0)
         holder = f.read().strip() or "?"
         f.close()
-        raise UsageError(
-            f"{str(run_dir)!r} is in use by another deeprl process (pid {holder}): its run is still going. Wait for "
-            "it to finish (or stop it with Ctrl-C / SIGTERM, which saves), then resume."
-        ) from None
+        advice = busy or (
+            "its run is still going. Wait for it to finish (or stop it with Ctrl-C / SIGTERM, which saves), then resume."
+        )
+        raise UsageError(f"{str(run_dir)!r} is in use by another deeprl process (pid {holder}): {advice}") from None
     f.seek(0)
     f.truncate()
     f.write(str(os.getpid()))

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from deeprl.errors import Interrupted, UsageError
+from deeprl.rundir import lock_run_dir
 
 SEEDS_FILE, AGGREGATE_FILE, LOGS = "seeds.json", "aggregate.json", "logs"
 SEEDS_FORMAT = 1
@@ -155,24 +156,11 @@ def claim_parent(parent: Path | None, algo: str, env_id: str, seeds: tuple[int, 
 
 def lock_parent(parent: Path) -> Any:
     """An exclusive lock on the parent for the life of the command: a second `--seeds` on it is refused."""
-    import fcntl
-
-    f = open(parent / ".lock", "a+")
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "?"
-        f.close()
-        raise UsageError(
-            f"{str(parent)!r} is in use by another `deeprl train --seeds` (pid {holder}). Wait for it to finish, or "
-            "stop it with Ctrl-C (its seeds save), then run the command again."
-        ) from None
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    return f
+    return lock_run_dir(
+        parent,
+        busy="it is running `deeprl train --seeds` there. Wait for it to finish, or stop it with Ctrl-C (its seeds "
+        "save), then run the command again.",
+    )
 
 
 def record_options(parent: Path, algo: str, env_id: str, config: Any, run: Any, seeds: tuple[int, ...]) -> None:

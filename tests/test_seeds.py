@@ -337,7 +337,7 @@ def test_config_file_yaml(tmp_path, monkeypatch, capsys):
         ({"alph": 0.3}, "did you mean 'alpha'"),
         ({"config": {"foo": 1}}, "does not know in \"config\": 'foo'"),
         ({"config": {}, "run": {"alpha": 0.1}}, "does not know in \"run\": 'alpha'"),
-        ({"config": {}, "study": "x"}, "top-level keys deeprl does not know: study"),
+        ({"config": {}, "studdy": "x"}, "top-level keys deeprl does not know: studdy"),
         ({"algo": "ppo", "alpha": 0.1}, "is for algo 'ppo', and the command trains 'q-learning'"),
         ({"env_id": "CliffWalking-v1"}, "is for env_id 'CliffWalking-v1', and the command trains 'FrozenLake-v1'"),
         ({"alpha": 5.0}, "opts.json: alpha"),  # a bad value: the dataclass's check, naming the file
