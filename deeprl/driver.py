@@ -22,7 +22,6 @@ import dataclasses
 import pickle
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from deeprl.envs import (
     seed_everything,
     set_global_rng_state,
 )
-from deeprl.errors import DivergenceError, Interrupted, UsageError, WorkerError
+from deeprl.errors import DivergenceError, Interrupted, SignalScope, UsageError, WorkerError
 from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
 from deeprl.presets import PRESETS
 from deeprl.progress import ProgressDisplay
@@ -673,16 +672,10 @@ def _finish(run: _Run, stopped: str) -> RunResult:
     return RunResult(run.run_dir, summary)
 
 
-class _GracefulInterrupt:
+class _GracefulInterrupt(SignalScope):
     """The first SIGINT (Ctrl-C) or SIGTERM (`timeout`, `docker stop`, Kubernetes, Slurm) asks the loop to
     stop after the current chunk (it then saves a checkpoint); a second one interrupts at once. Only the
     main thread can install signal handlers."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None:
@@ -693,15 +686,6 @@ class _GracefulInterrupt:
             "(signal again to stop at once)...",
             file=sys.stderr,
         )
-
-    def __enter__(self) -> _GracefulInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for s, previous in self._previous.items():
-            signal.signal(s, previous)
 
 
 def _training_env(spec: AlgoSpec, opts: RunOptions, saved: ResumeState | None) -> tuple[Any, bool]:

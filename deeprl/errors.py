@@ -8,7 +8,10 @@ traceback; any other exception is a bug in deeprl and keeps its traceback.
 from __future__ import annotations
 
 import difflib
+import signal
+import threading
 from collections.abc import Iterable
+from typing import Any
 
 
 class UsageError(ValueError):
@@ -46,3 +49,27 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+
+
+class SignalScope:
+    """Inside `with`, SIGINT and SIGTERM go to `self._handle` (a subclass says what they do) and `signum`
+    holds the first one; the previous handlers come back on exit. Only the main thread can install handlers,
+    so elsewhere the scope does nothing. Shared by a run's graceful stop (driver) and `--seeds` (seeds)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)

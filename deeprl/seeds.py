@@ -32,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from collections import deque
@@ -41,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from deeprl.errors import Interrupted, UsageError
+from deeprl.errors import Interrupted, SignalScope, UsageError
 from deeprl.rundir import lock_run_dir
 
 SEEDS_FILE, AGGREGATE_FILE, LOGS = "seeds.json", "aggregate.json", "logs"
@@ -354,15 +353,12 @@ def _result_line(s: dict[str, Any]) -> str:
     return line
 
 
-class _ForwardSignals:
+class _ForwardSignals(SignalScope):
     """SIGINT/SIGTERM to this process: remember it and send it to every running seed's process group."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
     def __init__(self, running: Any) -> None:
+        super().__init__()
         self.running = running
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         first = self.signum is None
@@ -378,15 +374,6 @@ class _ForwardSignals:
                 "checkpoint). Signal again to stop them at once.",
                 file=sys.stderr,
             )
-
-    def __enter__(self) -> _ForwardSignals:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for s, previous in self._previous.items():
-            signal.signal(s, previous)
 
 
 def train_seeds(

@@ -113,7 +113,8 @@ class TensorBoardTracker:
             self.writer.add_scalar(key, value, env_steps)
 
     def video(self, env_steps: int, path: Path) -> None:
-        pass  # TensorBoard's add_video needs the frames and moviepy; the mp4 is in RUN_DIR/videos
+        # TensorBoard's add_video needs the frames and moviepy; the text tab points at the mp4 instead
+        self.writer.add_text("eval/video", f"`{path}`", env_steps)
 
     def flush(self) -> None:
         self.writer.flush()
@@ -188,7 +189,7 @@ class WandbTracker:
         self._log(env_steps, {"eval/video": self.wandb.Video(str(path), format="mp4")})
 
     def flush(self) -> None:
-        pass  # W&B streams on its own; a resume's points are placed by env_steps
+        """Nothing to do: W&B streams each logged point on its own (a resume's points are placed by env_steps)."""
 
     def close(self) -> None:
         self.run.finish()

@@ -232,3 +232,20 @@ def test_wandb_project_without_wandb_is_an_error(tmp_path):
     with pytest.raises(UsageError, match="Add --wandb"):
         deeprl.train("q-learning", "CliffWalking-v1", total_steps=100, wandb_project="p", run_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_tensorboard_points_at_each_evaluation_video(tmp_path):
+    """TensorBoard gets no frames (add_video needs moviepy) but the text tab names each mp4 at its env step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = deeprl.train(
+        "q-learning", "CliffWalking-v1", episodes=60, eval_every=1_000, video_every=1_000, tensorboard=True,
+        run_dir=tmp_path / "r", progress="off",
+    )  # fmt: skip
+    events = EventAccumulator(str(tmp_path / "r" / "tb"))
+    events.Reload()
+    texts = events.Tensors("eval/video/text_summary")
+    assert texts, events.Tags()
+    named = [t.tensor_proto.string_val[0].decode() for t in texts]
+    videos = sorted(str(p) for p in (result.run_dir / "videos").glob("*.mp4"))
+    assert sorted(n.strip("`") for n in named) == videos
