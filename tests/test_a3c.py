@@ -99,9 +99,10 @@ def test_learns_cartpole_with_two_workers(tmp_path: Path, quiet: dict) -> None:
     train = [float(r.split(",")[4]) for r in rows if r.startswith("train")]
     # A uniform policy scores ~22 on CartPole; the greedy policy of an untrained net ~9.
     assert max(evals) >= 150, evals
-    # Two workers interleave as the OS schedules them, so the curve differs run to run: 2x, not more
-    # (a policy that does not learn stays at its first episodes' ~20).
-    assert np.mean(train[-20:]) > 2 * np.mean(train[:20]), (train[:20], train[-20:])
+    # Two workers interleave as the OS schedules them, so the curve differs run to run. The last training
+    # episodes against twice a uniform policy's ~22, not against the first episodes: those already vary from
+    # ~20 to ~41 between runs (the policy learns within them), which made a 2x ratio fail now and then.
+    assert np.mean(train[-20:]) > 2 * 22, (train[:20], train[-20:])
     assert result.summary["env_steps"] == 16_000
     assert _no_workers_left()
 
