@@ -160,6 +160,12 @@ class RunOptions:
     """Record one deterministic evaluation episode to RUN_DIR/videos/step_N.mp4 about every N env steps, and at the end."""
     progress: Literal["auto", "on", "off"] = "auto"
     """Progress bar: auto shows it only when stderr is a terminal."""
+    backend: Literal["local", "ray"] = "local"
+    """Where the envs are stepped: local (this process) or ray (--workers Ray actors, each a slice of the --n-envs envs; PPO, A2C, REINFORCE, DQN, DDPG, TD3, SAC, A3C; docs/ray.md)."""
+    workers: int | None = None
+    """Ray workers for --backend ray, one CPU each (default: the Ray cluster's CPUs, at most --n-envs)."""
+    ray_address: str | None = None
+    """Join the Ray cluster at this address (what `ray start --head` prints); default: a local Ray runtime for the run (loopback only)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.env_id, str) or not self.env_id.strip():
@@ -179,6 +185,7 @@ class RunOptions:
             "max_episode_steps",
             "video_every",
             "torch_threads",
+            "workers",
             "seed",
         ):
             value = getattr(self, name)
@@ -202,6 +209,15 @@ class RunOptions:
                 f"--wandb-project {self.wandb_project} names the project of a W&B run, and W&B logging is off. "
                 "Add --wandb, or drop --wandb-project."
             )
+        if self.backend != "ray":
+            for name in ("workers", "ray_address"):
+                if getattr(self, name) is not None:
+                    raise UsageError(
+                        f"{_flag(name)} {getattr(self, name)} is for Ray runs, and the backend is {self.backend}. "
+                        f"Add --backend ray, or drop {_flag(name)}."
+                    )
+        if self.ray_address is not None and (not isinstance(self.ray_address, str) or not self.ray_address.strip()):
+            raise UsageError(f"ray_address must be an address such as 10.0.0.1:6379, got {self.ray_address!r}.")
         if self.run_dir is not None and not isinstance(self.run_dir, Path):
             object.__setattr__(self, "run_dir", Path(self.run_dir))
         object.__setattr__(self, "env_kwargs", check_env_kwargs(self.env_kwargs))

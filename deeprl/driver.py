@@ -292,7 +292,9 @@ class _Run:
             # policy from past the checkpoint, and the resumed run rewrites it from here (_open).
             "best_policy": self.best_policy,
         }
-        save_resume_state(self.run_dir, header, tree, env_state(self.env))
+        # the algorithm's own envs where it has them elsewhere (Ray workers'), else the env this process steps
+        snapshot = getattr(self.algo, "env_snapshot", None)
+        save_resume_state(self.run_dir, header, tree, snapshot() if snapshot is not None else env_state(self.env))
         self.saved_at.append(s.env_steps)  # only once it is on disk: the interrupt message names it
         if self.callbacks.wants("on_checkpoint"):
             latest = read_json(self.run_dir / RESUME / LATEST)["state"]
@@ -433,13 +435,17 @@ def _check_options(spec: AlgoSpec, opts: RunOptions) -> None:
             raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
     if opts.wandb:
         check_wandb()
+    if opts.backend == "ray":
+        from deeprl.backends import check_ray_options
+
+        check_ray_options(spec.name, opts)
 
 
 def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | None) -> _Run:
     """Check everything that can fail before a file is written, then claim the run directory."""
     _check_options(spec, opts)
     # The env first: an unknown id or a space the algorithm cannot handle fails before any file is written.
-    env, env_restored = _training_env(spec, opts, saved)
+    env, env_restored, ray_envs = _training_env(spec, opts, saved)
     opened: list[Any] = [env]  # closed again if anything below fails
     try:
         obs_space = getattr(env, "single_observation_space", env.observation_space)
@@ -461,6 +467,11 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         seed_everything(opts.seed)
         set_torch_threads(opts.torch_threads, env)
         algo = spec.load()(config, env, seed=opts.seed, device=device)  # a buffer too large fails here
+        if opts.backend == "ray":  # Ray started or joined, the workers up (or a clear error), before any file
+            from deeprl.backends import attach_ray
+
+            opened.append(algo)  # closing it stops the workers
+            opts = attach_ray(spec.name, algo, opts, maker_of(env), ray_envs)
         state = LoopState(next_eval=opts.eval_every, next_checkpoint=opts.checkpoint_every)
         if saved is not None:
             state = _restore(algo, saved, env_restored, opts)
@@ -688,26 +699,34 @@ class _GracefulInterrupt(SignalScope):
         )
 
 
-def _training_env(spec: AlgoSpec, opts: RunOptions, saved: ResumeState | None) -> tuple[Any, bool]:
-    """The env to learn from, and whether it is the snapshot's own (restored mid-episode). The snapshot
-    is unpickled only when `rundir` verified this user's signature on it.
+def _training_env(spec: AlgoSpec, opts: RunOptions, saved: ResumeState | None) -> tuple[Any, bool, Any]:
+    """The env to learn from, whether it is the snapshot's own (restored mid-episode), and a Ray run's snapshot
+    of its workers' envs (which the workers restore; the env here is then a fresh one, for its spaces and
+    recipe). The snapshot is unpickled only when `rundir` verified this user's signature on it.
 
     The env carries its recipe (`deeprl.envs.maker_of`), from which the evaluator, the video recorder and
     A3C's workers make theirs: the run options' env, masks joined to the observation unless the algorithm
     cannot take them (`fit_mask_to_algorithm`)."""
     maker = env_maker(opts)
-    if saved is not None and saved.env_snapshot is not None:
-        env = pickle.loads(saved.env_snapshot)
-        if maker_of(env) is None:  # a snapshot written before envs carried their recipe
-            obs_space = getattr(env, "single_observation_space", env.observation_space)
-            attach_maker(env, dataclasses.replace(maker, action_mask=has_mask(obs_space)))
-        return env, True
+    loaded = None if saved is None or saved.env_snapshot is None else pickle.loads(saved.env_snapshot)
+    ray_envs = None
+    if opts.backend == "ray":
+        from deeprl.backends import ray_snapshot
+
+        ray_envs, loaded = ray_snapshot(loaded), None  # a local run's env cannot be split over workers
+    elif loaded is not None and hasattr(loaded, "workers") and not hasattr(loaded, "step"):
+        loaded = None  # a Ray run's snapshot, resumed locally
+    if loaded is not None:
+        if maker_of(loaded) is None:  # a snapshot written before envs carried their recipe
+            obs_space = getattr(loaded, "single_observation_space", loaded.observation_space)
+            attach_maker(loaded, dataclasses.replace(maker, action_mask=has_mask(obs_space)))
+        return loaded, True, None
     if spec.vectorized:
         make = lambda m: m.make_vec(opts.n_envs, vectorization=opts.vectorization)
     else:
         make = lambda m: m.make()
     env, _ = fit_mask_to_algorithm(maker, spec.support, make, algo=spec.name)
-    return env, False
+    return env, ray_envs is not None, ray_envs
 
 
 def detached_copy(tree: Any) -> Any:

@@ -432,18 +432,36 @@ class ActorCritic(nn.Module):
     def entropy(self, dist: torch.distributions.Distribution) -> torch.Tensor:
         return self._total(dist.entropy()) if self.discrete else dist.entropy().sum(-1)
 
-    def act(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Sample: (raw action, log π(a|s), V(s))."""
+    def noise_layout(self) -> tuple[str, tuple[int, ...]]:
+        """(distribution, shape) of the noise one sample of `act` consumes per observation: Exp(1) draws, one
+        per logit (Gumbel-max), or standard normal draws, one per action dimension. A rollout draws it from
+        each env's own stream (deeprl.rollout.EnvSlice), so a sample depends on its env alone, not on which
+        envs share the batch: what makes a run split over Ray workers equal the local run."""
+        if self.kind == "categorical":
+            return "exponential", (self.n_out,)
+        if self.kind == "factorised":
+            return "exponential", self.components
+        return "normal", (int(np.prod(self.action_shape)),)
+
+    def act(
+        self, obs: Any, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Sample: (raw action, log π(a|s), V(s)). `noise` (B, *noise_layout()[1]) is the randomness to use
+        (Exp(1) or N(0, 1) draws); None draws it from torch's global generator."""
         if self.discrete:
             log_pi, allowed, value = self._categorical(obs)
-            # Gumbel-max: argmax(log π + Gumbel noise) is a sample of π
-            scores = log_pi - torch.empty_like(log_pi).exponential_().log()
+            exp = torch.empty_like(log_pi).exponential_() if noise is None else noise.reshape(log_pi.shape)
+            # Gumbel-max: argmax(log π + G), G = −log E with E ~ Exp(1) a Gumbel draw, is a sample of π
+            scores = log_pi - exp.log()
             if allowed is not None:  # a disallowed action stays out even where the noise is +inf (Exp sample 0)
                 scores = scores.masked_fill(~allowed, -math.inf)
             raw_action = scores.argmax(-1)
             return raw_action, self._total(log_pi.gather(-1, raw_action.unsqueeze(-1)).squeeze(-1)), value
         dist, value = self(obs)
-        raw_action = dist.sample()
+        if noise is None:
+            raw_action = dist.sample()
+        else:  # the reparameterised sample μ + σ·ε (what Normal.sample computes from its own draw)
+            raw_action = dist.loc + dist.scale * noise.reshape(dist.loc.shape)
         return raw_action, self.log_prob(dist, raw_action), value
 
     def evaluate(self, obs: Any, raw_action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

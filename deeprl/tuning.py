@@ -332,7 +332,7 @@ def check_env(spec: Any, run: RunOptions) -> None:
     from deeprl.registry import check_spaces
 
     _check_options(spec, run)
-    env, _ = _training_env(spec, run, None)
+    env = _training_env(spec, run, None)[0]
     try:
         check_spaces(
             spec,

@@ -114,7 +114,9 @@ def train(tmp_path_factory, algo, env_id, **options):
 
 @pytest.fixture(scope="module")
 def ppo_cartpole(tmp_path_factory):
-    return train(tmp_path_factory, "ppo", "CartPole-v1", total_steps=512, eval_every=256, normalize_obs=True, **PPO)
+    # batches of 8 x 32 envs: the observation statistics take in each finished batch (deeprl.rollout)
+    ppo = {**PPO, "n_steps": 8}
+    return train(tmp_path_factory, "ppo", "CartPole-v1", total_steps=512, eval_every=256, normalize_obs=True, **ppo)
 
 
 @pytest.fixture(scope="module")

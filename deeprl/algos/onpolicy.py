@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,17 +34,7 @@ class OnPolicyAgent(abc.ABC):
         self.env, self.seed, self.device = env, seed, torch.device(device or "cpu")
         obs_space = getattr(env, "single_observation_space", env.observation_space)
         act_space = getattr(env, "single_action_space", env.action_space)
-        self.model = ActorCritic(
-            obs_space,
-            act_space,
-            cfg.hidden,
-            cfg.activation,
-            shared=cfg.shared,
-            critic=self.uses_critic,
-            log_std=cfg.log_std,
-            log_std_init=cfg.log_std_init,
-            bound=cfg.bound,
-        ).to(self.device)
+        self.model = actor_critic(cfg, obs_space, act_space, self.uses_critic).to(self.device)
         # vector Boxes only (per key for Dict observations): images, one-hot inputs and masks pass through
         self.obs_normalizer = make_obs_normalizer(obs_space) if cfg.normalize_obs else None
         n_envs = getattr(env, "num_envs", 1)
@@ -57,6 +48,9 @@ class OnPolicyAgent(abc.ABC):
             reward_scaler=reward_scaler,
         )
         self.optimizer = self.make_optimizer()
+        # where the training envs live elsewhere (Ray workers), the function that pickles them for the resume
+        # state (deeprl.backends.ray_onpolicy); None: the driver pickles `env`, which this process steps
+        self.env_snapshot: Callable[[], bytes | None] | None = None
         self.updates = 0
         self.last_metrics: tuple[float, ...] = (math.nan,) * len(self.metric_names)
 
@@ -116,6 +110,11 @@ class OnPolicyAgent(abc.ABC):
             obs = self.obs_normalizer(obs)
         return self.model.env_action(self.model.mode(to_tensor(obs, self.device)))
 
+    def close(self) -> None:
+        close = getattr(self.rollout.source, "close", None)  # Ray workers are stopped here
+        if close is not None:
+            close()
+
     def policy_state(self) -> dict[str, Any]:
         """The weights and the observation statistics policy() normalises with."""
         return {
@@ -142,6 +141,21 @@ class OnPolicyAgent(abc.ABC):
         self.optimizer.load_state_dict(state["optimizer"])
         self.rollout.load_state_dict(state["rollout"], env_restored)
         self.updates, self.last_metrics = state["updates"], tuple(state["last_metrics"])
+
+
+def actor_critic(cfg: Any, obs_space: Any, act_space: Any, critic: bool) -> ActorCritic:
+    """The algorithm's network from its config (what a Ray worker builds too, to act with the learner's weights)."""
+    return ActorCritic(
+        obs_space,
+        act_space,
+        cfg.hidden,
+        cfg.activation,
+        shared=cfg.shared,
+        critic=critic,
+        log_std=cfg.log_std,
+        log_std_init=cfg.log_std_init,
+        bound=cfg.bound,
+    )
 
 
 def flat_valid(rollout: Rollout, *tensors: Any) -> tuple[Any, ...]:
