@@ -158,6 +158,7 @@ def resume(
     progress: str | None = None,
     trust_modules: tuple[str, ...] = (),
     callbacks: Any = (),
+    ray_address: str | None = None,
 ) -> RunResult:
     """Continue a run from its resume state; a larger budget (total_steps/episodes) trains further.
 
@@ -167,6 +168,7 @@ def resume(
     writable. With a new budget, training runs to that budget: a run that stopped because it was
     solved (--stop-when-solved) does not stop again at once. A run a callback stopped trains on to its
     budget. `callbacks` as for `train` (the first run's are not recorded: give them again if you want them).
+    `ray_address`: for a run with --backend ray, the Ray cluster to continue on (a cluster's address changes).
     """
     hooks = CallbackList(callbacks)
     run_dir = Path(run_dir)
@@ -198,6 +200,12 @@ def resume(
         changes.update(total_steps=total_steps, episodes=episodes, stop_when_solved=False)
     if progress is not None:
         changes["progress"] = progress
+    if ray_address is not None:
+        if run_options.backend != "ray":
+            raise UsageError(
+                f"--ray-address is for a run with --backend ray; {run_dir} ran locally. Drop --ray-address."
+            )
+        changes["ray_address"] = ray_address
     return run_training(spec, config, dataclasses.replace(run_options, **changes), saved, hooks)
 
 
@@ -218,7 +226,7 @@ def check_matches_config(saved: ResumeState, record: dict[str, Any], run_dir: Pa
             f"The resume state in {str(run_dir)!r} is incomplete (its config, run options, loop or RNG state is "
             "missing): it was changed after deeprl wrote it. Nothing was changed; train again."
         )
-    budget = {"total_steps", "episodes", "stop_when_solved", "progress", "run_dir"}
+    budget = {"total_steps", "episodes", "stop_when_solved", "progress", "run_dir", "ray_address"}
     differences = [
         f"{key}: config.json has {record.get(key)!r}, the resume state {header.get(key)!r}"
         for key in ("algo", "env_id", "seed")

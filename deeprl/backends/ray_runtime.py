@@ -17,13 +17,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from deeprl.errors import UsageError, WorkerError
 
-_STARTED_HERE: list[bool] = []  # a local runtime this process started (and stops in `release`)
+_CONNECTED_HERE: list[bool] = []  # Ray was initialised by deeprl for this run (and is shut down in `release`)
 
 
 def require_ray() -> Any:
@@ -39,17 +41,23 @@ def connect(address: str | None, workers: int) -> Any:
     Returns the ray module."""
     ray = require_ray()
     if not ray.is_initialized():
+        # ray.init replaces the SIGTERM handler with one that exits with status 15; the run's own handling
+        # (save, then exit 143) is installed around its training loop, and outside it SIGTERM keeps its meaning
+        sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
         try:
             if address is None:
                 ray.init(
+                    address="local",  # a new runtime, even where `ray start` runs a cluster on this machine
                     num_cpus=max(os.cpu_count() or 1, workers),
                     include_dashboard=False,
                     _node_ip_address="127.0.0.1",  # loopback only: nothing outside this machine can reach it
                     logging_level=logging.WARNING,
                 )
-                _STARTED_HERE.append(True)
             else:
                 ray.init(address=address, logging_level=logging.WARNING)
+            _CONNECTED_HERE.append(True)
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise UsageError(
                 f"Could not join the Ray cluster at {address!r} ({type(e).__name__}: {str(e)[:300]}). Start one with "
@@ -72,9 +80,10 @@ def cluster_cpus() -> int:
 
 
 def release() -> None:
-    """Stop the local runtime this process started (a cluster that was joined keeps running)."""
-    if _STARTED_HERE:
-        _STARTED_HERE.clear()
+    """Stop the local runtime the run started, or leave the cluster it joined (which keeps running). Ray that the
+    caller had initialised before the run is left as it was."""
+    if _CONNECTED_HERE:
+        _CONNECTED_HERE.clear()
         require_ray().shutdown()
 
 
