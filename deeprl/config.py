@@ -382,6 +382,59 @@ class DQNConfig:
         check_choices(self)
 
 
+@dataclass(frozen=True)
+class PQNConfig:
+    """PQN (Gallici et al. 2024, "Simplifying Deep Temporal Difference Learning"): Q-learning on many parallel
+    envs without replay or target network; LayerNorm in the Q-network, Q(λ) returns, epochs of minibatches."""
+
+    hidden: tuple[int, ...] = (128, 128)
+    """Hidden layer sizes of the Q-network's MLP, each Linear, LayerNorm, ReLU (images: after the CNN)."""
+    layer_norm: bool = True
+    """LayerNorm after each hidden Linear (the paper's regulariser that stands in for a target network)."""
+    n_steps: int = 32
+    """Env steps per env in each rollout (the rollout is n_steps x n_envs transitions)."""
+    n_epochs: int = 4
+    """Passes over each rollout."""
+    minibatch_size: int = 256
+    """Transitions per gradient step."""
+    learning_rate: float = 3e-4
+    """Adam step size."""
+    anneal_steps: int | None = None
+    """Anneal the learning rate linearly to 0 over this many env steps (None: constant)."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    q_lambda: float = 0.65
+    """λ of the Q(λ) returns: 0 is the one-step Q-learning target, 1 the discounted return to the rollout's end."""
+    epsilon_start: float = 1.0
+    """ε of the ε-greedy behaviour policy at the start."""
+    epsilon_final: float = 0.05
+    """ε after the decay."""
+    epsilon_decay_steps: int = 10_000
+    """Env steps over which ε falls linearly from --epsilon-start to --epsilon-final (ε is fixed per rollout)."""
+    reward_scale: float = 1.0
+    """Learn from reward_scale · r (the paper's 0.1 on CartPole); metrics.csv and evaluations keep the real returns."""
+    max_grad_norm: float | None = 10.0
+    """Clip the gradient's global norm to this (None: no clipping)."""
+
+    def __post_init__(self) -> None:
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise UsageError(
+                f"hidden must be one or more positive layer sizes, got {self.hidden!r}. "
+                "Pass them with --hidden 128 128."
+            )
+        for name in ("n_steps", "n_epochs", "minibatch_size", "epsilon_decay_steps"):
+            check_range(self, name, 1)
+        check_range(self, "anneal_steps", 1)
+        check_range(self, "learning_rate", 0.0, low_open=True)
+        check_range(self, "gamma", 0.0, 1.0)
+        check_range(self, "q_lambda", 0.0, 1.0)
+        for name in ("epsilon_start", "epsilon_final"):
+            check_range(self, name, 0.0, 1.0)
+        check_range(self, "reward_scale", 0.0, low_open=True)
+        check_range(self, "max_grad_norm", 0.0, low_open=True)
+        check_choices(self)
+
+
 # --- Continuous control: DDPG, TD3, SAC (issue 6) ---------------------------------------------------
 @dataclass(frozen=True)
 class OffPolicyConfig:
@@ -507,7 +560,8 @@ def split_options(config_cls: type, values: dict[str, Any]) -> tuple[dict[str, A
         raise UsageError(
             f"Unknown option {unknown[0]!r} for {config_cls.__name__}.{hint} Allowed: {', '.join(allowed)}."
         )
-    run = {k: v for k, v in values.items() if k in RUN_FIELDS}
+    # A name both have is the algorithm's (A3C's `workers`: its worker processes, or its Ray actors)
+    run = {k: v for k, v in values.items() if k in RUN_FIELDS and k not in algo_fields}
     algo = {k: v for k, v in values.items() if k in algo_fields}
     return run, algo
 
@@ -683,7 +737,7 @@ class A3CConfig:
     """A3C (Mnih et al. 2016; notes, "A2C/A3C"): asynchronous workers, n-step advantage actor-critic, Hogwild."""
 
     workers: int = 2
-    """Worker processes, each with its own env copy, applying gradients to the shared model without locks."""
+    """Worker processes (Ray actors with --backend ray), each with its own env copy, applying gradients to the shared model without locks."""
     t_max: int = 5
     """Env steps per worker update (the paper's t_max): each update uses n-step returns over them."""
     hidden: tuple[int, ...] = (64, 64)

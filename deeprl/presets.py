@@ -264,6 +264,53 @@ _DQN_PRESETS = {
 }
 
 
+# --- PQN (issue 18) ----------------------------------------------------------------------------------
+# purejaxql's CartPole config (32 envs, LayerNorm MLP, rewards x 0.1, lr annealed, grad norm 10) on a CPU
+# budget: rollouts of 32 envs x 16 steps, 2 epochs of minibatches of 256 at lr 2e-3 (its 64 steps, 16
+# minibatches x 4 epochs at 1e-4 take 500k steps), ε 1 → 0.05 over 20k env steps. Tuned on seeds 0-4
+# (median 17.5k env steps, all solved); measured on held-out seeds in docs/benchmarks.md ("PQN").
+_PQN_CARTPOLE = {
+    "total_steps": 100_000,
+    "eval_every": 2_500,
+    "n_envs": 32,
+    "hidden": (128, 128),
+    "n_steps": 16,
+    "n_epochs": 2,
+    "minibatch_size": 256,
+    "learning_rate": 2e-3,
+    "anneal_steps": 100_000,
+    "q_lambda": 0.65,
+    "epsilon_decay_steps": 20_000,
+    "reward_scale": 0.1,
+}
+# Acrobot: the CartPole preset with λ 0.9 (0.65 solved seeds 0-2 at 95k-155k env steps, 0.9 at 45k-115k).
+_PQN_ACROBOT = {**_PQN_CARTPOLE, "total_steps": 200_000, "eval_every": 5_000, "anneal_steps": 200_000, "q_lambda": 0.9}
+_PQN_MINATAR = {  # purejaxql's MinAtar config (128 envs x 32 steps, 2 epochs of 32 minibatches, lr 5e-4 annealed,
+    # λ 0.65, ε 1 → 0.05 over a tenth of the run, grad norm 10) scaled to a CPU as the PPO MinAtar preset is:
+    # 16 envs x 32 steps, 2 epochs of minibatches of 128 (4 per rollout), over 10M env steps. Its Q-network is
+    # the MinAtar CNN (deeprl.nets.MinAtarCNN) and one LayerNorm layer of 128 on top. Not measured here.
+    "total_steps": 10_000_000,
+    "eval_every": 100_000,
+    "eval_episodes": 10,
+    "max_episode_steps": _MINATAR_LIMIT,
+    "n_envs": 16,
+    "hidden": (128,),
+    "n_steps": 32,
+    "n_epochs": 2,
+    "minibatch_size": 128,
+    "learning_rate": 5e-4,
+    "anneal_steps": 10_000_000,
+    "q_lambda": 0.65,
+    "epsilon_final": 0.05,
+    "epsilon_decay_steps": 1_000_000,
+}
+_PQN_PRESETS = {
+    "CartPole-v1": _PQN_CARTPOLE,
+    "Acrobot-v1": _PQN_ACROBOT,
+    **{f"MinAtar/{game}-v1": _PQN_MINATAR for game in _MINATAR_GAMES},
+}
+
+
 # --- REINFORCE, PPO and A2C (benchmarks/pg_cartpole.py measures the CartPole ones) -------------------
 _PPO_CARTPOLE = {  # rl-baselines3-zoo's γ and annealing (lr and clip range to 0 over 100k steps) with λ 0.9 (the
     # zoo's 0.8 spread the steps to solve twice as wide) on a batch 4x the zoo's: 32 envs x 32 steps, one
@@ -489,6 +536,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "td3": _CONTINUOUS_PRESETS,
     "sac": _SAC_PRESETS,
     "dqn": _DQN_PRESETS,
+    "pqn": _PQN_PRESETS,
     "ppo": _PPO_PRESETS,
     "a2c": _A2C_PRESETS,
     "reinforce": _REINFORCE_PRESETS,

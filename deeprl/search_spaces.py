@@ -94,6 +94,20 @@ _DQN = {
     "dueling": ("categorical", [False, True]),
 }
 
+# PQN: no zoo sampler; the knobs of Gallici et al. 2024's tables (λ, rollout length, epochs, ε decay, reward scale).
+_PQN = {
+    "learning_rate": _LR,
+    "gamma": _GAMMA,
+    "q_lambda": ("categorical", [0.0, 0.3, 0.5, 0.65, 0.8, 0.9, 0.95]),
+    "n_steps": ("categorical", [8, 16, 32, 64, 128]),
+    "n_epochs": ("categorical", [1, 2, 4]),
+    "minibatch_size": ("categorical", [64, 128, 256, 512]),
+    "epsilon_final": ("float", 0.0, 0.2),
+    "epsilon_decay_steps": ("categorical", [5_000, 10_000, 20_000, 50_000, 100_000]),
+    "reward_scale": ("categorical", [0.01, 0.1, 1.0]),
+    "hidden": ("categorical", [[64, 64], [128, 128], [256, 256]]),
+}
+
 # SAC: the zoo's sample_sac_params (gradient_steps stays -1, one per env step collected: the zoo's
 # gradient_steps = train_freq). The zoo samples one learning rate; deeprl has one per network.
 _SAC = {
@@ -147,6 +161,7 @@ SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
     "a2c": _A2C,
     "reinforce": _REINFORCE,
     "dqn": _DQN,
+    "pqn": _PQN,
     "sac": _SAC,
     "td3": _TD3,
     "ddpg": dict(_TD3),

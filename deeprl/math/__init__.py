@@ -6,6 +6,7 @@ from deeprl.math.returns import (
     gae,
     n_step_returns,
     normalize_rewards,
+    q_lambda_returns,
     trajectory_returns,
 )
 from deeprl.math.schedules import epsilon_at, glie_epsilon, linear_schedule
@@ -48,6 +49,7 @@ __all__ = [
     "masked_mean",
     "n_step_returns",
     "normalize_rewards",
+    "q_lambda_returns",
     "reinforce_loss",
     "trajectory_returns",
     "value_loss",

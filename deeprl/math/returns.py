@@ -164,3 +164,31 @@ def gae(
         running = delta[t] + carry[t] * running
         advantages[t] = running
     return advantages
+
+
+def q_lambda_returns(
+    rewards: Any, next_max_q: Any, terminated: Any, truncated: Any, gamma: float, lam: float
+) -> torch.Tensor:
+    """Q(λ) returns, computed backwards over a rollout as PQN does (Gallici et al. 2024, "Simplifying Deep
+    Temporal Difference Learning"; Peng & Williams 1996): with q'_t = max_a Q(s_{t+1}, a),
+
+        R_t^λ = r_t + γ (1 − terminated_t) [(1 − λ) q'_t + λ R_{t+1}^λ]
+
+    The λ-sum stops at an episode's end: a terminated step's return is r_t (no bootstrap), a truncated
+    step's is r_t + γ q'_t (q' of its true final observation), and the batch's last row bootstraps like a
+    truncation, r_t + γ q'_t. λ = 0 gives the one-step Q-learning target, λ = 1 the discounted return to
+    the episode's (or the batch's) end. Written like `gae`: R_t = r_t + γ(1 − term_t) q'_t + γλ(1 − done_t)
+    (R_{t+1} − q'_t). Returns the [T, ...] targets of Q(s_t, a_t)."""
+    import torch
+
+    rewards, next_max_q = _as_float(rewards), _as_float(next_max_q)
+    term, _, done = _ends(terminated, truncated, rewards)
+    one_step = rewards + gamma * (1.0 - term) * next_max_q  # the Q-learning target of each step
+    carry = gamma * lam * (1.0 - done)  # how much of R_{t+1} − q'_t flows into R_t
+    returns = torch.empty_like(rewards)
+    running = one_step[-1]
+    returns[-1] = running
+    for t in range(len(rewards) - 2, -1, -1):
+        running = one_step[t] + carry[t] * (running - next_max_q[t])
+        returns[t] = running
+    return returns
