@@ -356,6 +356,14 @@ class ReplayBuffer:
         self._set_ready(e, p, True)
         self.chain[envs] = 0
 
+    def end_streams(self, envs: np.ndarray) -> None:
+        """The episodes of `envs` stop at their last transition without terminating (their envs were lost, as
+        with a Ray actor that died): pending n-step sums become ready as they are, and the next observation
+        added for these envs starts a new stream."""
+        envs = np.asarray(envs, dtype=np.int64)
+        self._cut(envs, np.zeros(len(envs), dtype=bool))
+        self.new_episode[envs] = True
+
     def add(
         self,
         obs: Obs,

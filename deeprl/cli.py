@@ -20,6 +20,7 @@ import tyro
 
 from deeprl.config import check_range
 from deeprl.errors import Interrupted, UsageError, close_matches, did_you_mean
+from deeprl.process import claim_process, skip_dynamo_import
 
 C = TypeVar("C")
 
@@ -41,8 +42,8 @@ usage: deeprl COMMAND ...
                               (a --seeds parent directory stands for its seeds)
   export RUN_DIR --out FILE [--format onnx|torchscript] [--best]
                               the deterministic policy as one ONNX (or TorchScript) file, normalisation included
-  bench [--algos ..] [--envs ..] [--seeds N] [--first-seed S] [--vs sb3]
-                              time-to-solve benchmark, side by side with Stable-Baselines3
+  bench [--algos ..] [--envs ..] [--seeds N] [--first-seed S] [--vs sb3|rltools]
+                              time-to-solve benchmark, side by side with Stable-Baselines3 or RLtools
   tune ALGO ENV_ID --trials N [--jobs J] [--objective final|solve] [--pruner median|halving|none] [flags]
                               hyperparameter search with Optuna (resumable); `tune --show STUDY_DIR` shows the best
 
@@ -59,7 +60,7 @@ class TrainExtras:
     seeds: str | None = None
     """Train several seeds, e.g. 0-9, 0,3,7 or 0-3,8: a run directory per seed in --run-dir (PARENT/s0, ...) and their IQM, mean and median with 95% bootstrap CIs in PARENT/aggregate.json. The same command again continues them. Not with --seed."""
     jobs: int = 1
-    """With --seeds: how many seeds train at once, each in its own process (seeds sharing cores stretch the wall-clock time-to-solve)."""
+    """With --seeds: how many seeds train at once, each in its own process (seeds sharing cores stretch the wall-clock time-to-solve). With --backend ray, each a Ray task, and without --jobs as many as the cluster's CPUs hold."""
 
 
 @dataclass
@@ -81,6 +82,8 @@ class ResumeArgs:
     """New total budget in episodes (default: the run's own)."""
     progress: Literal["auto", "on", "off"] | None = None
     """Progress bar (default: the run's own)."""
+    ray_address: str | None = None
+    """A Ray run: the cluster to continue on (default: the run's own, or a local Ray runtime if it had none)."""
     trust_module: tuple[str, ...] = ()
     """Import these modules first (your own env package, for a run on 'module:EnvId'): deeprl never imports a
     module just because a run directory names it, since importing runs its code."""
@@ -215,8 +218,9 @@ class BenchArgs:
     """Seeds per row (first_seed .. first_seed + N - 1)."""
     first_seed: int = 0
     """The first seed: e.g. --first-seed 5 runs seeds a preset was not tuned on (held out)."""
-    vs: Literal["none", "sb3"] = "none"
-    """Also run Stable-Baselines3 (needs `pip install stable-baselines3`)."""
+    vs: Literal["none", "sb3", "rltools"] = "none"
+    """Also run Stable-Baselines3 (needs `pip install stable-baselines3`), or RLtools on its SAC/TD3 rows (needs
+    `pip install rltools`, a C++ compiler and, for its BLAS backend, OpenBLAS)."""
     long: bool = False
     """Add the long rows (LunarLander-v3 for dqn and ppo, HalfCheetah-v5 for ppo)."""
     timeout_s: float = 900.0
@@ -283,7 +287,6 @@ def cmd_tune(argv: list[str]) -> None:
         show(args.show, args.study_name, top=args.top, as_json=args.json)
         return
     from deeprl.config import RunOptions
-    from deeprl.driver import build_config
     from deeprl.registry import get_algo
 
     if not argv or argv[0].startswith("-"):
@@ -315,6 +318,8 @@ def cmd_tune(argv: list[str]) -> None:
     else:
         rest = rest[1:]
         gave_budget = any(a.split("=")[0].replace("_", "-") in ("--total-steps", "--episodes") for a in rest)
+        from deeprl.driver import build_config  # torch: only once an env is named
+
         _, config, run_options = build_config(
             spec.name, env_id, **({"total_steps": None, "episodes": None} if gave_budget else {})
         )
@@ -370,8 +375,6 @@ def cmd_bench(argv: list[str]) -> None:
 
 
 def cmd_train(argv: list[str]) -> None:
-    from deeprl.driver import resume, run_training
-
     if any(a == "--resume" or a.startswith("--resume=") for a in argv):
         if _given(argv, "--seeds"):
             raise UsageError(
@@ -384,7 +387,16 @@ def cmd_train(argv: list[str]) -> None:
             return
         args = parse_args(ResumeArgs, argv, prog="deeprl train")
         import_trusted_modules(args.trust_module)
-        result = resume(args.resume, total_steps=args.total_steps, episodes=args.episodes, progress=args.progress)
+        from deeprl.driver import resume  # torch: not for --help
+
+        skip_dynamo_import()
+        result = resume(
+            args.resume,
+            total_steps=args.total_steps,
+            episodes=args.episodes,
+            progress=args.progress,
+            ray_address=args.ray_address,
+        )
         report(result)
         return
     parsed = parse_train_args(argv)
@@ -392,6 +404,9 @@ def cmd_train(argv: list[str]) -> None:
         return
     spec, env_id, args = parsed
     if args.extra.seeds is None:
+        from deeprl.driver import run_training  # torch: not for --help
+
+        skip_dynamo_import()
         report(run_training(spec, args.algo, args.run))
         return
     from deeprl.seeds import aggregate_table, parse_seeds, train_seeds
@@ -399,12 +414,21 @@ def cmd_train(argv: list[str]) -> None:
     seeds = parse_seeds(args.extra.seeds)
 
     def again(parent: Path) -> str:  # as the same command again, on the same parent directory
-        return shlex.join(["deeprl", "train", "--resume", str(parent)])
+        on_ray = ["--backend", "ray"] if args.run.backend == "ray" else []
+        on_ray += ["--ray-address", args.run.ray_address] if args.run.ray_address else []
+        return shlex.join(["deeprl", "train", "--resume", str(parent), *on_ray])
 
     claimed: list[Path] = []
     try:
+        # on Ray, without --jobs: every seed submitted at once, and the cluster's CPUs set the pace
+        jobs = None if args.run.backend == "ray" and not _given(argv, "--jobs") else args.extra.jobs
+        run, runner = args.run, None
+        if run.backend == "ray":  # Ray tasks, each seed trained with the local backend (seeds.json records it)
+            from deeprl.backends.ray_seeds import SeedsOnRay, local_seed_options
+
+            run, runner = local_seed_options(run), SeedsOnRay(run.ray_address)
         parent, outcomes, agg = train_seeds(
-            args.run.run_dir, spec.name, env_id, args.algo, args.run, seeds, args.extra.jobs, log=print, claimed=claimed
+            run.run_dir, spec.name, env_id, args.algo, run, seeds, jobs, log=print, claimed=claimed, runner=runner
         )
     except Interrupted:
         if claimed:
@@ -426,19 +450,23 @@ def cmd_train(argv: list[str]) -> None:
 
 
 def seeds_command(parent: Path, argv: list[str]) -> list[str]:
-    """`deeprl train --resume PARENT [--jobs J]` for a seeds parent: the `deeprl train` arguments that continue
-    it, its recorded options (PARENT/seeds.json, which is a --config file) on its recorded seeds."""
+    """`deeprl train --resume PARENT [--jobs J] [--backend ray [--ray-address ADDR]]` for a seeds parent: the
+    `deeprl train` arguments that continue it, its recorded options (PARENT/seeds.json, which is a --config file)
+    on its recorded seeds; --backend ray runs them as Ray tasks (deeprl.backends.ray_seeds)."""
     from deeprl.seeds import read_record, seeds_label
 
-    extra = [a for a in argv if a.split("=", 1)[0] not in ("--resume", "--jobs")]
-    extra = [a for a in extra if a not in (_flag_value(argv, "--resume"), _flag_value(argv, "--jobs"))]
+    passed = ("--jobs", "--backend", "--ray-address")  # how the seeds run, not how they train
+    extra = [a for a in argv if a.split("=", 1)[0] not in ("--resume", *passed)]
+    extra = [a for a in extra if a not in [_flag_value(argv, f) for f in ("--resume", *passed)]]
     if extra:
         raise UsageError(
             f"{str(parent)!r} is a parent of `deeprl train --seeds`: --resume continues its seeds with the options "
-            f"they were started with, and takes only --jobs J beside, got {' '.join(extra)}."
+            "they were started with, and takes only --jobs J, --backend ray and --ray-address ADDR beside, got "
+            f"{' '.join(extra)}."
         )
     record = read_record(parent)
     jobs = _flag_value(argv, "--jobs")
+    fanout = [token for f in passed[1:] if (value := _flag_value(argv, f)) is not None for token in (f, value)]
     return [
         record["algo"],
         record["env_id"],
@@ -449,6 +477,7 @@ def seeds_command(parent: Path, argv: list[str]) -> list[str]:
         "--run-dir",
         str(parent),
         *(["--jobs", jobs] if jobs is not None else []),
+        *fanout,
     ]
 
 
@@ -456,7 +485,6 @@ def parse_train_args(argv: list[str]) -> tuple[Any, str, Any] | None:
     """(algorithm spec, env id, TrainArgs) of `deeprl train ALGO ENV_ID [flags]`, with every option resolved:
     dataclass defaults < preset < --config file < flags. None after printing --help without an env."""
     from deeprl.config import RunOptions
-    from deeprl.driver import build_config
     from deeprl.registry import get_algo
 
     if not argv or argv[0].startswith("-"):
@@ -484,7 +512,7 @@ def parse_train_args(argv: list[str]) -> tuple[Any, str, Any] | None:
         )
     # Defaults shown and used: the dataclass defaults, then the preset for this env, then the --config file.
     if env_id is None:
-        default = TrainArgs(RunOptions(env_id="ENV_ID"), spec.config_cls())
+        default = TrainArgs(_hide_shared_flags(RunOptions(env_id="ENV_ID"), spec.config_cls), spec.config_cls())
     else:
         rest = rest[1:]
         from_file: dict[str, Any] = {}
@@ -497,14 +525,21 @@ def parse_train_args(argv: list[str]) -> tuple[Any, str, Any] | None:
         # with --total-steps.
         gave_budget = _given(rest, "--total-steps") or _given(rest, "--episodes")
         options = {**from_file, **({"total_steps": None, "episodes": None} if gave_budget else {})}
+        from deeprl.driver import build_config  # torch: only once an env is named
+
         try:
             _, config, run_options = build_config(spec.name, env_id, **options)
         except UsageError as e:
             raise UsageError(f"{config_file}: {e}" if from_file else str(e)) from None
-        default = TrainArgs(run_options, config, TrainExtras(config=None if config_file is None else Path(config_file)))
+        default = TrainArgs(
+            _hide_shared_flags(run_options, spec.config_cls),
+            config,
+            TrainExtras(config=None if config_file is None else Path(config_file)),
+        )
     args = parse_args(
         TrainArgs[spec.config_cls], rest, prog=f"deeprl train {spec.name} {env_id or 'ENV_ID'}", default=default
     )
+    args.run = RunOptions(**{f.name: getattr(args.run, f.name) for f in dataclasses.fields(RunOptions)})
     check_range(args.extra, "jobs", 1)
     if args.extra.seeds is None and _given(rest, "--jobs"):
         raise UsageError(f"--jobs {args.extra.jobs} runs seeds side by side: give the seeds with --seeds, e.g. 0-9.")
@@ -514,6 +549,20 @@ def parse_train_args(argv: list[str]) -> tuple[Any, str, Any] | None:
             "trains several. Drop one of them."
         )
     return spec, env_id, args
+
+
+def _hide_shared_flags(run: Any, config_cls: type) -> Any:
+    """`run` as an instance of a RunOptions whose fields that `config_cls` also has are not flags: such a name is
+    one flag, the algorithm's (A3C's --workers: its worker processes, or its Ray actors with --backend ray)."""
+    from deeprl.config import RunOptions
+
+    shared = sorted({f.name for f in dataclasses.fields(config_cls)} & {f.name for f in dataclasses.fields(RunOptions)})
+    if not shared:
+        return run
+    hidden = [(name, Annotated[Any, tyro.conf.Suppress], dataclasses.field(default=None)) for name in shared]
+    cls = dataclasses.make_dataclass("RunOptions", hidden, bases=(RunOptions,), frozen=True)
+    cls.__doc__ = RunOptions.__doc__
+    return cls(**{f.name: getattr(run, f.name) for f in dataclasses.fields(RunOptions)})
 
 
 def _given(argv: list[str], flag: str) -> bool:
@@ -1046,6 +1095,8 @@ def _flag_names(obj: Any) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the command line (the console script, `python -m deeprl`): this process is the command's
+        claim_process()
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)

@@ -157,10 +157,14 @@ class SquashedGaussianActor(nn.Module):
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
         return mean, log_std
 
-    def sample(self, obs: Any, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised sample a = tanh(mean + std·eps) and its log π(a|s)."""
+    def sample(
+        self, obs: Any, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample a = tanh(mean + std·eps) and its log π(a|s); eps ~ N(0, 1) drawn from
+        `generator` unless given (a Ray actor draws each env's from the env's own stream)."""
         mean, log_std = self(obs)
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        if eps is None:
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         u = mean + log_std.exp() * eps
         return torch.tanh(u), squashed_gaussian_log_prob(eps, log_std, u)
 
@@ -315,15 +319,20 @@ class Collector:
             else:
                 actions = agent.explore(self.obs)
             finished += self.step(actions, agent.losses)
-            if (
-                self.env_steps >= cfg.learning_starts
-                and len(self.buffer) >= cfg.batch_size
-                and (self.env_steps // self.n_envs) % cfg.train_freq == 0
-            ):
-                agent.train(cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * self.n_envs)
+            self.train_if_due(agent)
             if max_episodes is not None and len(finished) >= max_episodes:
                 break
         return self.env_steps - start, finished
+
+    def train_if_due(self, agent: Any) -> None:
+        """`agent.train(n)` every `train_freq` vector steps once learning has started."""
+        cfg = agent.cfg
+        if (
+            self.env_steps >= cfg.learning_starts
+            and len(self.buffer) >= cfg.batch_size
+            and (self.env_steps // self.n_envs) % cfg.train_freq == 0
+        ):
+            agent.train(cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * self.n_envs)
 
     def reset(self, seed: int | None) -> None:
         self.obs, _ = self.env.reset(seed=seed)
@@ -335,8 +344,13 @@ class Collector:
 
     def step(self, unit_actions: np.ndarray, extras: tuple = ()) -> list[Episode]:
         next_obs, rewards, terminated, truncated, _ = self.env.step(scale_action(unit_actions, self.low, self.high))
+        return self.record(self.obs, unit_actions, rewards, next_obs, terminated, truncated, extras)
+
+    def record(self, obs, unit_actions, rewards, next_obs, terminated, truncated, extras: tuple = ()) -> list[Episode]:
+        """One vector step's transitions into the buffer and the episodes it ended (from this process's env, or
+        from Ray actors: deeprl.backends.ray_offpolicy)."""
         valid = ~self.autoreset
-        self.buffer.add(self.obs, unit_actions, rewards, next_obs, terminated, truncated, valid=valid)
+        self.buffer.add(obs, unit_actions, rewards, next_obs, terminated, truncated, valid=valid)
         self.env_steps += self.n_envs
         self.ep_return += np.where(valid, rewards, 0.0)
         self.ep_length += valid

@@ -459,12 +459,7 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         obs_space = getattr(env, "single_observation_space", env.observation_space)
         act_space = getattr(env, "single_action_space", env.action_space)
         check_spaces(spec, opts.env_id, obs_space, act_space)
-        threshold = opts.threshold if opts.threshold is not None else env_spec(opts.env_id).reward_threshold
-        if opts.stop_when_solved and threshold is None:
-            raise UsageError(
-                f"--stop-when-solved needs a threshold, and {opts.env_id} has no reward_threshold. "
-                "Pass the return that counts as solved with --threshold X."
-            )
+        threshold = _threshold(opts)
         video = None
         if opts.video_every is not None:  # an env that cannot draw frames fails here, before any file is written
             from deeprl.viz.video import EvalVideoRecorder
@@ -478,7 +473,7 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         if opts.backend == "ray":  # Ray started or joined, the workers up (or a clear error), before any file
             from deeprl.backends import attach_ray
 
-            opened.append(algo)  # closing it stops the workers
+            opened.append(_Closing(algo))  # closing it stops the workers
             opts = attach_ray(spec.name, algo, opts, maker_of(env), ray_envs)
         state = LoopState(next_eval=opts.eval_every, next_checkpoint=opts.checkpoint_every)
         if saved is not None:
@@ -530,6 +525,17 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
     if video is not None:
         run.next_video = (state.env_steps // opts.video_every + 1) * opts.video_every
     return run
+
+
+def _threshold(opts: RunOptions) -> float | None:
+    """The return that counts as solved: --threshold, else the env's reward_threshold (None: it has none)."""
+    threshold = opts.threshold if opts.threshold is not None else env_spec(opts.env_id).reward_threshold
+    if opts.stop_when_solved and threshold is None:
+        raise UsageError(
+            f"--stop-when-solved needs a threshold, and {opts.env_id} has no reward_threshold. "
+            "Pass the return that counts as solved with --threshold X."
+        )
+    return threshold
 
 
 def _restore(algo: Any, saved: ResumeState, env_restored: bool, opts: RunOptions) -> LoopState:
@@ -687,6 +693,9 @@ def _finish(run: _Run, stopped: str) -> RunResult:
         "stopped_by": run.callbacks.stopped_by if stopped == "callback" else None,  # "<callback>.<hook>"
         "run_dir": str(run.run_dir),
     }
+    backend_report = getattr(run.algo, "backend_report", None)
+    if backend_report is not None:  # a Ray run: its workers, rounds and traffic (deeprl.backends)
+        summary["backend"] = backend_report()
     write_json(run.run_dir / SUMMARY, summary)
     return RunResult(run.run_dir, summary)
 
@@ -721,7 +730,11 @@ def _training_env(spec: AlgoSpec, opts: RunOptions, saved: ResumeState | None) -
     if opts.backend == "ray":
         from deeprl.backends import ray_snapshot
 
-        ray_envs, loaded = ray_snapshot(loaded), None  # a local run's env cannot be split over workers
+        ray_envs = ray_snapshot(loaded)
+        # a local run's env cannot be split over workers; A3C's workers start fresh episodes on either backend,
+        # and its snapshot is the driver's own env, restored as the local backend restores it
+        if ray_envs is not None or spec.name != "a3c":
+            loaded = None
     elif loaded is not None and hasattr(loaded, "workers") and not hasattr(loaded, "step"):
         loaded = None  # a Ray run's snapshot, resumed locally
     if loaded is not None:
@@ -735,6 +748,18 @@ def _training_env(spec: AlgoSpec, opts: RunOptions, saved: ResumeState | None) -
         make = lambda m: m.make()
     env, _ = fit_mask_to_algorithm(maker, spec.support, make, algo=spec.name)
     return env, ray_envs is not None, ray_envs
+
+
+class _Closing:
+    """`close()` for an algorithm that may have none (those without workers)."""
+
+    def __init__(self, thing: Any):
+        self.thing = thing
+
+    def close(self) -> None:
+        close = getattr(self.thing, "close", None)
+        if close is not None:
+            close()
 
 
 def detached_copy(tree: Any) -> Any:

@@ -73,7 +73,7 @@ def read_options_file(path: Path | str, algo: str, env_id: str) -> dict[str, Any
         run = {k: v for k, v in sections["run"].items() if k not in RUN_IDENTITY}
         _check_keys(src, "config", sections["config"], algo_fields, spec.config_cls.__name__)
         _check_keys(src, "run", run, run_fields, "RunOptions")
-        options = {**sections["config"], **run}
+        options = {**run, **sections["config"]}  # a name both have is the algorithm's (A3C's workers)
     else:
         options = {k: v for k, v in data.items() if k not in ("algo", "env_id")}
         _check_keys(src, None, options, algo_fields | run_fields, f"{spec.config_cls.__name__} or RunOptions")

@@ -13,6 +13,11 @@ single run does. Running the same command again, or `deeprl train --resume PAREN
 recorded in seeds.json, on its seeds), continues: finished seeds (summary.json) are skipped, interrupted
 ones resumed (`deeprl train --resume PARENT/sS`), the others trained.
 
+With `--backend ray [--ray-address ADDR]` the seeds are Ray tasks over the cluster instead of processes here, each
+trained with the local backend in a temporary directory on its node and returned to PARENT/sS
+(deeprl.backends.ray_seeds); seeds.json records the local backend, so the seeds are those of the same command
+without Ray, and `deeprl train --resume PARENT [--backend ray]` continues them either way.
+
 The statistics follow Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice" (rliable):
 the interquartile mean (IQM: the mean of the middle 50% of seeds), mean and median, each with a 95%
 percentile confidence interval from rliable's stratified bootstrap over seeds (one task: the bootstrap
@@ -383,13 +388,16 @@ def train_seeds(
     config: Any,
     run: Any,
     seeds: tuple[int, ...],
-    jobs: int = 1,
+    jobs: int | None = 1,
     log: Any = print,
     claimed: list[Path] | None = None,
+    runner: Any = None,
 ) -> tuple[Path, list[SeedOutcome], dict[str, Any] | None]:
     """`deeprl train ALGO ENV_ID --seeds ...`: claim (or continue) the parent, run the seeds, aggregate the
     finished ones. Returns (parent, each seed's outcome, the aggregate or None when no seed finished);
-    `claimed` gets the parent as soon as it is claimed (for the message of an interrupted run)."""
+    `claimed` gets the parent as soon as it is claimed (for the message of an interrupted run). `runner`: what
+    runs the seeds instead of processes on this machine (deeprl.backends.ray_seeds.SeedsOnRay for `--backend
+    ray`: Ray tasks, `jobs` None for no limit, each seed trained with the local backend, as `run` records)."""
     require_rliable()  # before hours of training, not after
     parent = claim_parent(parent, algo, env_id, seeds)
     if claimed is not None:
@@ -397,8 +405,12 @@ def train_seeds(
     lock = lock_parent(parent)
     try:
         record_options(parent, algo, env_id, config, run, seeds)
-        log(f"{len(seeds)} seeds of {algo} on {env_id} in {parent}, {jobs} at a time")
-        outcomes = run_seeds(parent, seeds, jobs, log)
+        if runner is not None:
+            log(f"{len(seeds)} seeds of {algo} on {env_id} in {parent}, {runner.describe(jobs)}")
+            outcomes = runner(parent, seeds, jobs, log)
+        else:
+            log(f"{len(seeds)} seeds of {algo} on {env_id} in {parent}, {jobs} at a time")
+            outcomes = run_seeds(parent, seeds, jobs, log)
         done = [o for o in outcomes if o.summary is not None]
         return parent, outcomes, aggregate(parent) if done else None
     finally:

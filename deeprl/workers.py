@@ -98,6 +98,46 @@ def shared_optimizer(
     return opt
 
 
+class SharedParameters:
+    """θ and its optimizer in shared memory (`shared_optimizer`), as A3C's workers see them: a worker pulls
+    θ' ← θ and pushes its gradient, which the shared optimizer applies to θ without a lock (Hogwild). Ray's
+    parameter actor holds one of these too (deeprl.backends.ray_a3c), and workers there pull and push through it."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        self.model, self.optimizer = model, optimizer
+        self.params = list(model.parameters())
+
+    def pull(self, local_params: list[torch.Tensor]) -> None:
+        """θ' ← θ."""
+        with torch.no_grad():
+            torch._foreach_copy_(local_params, self.params)
+
+    def push(self, grads: list[torch.Tensor]) -> None:
+        """θ ← θ - step(dθ) by the shared optimizer, with no lock around it."""
+        for p in self.params:
+            if p.grad is None:  # this process's gradient slot for the shared θ
+                p.grad = torch.zeros_like(p)
+        torch._foreach_copy_([p.grad for p in self.params], grads)
+        self.optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        opt = self.optimizer.state_dict()
+        return {
+            "model": {k: v.clone() for k, v in self.model.state_dict().items()},
+            "optimizer": {
+                "state": {i: {k: v.clone() for k, v in s.items()} for i, s in opt["state"].items()},
+                "param_groups": opt["param_groups"],
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """In place (copy_): the tensors stay in the shared memory the workers see."""
+        self.model.load_state_dict(state["model"])
+        for i, p in enumerate(self.params):
+            for key, value in state["optimizer"]["state"][i].items():
+                self.optimizer.state[p][key].copy_(value)
+
+
 def _worker_main(loop: Callable[..., None], rank: int, link: WorkerLink, args: tuple) -> None:
     """A worker process: `loop(rank, link, *args)` until the pool stops; any failure goes to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it finishes the chunk and saves

@@ -124,7 +124,11 @@ def test_two_workers_on_two_nodes_equal_the_local_backend(ray_cluster, tmp_path,
     rows = read_metrics(local.run_dir)
     assert rows == read_metrics(ray_run.run_dir)
     assert sum(r["kind"] == "train" for r in rows) > 20 and sum(r["kind"] == "eval" for r in rows) >= 3
-    assert read_summary(local.run_dir) | {"run_dir": None} == read_summary(ray_run.run_dir) | {"run_dir": None}
+    ray_summary = read_summary(ray_run.run_dir)
+    report = ray_summary.pop("backend")
+    assert read_summary(local.run_dir) == ray_summary
+    assert report["workers"] == 2 and report["envs_per_worker"] == [2, 2] and report["restarts"] == [0, 0]
+    assert report["rounds"] > 0 and report["bytes_from_workers"] > report["rounds"] * 32 * 4 * 4  # 32 steps of 4 obs
     for a, b in zip(_weights(local.run_dir), _weights(ray_run.run_dir)):
         assert torch.equal(a, b)
 
@@ -186,6 +190,7 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_with_its_budget(ray_clust
     )  # fmt: skip
     assert killed
     assert result.summary["env_steps"] == 4096
+    assert sorted(result.summary["backend"]["restarts"]) == [0, 1]
     err = capfd.readouterr().err
     assert f"pid {killed[0]}" in err and "Restarted it from the current weights" in err
     rows = read_metrics(result.run_dir)

@@ -174,7 +174,9 @@ def test_resume_of_a_seeds_parent_continues_its_seeds(frozen_seeds, tmp_path, ca
         (frozen_seeds[0] / "aggregate.json").read_text()
     )
     assert main(["train", "--resume", str(parent), "--episodes", "5"]) == 2
-    assert "takes only --jobs J beside, got --episodes 5" in capsys.readouterr().err
+    assert (
+        "takes only --jobs J, --backend ray and --ray-address ADDR beside, got --episodes 5" in capsys.readouterr().err
+    )
 
 
 def test_rerun_error_names_the_changed_option(frozen_seeds, tmp_path, capsys):

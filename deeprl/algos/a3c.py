@@ -16,7 +16,9 @@ The driver's protocol on top (deeprl/workers.py, with the pool's processes, queu
 and crash detection): a shared step counter T that each worker increments before every env step.
 `learn(n)` raises the counter's target by n and waits until every worker is paused at the target, so
 evaluations and checkpoints see a quiescent model at exact env steps. The worker pool starts in the
-first `learn` and is reused across chunks; `close()` stops it.
+first `learn` and is reused across chunks; `close()` stops it. With `--backend ray` the same worker loop
+runs in Ray actors, and θ and the optimizer live in a parameter actor that applies each gradient as it
+arrives (deeprl/backends/ray_a3c.py); the protocol is the same.
 
 Reproducibility: A3C's interleaving of workers is decided by the OS scheduler, so two runs with
 2+ workers differ. With --workers 1 a run is deterministic and chunk-invariant (a worker pauses
@@ -44,27 +46,26 @@ from deeprl.nets import ActorCritic
 from deeprl.protocol import Episode
 from deeprl.seeding import Seeds
 from deeprl.spaces import copy_obs, obs_storage, take, to_tensor
-from deeprl.workers import WorkerLink, WorkerPool, shared_optimizer
+from deeprl.workers import SharedParameters, WorkerLink, WorkerPool, shared_optimizer
 
 
 def _worker_loop(
     rank: int,
     link: WorkerLink,
+    theta: SharedParameters,
     cfg: A3CConfig,
     make_env: Callable[[], gym.Env],
     seeds: Seeds,
-    pool_start: int,
-    model: ActorCritic,
-    optimizer: torch.optim.Optimizer,
+    stream: tuple[int, ...],
 ) -> None:
-    """One worker (its own process): n-step actor-critic updates of the shared θ until the pool stops."""
-    torch.manual_seed(seeds.integer("worker_torch", rank, pool_start))
+    """One worker (its own process): n-step actor-critic updates of the shared θ until the pool stops.
+    `theta` pulls θ and applies gradients to it (shared memory here, Ray's parameter actor on Ray); `stream`
+    picks this worker's seeds: the env step its pool started at (and, on Ray, how often it was restarted)."""
+    torch.manual_seed(seeds.integer("worker_torch", rank, *stream))
     env = make_env()
-    obs, _ = env.reset(seed=seeds.integer("env_reset", rank, pool_start))
+    obs, _ = env.reset(seed=seeds.integer("env_reset", rank, *stream))
     local = ActorCritic(env.observation_space, env.action_space, cfg.hidden)  # θ'
-    shared_params, local_params = list(model.parameters()), list(local.parameters())
-    for shared_p, local_p in zip(shared_params, local_params):
-        shared_p.grad = torch.zeros_like(local_p)  # this process's gradient slot for the shared θ
+    local_params = list(local.parameters())
     box = isinstance(env.action_space, gym.spaces.Box)
     # Rollout storage, allocated once: row t holds s_t, a_t, r_t and how step t ended. Observations keep
     # their stored dtype (uint8 frames stay bytes) and a Dict observation (an action mask) one tensor per key.
@@ -75,8 +76,7 @@ def _worker_loop(
     ep_return, ep_length = 0.0, 0
 
     while True:
-        with torch.no_grad():
-            torch._foreach_copy_(local_params, shared_params)  # θ' ← θ
+        theta.pull(local_params)  # θ' ← θ
         t = 0
         while t < cfg.t_max:  # act for t_max steps or until the episode ends
             step = link.claim_step()
@@ -118,14 +118,13 @@ def _worker_loop(
         )
         if not torch.isfinite(loss):
             link.report_divergence(
-                rank, f"worker {rank} computed a non-finite loss ({loss.item()}) near env step {link.steps.value}"
+                rank, f"worker {rank} computed a non-finite loss ({loss.item()}) near env step {step}"
             )
             return
         local.zero_grad(set_to_none=False)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(local.parameters(), cfg.max_grad_norm)
-        torch._foreach_copy_([p.grad for p in shared_params], [p.grad for p in local_params])
-        optimizer.step()  # Hogwild: no lock around the shared update
+        theta.push([p.grad for p in local_params])  # Hogwild: no lock around the shared update (Ray: one at a time)
         link.count_update()
 
 
@@ -151,13 +150,14 @@ class A3C:
         self.optimizer = shared_optimizer(
             self.model, config.optimizer, config.lr, rmsprop_alpha=config.rmsprop_alpha, eps=config.optimizer_eps
         )
+        self.theta = SharedParameters(self.model, self.optimizer)
         self.env_steps, self.episodes, self.updates = 0, 0, 0
         self.pool = WorkerPool(config.start_method, "A3C")
 
     def learn(self, max_steps: int, max_episodes: int | None) -> tuple[int, list[Episode]]:
         if not self.pool.running:  # a new pool seeds its workers at this env step: a resumed run does not
             # replay the first pool's episodes
-            args = (self.cfg, self.make_env, self.seeds, self.env_steps, self.model, self.optimizer)
+            args = (self.theta, self.cfg, self.make_env, self.seeds, (self.env_steps,))
             self.pool.start(self.cfg.workers, _worker_loop, args, (self.env_steps, self.episodes, self.updates))
         start = self.env_steps
         (self.env_steps, self.episodes, self.updates), finished = self.pool.run(max_steps, max_episodes)
@@ -178,23 +178,15 @@ class A3C:
         self.model.load_state_dict(state["model"])
 
     def state_dict(self) -> dict[str, Any]:
-        opt = self.optimizer.state_dict()
         return {
-            "model": {k: v.clone() for k, v in self.model.state_dict().items()},
-            "optimizer": {
-                "state": {i: {k: v.clone() for k, v in s.items()} for i, s in opt["state"].items()},
-                "param_groups": opt["param_groups"],
-            },
+            **self.theta.state_dict(),
             "env_steps": self.env_steps,
             "episodes": self.episodes,
             "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
-        # In place (copy_): the tensors must stay in the shared memory the workers see.
-        self.close()
-        self.model.load_state_dict(state["model"])
-        for i, p in enumerate(self.model.parameters()):
-            for key, value in state["optimizer"]["state"][i].items():
-                self.optimizer.state[p][key].copy_(value)
+        if self.pool.running:  # the workers restart from the loaded state
+            self.close()
+        self.theta.load_state_dict(state)  # in place: the tensors stay in the shared memory the workers see
         self.env_steps, self.episodes, self.updates = state["env_steps"], state["episodes"], state["updates"]

@@ -13,11 +13,9 @@ target net values it), --dueling (Wang et al. 2016, q = V + A − mean_a A), --p
 al. 2016; the buffer samples P(i) ∝ |δ_i|^α and returns importance weights, β annealed here),
 --n-step N (the buffer returns r = Σ_{j<k} γ^j r_{t+j}, s_{t+k} and k, and the update bootstraps with
 γ^k; Sutton & Barto ch. 7).
-Atari: --clip-rewards learns from sign(r) and --life-loss-terminal treats a lost life as the end
-of the episode for the TD target only: the env plays on, so metrics.csv and evaluations report real
-game scores. Buffer: deeprl.buffers.ReplayBuffer; networks: deeprl.nets.make_encoder (every observation space).
-Action masks (a Dict observation's `action_mask`, 1 = allowed): a masked action is never taken; exploration,
-the greedy argmax and the target's max (deeprl.math.masked_dqn_target) range over the allowed actions.
+Atari: --clip-rewards learns from sign(r); --life-loss-terminal ends the episode at a lost life for the TD
+target only (metrics.csv and evaluations report real game scores). Action masks (a Dict observation's
+`action_mask`): exploration, the greedy argmax and the target's max range over the allowed actions.
 """
 
 from __future__ import annotations
@@ -81,24 +79,17 @@ class DQN:
         self.env_steps = self.vec_steps = self.updates = self.episodes = self.last_target_update = 0
         self.loss = torch.zeros((), device=self.device)  # the last update's loss, read at episode ends
         self.obs = None
+        self.actors = None  # with --backend ray: the Ray actors that act for this learner (backends/ray_offpolicy)
         if isinstance(env, gym.vector.VectorEnv):  # deeprl.load gives a single env: policy only, no buffer
             if autoreset_mode(env) != gym.vector.AutoresetMode.NEXT_STEP:
                 raise UsageError(f"DQN needs a vector env with NEXT_STEP autoreset; got {autoreset_mode(env)}.")
             n = env.num_envs
             # The buffer's γ sums the n-step rewards (its only use); _update bootstraps with γ^k itself.
             self.buffer = ReplayBuffer(
-                config.buffer_size,
-                obs_space,
-                act_space,
-                n_envs=n,
-                device=self.device,
-                n_step=config.n_step,
-                gamma=config.gamma,
-                prioritized=config.prioritized,
-                alpha=config.priority_alpha,
-                beta=config.priority_beta,
-                seed=self.seeds.sequence("replay"),
-            )
+                config.buffer_size, obs_space, act_space, n_envs=n, device=self.device, n_step=config.n_step,
+                gamma=config.gamma, prioritized=config.prioritized, alpha=config.priority_alpha,
+                beta=config.priority_beta, seed=self.seeds.sequence("replay"),
+            )  # fmt: skip
             self.autoreset = np.zeros(n, dtype=bool)  # env i's next step only returns its reset observation
             self.ep_return, self.ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
             self.lives = np.zeros(n, dtype=np.int64)
@@ -111,12 +102,17 @@ class DQN:
 
     @property
     def epsilon(self) -> float:
-        steps = max(0, self.env_steps - self.cfg.learning_starts)
-        return linear_schedule(self.cfg.epsilon_start, self.cfg.epsilon_final, self.cfg.epsilon_decay_steps, steps)
+        return self.epsilon_at(self.env_steps)
+
+    def epsilon_at(self, env_steps: int) -> float:
+        """The behaviour's ε at `env_steps`: 1 (uniform actions) until learning starts, then the linear schedule."""
+        c, steps = self.cfg, env_steps - self.cfg.learning_starts
+        return 1.0 if steps < 0 else linear_schedule(c.epsilon_start, c.epsilon_final, c.epsilon_decay_steps, steps)
 
     def learn(self, max_steps: int, max_episodes: int | None = None) -> tuple[int, list[Episode]]:
-        cfg, env = self.cfg, self.env
-        n = env.num_envs
+        if self.actors is not None:  # --backend ray: Ray actors act, this process learns (backends/ray_offpolicy)
+            return self.actors.run(max_steps, self.observe)
+        env, n = self.env, self.env.num_envs
         if self.obs is None:  # the first call, or a resume whose env could not be saved: fresh episodes
             self.obs, info = env.reset(seed=self.seeds.integer("env_reset", self.env_steps))
             self.autoreset[:] = False
@@ -126,7 +122,7 @@ class DQN:
         start = self.env_steps
         for _ in range(-(-max_steps // n)):
             # ε-greedy behaviour (among the allowed actions, with a mask); uniform actions until learning starts
-            epsilon = self.epsilon if self.env_steps >= cfg.learning_starts else 1.0
+            epsilon = self.epsilon_at(self.env_steps)
             if self.masked:
                 actions = uniform_allowed_actions(self.rng, self.obs[MASK_KEY])
             else:
@@ -135,46 +131,50 @@ class DQN:
                 explore = self.rng.random(n) < epsilon
                 actions = np.where(explore, actions, self.policy(self.obs))
             next_obs, rewards, terminated, truncated, info = env.step(actions)
-
-            # With NEXT_STEP autoreset, the step after an episode ends only returns the reset obs.
-            valid = ~self.autoreset
-            learn_rewards = np.sign(rewards) if cfg.clip_rewards else rewards
-            learn_terminated = terminated
-            if "lives" in info:
-                lives = np.asarray(info["lives"])
-                if cfg.life_loss_terminal:
-                    learn_terminated = terminated | (lives < self.lives)
-                self.lives = lives
-            self.buffer.add(self.obs, actions, learn_rewards, next_obs, learn_terminated, truncated, valid=valid)
-            self.ep_return += np.where(valid, rewards, 0.0)
-            self.ep_length += valid
-            self.env_steps += n
-            self.vec_steps += 1
-            done = (terminated | truncated) & valid
-            self.autoreset = done
-            self.obs = next_obs
-
-            if (
-                self.env_steps >= cfg.learning_starts
-                and len(self.buffer) >= cfg.batch_size
-                and self.vec_steps % max(1, cfg.train_freq // n) == 0
-            ):
-                for _ in range(cfg.gradient_steps):
-                    self._update()
-            if self.env_steps - self.last_target_update >= cfg.target_update_interval:
-                soft_update(self.q_target, self.q, cfg.tau)
-                self.last_target_update = self.env_steps
-            if done.any():
-                now, extras = time.perf_counter(), (round(epsilon, 6), self._checked_loss())
-                for i in np.flatnonzero(done):
-                    self.episodes += 1
-                    ret, length = float(self.ep_return[i]), int(self.ep_length[i])
-                    finished.append(Episode(self.env_steps, ret, length, now, extras))
-                self.ep_return[done], self.ep_length[done] = 0.0, 0
-                if max_episodes is not None and len(finished) >= max_episodes:
-                    break
+            finished += self.observe(self.obs, actions, rewards, next_obs, terminated, truncated, info.get("lives"))
+            if max_episodes is not None and len(finished) >= max_episodes:
+                break
         self._checked_loss()
         return self.env_steps - start, finished
+
+    def observe(self, obs, actions, rewards, next_obs, terminated, truncated, lives=None) -> list[Episode]:
+        """One vector step's transitions into the buffer, then the updates due at this env step; returns the
+        episodes it ended. The loop above calls it, and on Ray the learner, with the actors' transitions."""
+        cfg, epsilon = self.cfg, self.epsilon_at(self.env_steps)
+        valid = ~self.autoreset  # With NEXT_STEP autoreset, the step after an episode ends only returns the reset obs.
+        learn_rewards = np.sign(rewards) if cfg.clip_rewards else rewards
+        learn_terminated = terminated
+        if lives is not None:
+            lives = np.asarray(lives)
+            if cfg.life_loss_terminal:
+                learn_terminated = terminated | (lives < self.lives)
+            self.lives = lives
+        self.buffer.add(obs, actions, learn_rewards, next_obs, learn_terminated, truncated, valid=valid)
+        self.ep_return += np.where(valid, rewards, 0.0)
+        self.ep_length += valid
+        self.env_steps += len(valid)
+        self.vec_steps += 1
+        done = (terminated | truncated) & valid
+        self.autoreset = done
+        self.obs = next_obs
+        if (
+            self.env_steps >= cfg.learning_starts
+            and len(self.buffer) >= cfg.batch_size
+            and self.vec_steps % max(1, cfg.train_freq // len(valid)) == 0
+        ):
+            for _ in range(cfg.gradient_steps):
+                self._update()
+        if self.env_steps - self.last_target_update >= cfg.target_update_interval:
+            soft_update(self.q_target, self.q, cfg.tau)
+            self.last_target_update = self.env_steps
+        finished: list[Episode] = []
+        if done.any():
+            now, extras = time.perf_counter(), (round(epsilon, 6), self._checked_loss())
+            for i in np.flatnonzero(done):
+                self.episodes += 1
+                finished.append(Episode(self.env_steps, float(self.ep_return[i]), int(self.ep_length[i]), now, extras))
+            self.ep_return[done], self.ep_length[done] = 0.0, 0
+        return finished
 
     def _update(self) -> None:
         cfg = self.cfg
@@ -232,6 +232,7 @@ class DQN:
             "counters": (self.env_steps, self.vec_steps, self.updates, self.episodes, self.last_target_update),
             "obs": None if self.obs is None else tree_map(np.array, self.obs),
             **{name: getattr(self, name).copy() for name in ("autoreset", "ep_return", "ep_length", "lives")},
+            **({} if self.actors is None else {"actors": self.actors.state_dict()}),
         }
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
@@ -242,9 +243,8 @@ class DQN:
         self.env_steps, self.vec_steps, self.updates, self.episodes, self.last_target_update = state["counters"]
         if hasattr(self, "buffer"):
             self.buffer.load_state_dict(state["buffer"])
-            if env_restored:
-                self.obs = state["obs"]
-                self.autoreset[:], self.lives[:] = state["autoreset"], state["lives"]
-                self.ep_return[:], self.ep_length[:] = state["ep_return"], state["ep_length"]
-            else:  # the env could not be saved: the next learn() starts fresh episodes
-                self.obs = None
+            self.obs = state["obs"] if env_restored else None  # None: the next learn() starts fresh episodes
+            for name in ("autoreset", "ep_return", "ep_length", "lives"):
+                getattr(self, name)[:] = state[name]
+            if self.actors is not None:
+                self.actors.load_state_dict(state["actors"], env_restored)

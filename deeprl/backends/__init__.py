@@ -12,6 +12,8 @@ from deeprl.errors import UsageError
 
 # which Ray module runs each algorithm's workers
 RAY_KINDS = {"ppo": "onpolicy", "a2c": "onpolicy", "reinforce": "onpolicy"}
+RAY_KINDS.update(dict.fromkeys(("dqn", "ddpg", "td3", "sac"), "offpolicy"))
+RAY_KINDS["a3c"] = "a3c"
 
 
 def check_ray_options(algo: str, opts: Any) -> None:
@@ -39,16 +41,24 @@ def attach_ray(algo_name: str, algo: Any, opts: Any, maker: Any, snapshot: Any) 
 
     from deeprl.backends.ray_runtime import cluster_cpus, connect, release
 
-    if opts.workers is None:
+    kind = RAY_KINDS[algo_name]
+    if opts.workers is None and kind != "a3c":  # A3C's --workers is its config's (algo.cfg.workers)
         connect(opts.ray_address, 1)
         opts = dataclasses.replace(opts, workers=max(1, min(cluster_cpus(), opts.n_envs)))
-    connect(opts.ray_address, opts.workers)
-    kind = RAY_KINDS[algo_name]
+    connect(opts.ray_address, algo.cfg.workers if kind == "a3c" else opts.workers)
     try:
         if kind == "onpolicy":
             from deeprl.backends.ray_onpolicy import RayCollector
 
             algo.rollout.source = RayCollector(algo, opts, maker, snapshot)
+        elif kind == "offpolicy":
+            from deeprl.backends.ray_offpolicy import attach_offpolicy
+
+            attach_offpolicy(algo_name, algo, opts, maker, snapshot)
+        elif kind == "a3c":
+            from deeprl.backends.ray_a3c import RayA3CPool
+
+            algo.pool = RayA3CPool(opts.ray_address, algo.cfg.workers)
     except BaseException:
         release()
         raise

@@ -133,7 +133,9 @@ class RayCollector:
         self.sent: list[int] = [-1] * n_workers  # the policy version each worker holds
         self.last_obs: list[Any] = [None] * n_workers  # each worker's envs' last raw observation (for a restart)
         self.bytes_out = self.bytes_in = 0  # what crossed to and from the workers (docs/ray.md)
+        self.rounds = 0
         algo.env_snapshot = self.env_snapshot
+        algo.backend_report = self.report
 
     def _policy(self, batch: int) -> tuple[int, Any]:
         """(version, ObjectRef of (version, weights, statistics)): put in the object store once per change."""
@@ -156,6 +158,7 @@ class RayCollector:
             if self.sent[i] != version:
                 self.bytes_out += self.payload_bytes
         pieces, restarted = self.workers.call("collect", args, on_restart=lambda i: (ref, steps, batch, t, env_steps))
+        self.rounds += 1
         self.sent = [version] * len(self.slices)
         now = time.perf_counter()
         whole = _side_by_side(pieces, now)
@@ -192,6 +195,19 @@ class RayCollector:
     def env_snapshot(self) -> bytes | None:
         snapshots, _ = self.workers.call("snapshot", [()] * len(self.slices))
         return None if any(s is None for s in snapshots) else pickle.dumps(RayEnvSnapshot(snapshots))
+
+    def report(self) -> dict[str, Any]:
+        """summary.json's "backend": the workers, where they ran, the rounds, and what crossed the network."""
+        return {
+            "name": "ray",
+            "workers": len(self.slices),
+            "envs_per_worker": [cols.stop - cols.start for cols in self.slices],
+            "nodes": sorted({node for _, node in self.workers.places}),
+            "restarts": list(self.workers.restarts),
+            "rounds": self.rounds,
+            "bytes_to_workers": self.bytes_out,
+            "bytes_from_workers": self.bytes_in,
+        }
 
     def close(self) -> None:
         self.workers.close()

@@ -156,6 +156,7 @@ class WorkerSet:
         self.places[i] = self.ray.get(self.actors[i].where.remote())
 
     def close(self) -> None:
+        self.places = list(self.places)  # kept for the run's report
         for actor in self.actors:
             with contextlib.suppress(Exception):  # already gone with its node
                 self.ray.kill(actor, no_restart=True)
