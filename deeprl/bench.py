@@ -1,5 +1,6 @@
 """`deeprl bench`: the benchmark protocol (docs/benchmarks.md, "Protocol"), for deeprl and, with `--vs sb3`,
-for Stable-Baselines3 with its rl-baselines3-zoo presets, in the same invocation.
+for Stable-Baselines3 with its rl-baselines3-zoo presets, or with `--vs rltools`, for RLtools (C++) with its shipped
+defaults on its SAC and TD3 rows, in the same invocation.
 
 Protocol (both libraries alike):
 - time-to-solve = training wall-clock seconds (evaluation excluded) until the first periodic
@@ -15,7 +16,9 @@ Protocol (both libraries alike):
   hits both; every trial runs in a fresh subprocess.
 
 Stable-Baselines3 is an optional benchmark dependency (`pip install -e '.[bench]'` from a clone, or `pip install stable-baselines3`), never a
-runtime one: it is imported only inside the subprocess of an SB3 trial.
+runtime one: it is imported only inside the subprocess of an SB3 trial. RLtools likewise (`pip install rltools`; it
+compiles its C++ interface with the system's g++ or clang++ on first use, and links OpenBLAS where `-lblas` links,
+e.g. after `apt-get install libopenblas-dev`), imported only inside the subprocess of an RLtools trial.
 """
 
 from __future__ import annotations
@@ -147,10 +150,21 @@ SB3_ZOO: dict[tuple[str, str], dict[str, Any]] = {
 }
 SB3_ALGOS = {"dqn": "DQN", "ppo": "PPO", "a2c": "A2C", "ddpg": "DDPG", "td3": "TD3", "sac": "SAC"}
 
+# RLtools (github.com/rl-tools/rl-tools, Python package `rltools`): its SAC and TD3 with the defaults of rltools.SAC and
+# rltools.TD3 as its authors ship them (rltools 2.2: 64x64 ReLU MLPs, batch 100, Adam 1e-3, gamma 0.99, polyak 0.995,
+# warm-up 100 steps, one update per env step; TD3 updates its actor and targets every 2nd step, explores with noise
+# 0.1; SAC's alpha starts at 0.5, tuned toward entropy -|A|). Only the budget is set, to deeprl's preset's total_steps
+# (STEP_LIMIT, which also sizes RLtools' replay buffer), and RLtools' own evaluation is compiled out: both libraries
+# are evaluated by deeprl's Evaluator, off the clock. RLtools steps the Gymnasium env of deeprl's preset (the
+# env_factory path, rescaled to actions in [-1, 1] as RLtools requires), not its built-in C++ Pendulum.
+RLTOOLS_ALGOS = {"sac": "SAC", "td3": "TD3"}
+RLTOOLS_ROWS = {("sac", "Pendulum-v1"), ("td3", "Pendulum-v1")}
+VS_LABELS = {"sb3": "SB3", "rltools": "RLtools"}
+
 
 @dataclass(frozen=True)
 class Trial:
-    library: str  # "deeprl" or "sb3"
+    library: str  # "deeprl", "sb3", "rltools" or "throughput"
     algo: str
     env_id: str
     seed: int
@@ -292,6 +306,70 @@ def _sb3_trial(t: Trial) -> dict[str, Any]:
     }
 
 
+def _rltools_trial(t: Trial) -> dict[str, Any]:
+    """RLtools' SAC or TD3 (RLTOOLS_ALGOS) stepped in chunks of eval_every env steps through its Python API
+    (`rltools.SAC(env_factory, ...)`, `State(seed).step()`, one env step and its updates per call), evaluated between
+    chunks with the clock paused, as the other libraries are."""
+    import gymnasium as gym
+
+    # RLtools refuses to link MKL into a process that has imported torch (deeprl has): its OpenBLAS backend then.
+    os.environ.setdefault("RL_TOOLS_DISABLE_MKL", "1")
+    # One BLAS thread, as deeprl's one torch thread: on 2 shared cores OpenBLAS's default (a thread per core) made
+    # RLtools' updates 2-3x slower on these small matrices (docs/benchmarks.md, "RLtools"). Read when its BLAS loads.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import rltools
+
+    from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
+
+    spec, config, opts, recipe = trial_recipe(t.algo, t.env_id, t.seed)
+    maker = dataclasses.replace(recipe, action_mask=False)
+    budget = int(opts.total_steps)
+
+    def env_factory() -> Any:
+        # RLtools takes actions in [-1, 1] and resets the env without a seed: seed it here, once per env it makes.
+        env = gym.wrappers.RescaleAction(maker(), -1.0, 1.0)
+        env.reset(seed=t.seed)
+        env.action_space.seed(t.seed)
+        return env
+
+    build = getattr(rltools, RLTOOLS_ALGOS[t.algo])
+    # Compiles the interface on first use (cached under the temp dir, per algorithm and config): off the clock.
+    module = build(env_factory, interface_name="deeprl_bench", STEP_LIMIT=budget, enable_evaluation=False)
+    state = module.State(t.seed)
+    evaluator = Evaluator(maker, t.eval_episodes, t.seed + EVAL_SEED_OFFSET)
+    low, high = (
+        np.asarray(b, dtype=np.float64)
+        for b in (evaluator.venv.single_action_space.low, evaluator.venv.single_action_space.high)
+    )
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        acts = np.stack([state.action(np.ascontiguousarray(o, dtype=np.float32)) for o in obs])
+        return low + (np.clip(acts, -1.0, 1.0) + 1.0) * 0.5 * (high - low)  # RescaleAction's map back to the env's
+
+    steps, train_s, solved, last = 0, 0.0, None, float("nan")
+    finished = False
+    while steps < budget and not finished:
+        start = time.perf_counter()
+        for _ in range(min(t.eval_every, budget - steps)):
+            finished = state.step()
+            steps += 1
+            if finished:
+                break
+        train_s += time.perf_counter() - start
+        last = float(evaluator(policy).mean())
+        if last >= t.threshold:
+            solved = (train_s, steps)
+            break
+    evaluator.close()
+    return {
+        "solved_at_wall_s": None if solved is None else round(solved[0], 4),
+        "solved_at_env_steps": None if solved is None else solved[1],
+        "final_return": last,
+        "env_steps": steps,
+        "train_wall_s": round(train_s, 4),
+    }
+
+
 def _throughput_trial(t: Trial, seconds: float = 2.0) -> dict[str, Any]:
     """Env steps per second of (a) the raw vector env with random actions, the ceiling, and (b) the
     same env driven by the algorithm's batched deterministic policy (acting, no learning); each
@@ -334,7 +412,11 @@ def _run_one(payload: str) -> None:
         if t.library == "throughput":
             out = _throughput_trial(t)
         else:
-            out = _deeprl_trial(t, Path(tmp)) if t.library == "deeprl" else _sb3_trial(t)
+            out = {
+                "deeprl": lambda: _deeprl_trial(t, Path(tmp)),
+                "sb3": lambda: _sb3_trial(t),
+                "rltools": lambda: _rltools_trial(t),
+            }[t.library]()
     print("BENCH-RESULT " + json.dumps(out), flush=True)
 
 
@@ -458,11 +540,11 @@ def iqm_table(rows: list[tuple[str, str]], stats: dict[tuple[str, str, str], dic
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for algo, env_id in rows:
-        for lib in ("deeprl", "sb3"):
+        for lib in ("deeprl", *VS_LABELS):
             d = stats.get((lib, algo, env_id))
             if d is None:
                 continue
-            cells = [algo, env_id, "SB3" if lib == "sb3" else lib, f"{d['solved']}/{d['n']}"]
+            cells = [algo, env_id, VS_LABELS.get(lib, lib), f"{d['solved']}/{d['n']}"]
             for key, digits in (("time_iqm", 2), ("steps_iqm", 0), ("final_iqm", 1)):
                 cells.append(format_estimate(d.get(key), "iqm", digits))
             lines.append("| " + " | ".join(cells) + " |")
@@ -488,16 +570,24 @@ def iqm_section(rows: list[tuple[str, str]], stats: dict[tuple[str, str, str], d
     ]
 
 
-def markdown_table(rows: list[tuple[str, str]], stats: dict[tuple[str, str, str], dict[str, Any]], vs_sb3: bool) -> str:
+def markdown_table(
+    rows: list[tuple[str, str]],
+    stats: dict[tuple[str, str, str], dict[str, Any]],
+    vs_sb3: bool = False,
+    vs: str = "none",
+) -> str:
+    """The medians table; with vs "sb3" (or vs_sb3) or "rltools", that library's columns and the time ratio."""
+    other = "sb3" if vs_sb3 else (vs if vs in VS_LABELS else None)
+    label = VS_LABELS.get(other or "", "")
     head = ["algo", "env", "solved", "time-to-solve s", "env steps to solve", "final return", "train steps/s"]
-    if vs_sb3:
+    if other:
         head += [
-            "SB3 solved",
-            "SB3 time-to-solve s",
-            "SB3 env steps",
-            "SB3 final return",
-            "SB3 steps/s",
-            "time ratio deeprl/SB3",
+            f"{label} solved",
+            f"{label} time-to-solve s",
+            f"{label} env steps",
+            f"{label} final return",
+            f"{label} steps/s",
+            f"time ratio deeprl/{label}",
         ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for algo, env_id in rows:
@@ -511,10 +601,10 @@ def markdown_table(rows: list[tuple[str, str]], stats: dict[tuple[str, str, str]
             _fmt(d["final"], 1),
             _fmt(d["steps_per_s"], 0),
         ]
-        if vs_sb3:
-            s = stats.get(("sb3", algo, env_id))
+        if other:
+            s = stats.get((other, algo, env_id))
             if s is None:
-                cells += ["no SB3 counterpart"] + ["—"] * 5
+                cells += [f"no {label} counterpart"] + ["—"] * 5
             else:
                 ratio = d["time"] / s["time"] if math.isfinite(d["time"]) and math.isfinite(s["time"]) else float("nan")
                 cells += [
@@ -533,11 +623,14 @@ def throughput_table(
     rows: list[tuple[str, str]],
     speed: dict[tuple[str, str], dict[str, Any]],
     stats: dict[tuple[str, str, str], dict[str, Any]],
-    vs_sb3: bool,
+    vs_sb3: bool = False,
+    vs: str = "none",
 ) -> str:
+    other = "sb3" if vs_sb3 else (vs if vs in VS_LABELS else None)
+    label = VS_LABELS.get(other or "", "")
     head = ["algo", "env", "n_envs", "raw env", "acting", "training", "training / raw"]
-    if vs_sb3:
-        head += ["SB3 training", "deeprl / SB3"]
+    if other:
+        head += [f"{label} training", f"deeprl / {label}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for algo, env_id in rows:
         sp, d = speed[(algo, env_id)], stats[("deeprl", algo, env_id)]
@@ -553,8 +646,8 @@ def throughput_table(
                 _fmt(d["steps_per_s"], 0),
                 f"{d['steps_per_s'] / sp['raw_steps_per_s']:.1%}",
             ]
-        if vs_sb3:
-            s = stats.get(("sb3", algo, env_id))
+        if other:
+            s = stats.get((other, algo, env_id))
             cells += (
                 ["—", "—"] if s is None else [_fmt(s["steps_per_s"], 0), f"{d['steps_per_s'] / s['steps_per_s']:.1f}x"]
             )
@@ -579,6 +672,12 @@ def machine_line() -> str:
         sb3 = f", stable-baselines3 {stable_baselines3.__version__}"
     except ImportError:
         sb3 = ""
+    try:
+        from importlib.metadata import version
+
+        sb3 += f", rltools {version('rltools')}"
+    except ImportError:  # PackageNotFoundError is an ImportError
+        pass
     import gymnasium
 
     return (
@@ -592,8 +691,10 @@ def _check_bench_args(seeds: int, first_seed: int, vs: str) -> None:
         raise UsageError(f"--seeds must be at least 1, got {seeds}.")
     if first_seed < 0:
         raise UsageError(f"--first-seed must be 0 or more, got {first_seed}.")
-    if vs not in ("none", "sb3"):
-        raise UsageError(f"--vs takes sb3 (or none), got {vs!r}.")
+    if vs not in ("none", "sb3", "rltools"):
+        raise UsageError(f"--vs takes sb3 or rltools (or none), got {vs!r}.")
+    if vs == "rltools":
+        _check_rltools()
     if vs == "sb3":
         try:
             import stable_baselines3  # noqa: F401
@@ -601,6 +702,23 @@ def _check_bench_args(seeds: int, first_seed: int, vs: str) -> None:
             raise UsageError(
                 "--vs sb3 needs Stable-Baselines3: pip install stable-baselines3 (from a clone: pip install -e '.[bench]')."
             ) from None
+
+
+def _check_rltools() -> None:
+    """`--vs rltools` needs the rltools package and a C++ compiler (it compiles its interface on first use)."""
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("rltools") is None:
+        raise UsageError(
+            "--vs rltools needs RLtools: pip install rltools (it compiles C++ on first use: it needs g++ or clang++, "
+            "and for its BLAS backend OpenBLAS, e.g. apt-get install -y g++ libopenblas-dev)."
+        )
+    if not (os.environ.get("RL_TOOLS_COMPILER") or shutil.which("g++") or shutil.which("clang++")):
+        raise UsageError(
+            "--vs rltools needs a C++ compiler to build RLtools' interface: install g++ or clang++ "
+            "(e.g. apt-get install -y g++ libopenblas-dev), or set RL_TOOLS_COMPILER."
+        )
 
 
 def run_bench(
@@ -624,6 +742,7 @@ def run_bench(
     for seed in range(first_seed, first_seed + seeds):
         for algo, env_id in rows:
             libs = ["deeprl"] + (["sb3"] if vs == "sb3" and (algo, env_id) in SB3_ZOO else [])
+            libs += ["rltools"] if vs == "rltools" and (algo, env_id) in RLTOOLS_ROWS else []
             if seed % 2:
                 libs.reverse()  # alternate who goes first, so drift in load hits both
             for lib in libs:
@@ -644,7 +763,7 @@ def run_bench(
         + (f" --envs {' '.join(envs)}" if envs else "")
         + f" --seeds {seeds}"
         + (f" --first-seed {first_seed}" if first_seed else "")
-        + (" --vs sb3" if vs == "sb3" else "")
+        + (f" --vs {vs}" if vs != "none" else "")
         + (" --long" if long else "")
     )
     errors = [f"- {lib} {a} {e}: {err}" for (lib, a, e), s in stats.items() for err in s["errors"]]
@@ -657,7 +776,7 @@ def run_bench(
                 f"seeds ({first_seed}..{first_seed + seeds - 1}; an unsolved seed counts as +inf)."
             ),
             "",
-            markdown_table(rows, stats, vs == "sb3"),
+            markdown_table(rows, stats, vs=vs),
             "",
             *iqm_section(rows, stats),
             "",
@@ -666,7 +785,7 @@ def run_bench(
                 "batched deterministic policy; training adds learning (median over the trials above)."
             ),
             "",
-            throughput_table(rows, speed, stats, vs == "sb3"),
+            throughput_table(rows, speed, stats, vs=vs),
             *(["", "Errors:", *errors] if errors else []),
         ]
     )

@@ -191,6 +191,79 @@ def test_held_out_seeds_are_the_ones_run(monkeypatch):
     assert "--seeds 2 --first-seed 5" in report and "seeds (5..6;" in report
 
 
+def test_vs_rltools_is_parsed_and_without_rltools_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    from deeprl import bench
+
+    with pytest.raises(UsageError, match="sb3 or rltools"):
+        bench._check_bench_args(1, 0, "rl-tools")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "rltools" else real_find_spec(name, *a)
+    )
+    monkeypatch.setattr(bench, "run_trial", lambda t: pytest.fail("no trial may run without rltools"))
+    with pytest.raises(UsageError, match=r"pip install rltools.*libopenblas-dev"):
+        bench.run_bench(("sac",), ("Pendulum-v1",), seeds=1, vs="rltools", log=lambda line: None)
+    # The CLI takes the choice and fails with the same message (exit 2), before any work.
+    proc = subprocess.run(
+        [sys.executable, "-m", "deeprl.cli", "bench", "--vs", "rltools", "--seeds", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2 and "--seeds" in proc.stderr and "--vs" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "deeprl.cli", "bench", "--vs", "bogus"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2 and "rltools" in proc.stderr
+
+
+def test_vs_rltools_runs_rltools_on_its_rows_only_and_reports_the_ratio(monkeypatch):
+    from deeprl import bench
+
+    monkeypatch.setattr(bench, "_check_rltools", lambda: None)  # whether or not rltools is installed here
+    seen = []
+
+    def fake_trial(t):
+        seen.append((t.library, t.algo, t.seed))
+        if t.library == "throughput":
+            return {"raw_steps_per_s": 1.0, "acting_steps_per_s": 1.0, "n_envs": 1}
+        wall = 4.0 if t.library == "deeprl" else 2.0
+        return {
+            "solved_at_wall_s": wall,
+            "solved_at_env_steps": 3000,
+            "final_return": -150.0,
+            "env_steps": 3000,
+            "train_wall_s": wall,
+        }
+
+    monkeypatch.setattr(bench, "run_trial", fake_trial)
+    report = bench.run_bench(
+        ("sac", "ddpg"), ("Pendulum-v1",), seeds=2, first_seed=100, vs="rltools", log=lambda line: None
+    )
+    libs = [(lib, algo, seed) for lib, algo, seed in seen if lib != "throughput"]
+    assert ("rltools", "sac", 100) in libs and ("rltools", "sac", 101) in libs
+    assert not any(lib == "rltools" and algo == "ddpg" for lib, algo, _ in libs)  # RLtools has no DDPG row
+    assert "--vs rltools" in report and "time ratio deeprl/RLtools" in report
+    sac_line = next(line for line in report.splitlines() if line.startswith("| sac | Pendulum-v1 | 2/2"))
+    assert sac_line.endswith("| 2.00 |")
+    assert "no RLtools counterpart" in report
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_an_rltools_trial_uses_the_same_evaluation_protocol():
+    # A few hundred RLtools steps (compiling its interface first when not cached: ~10 s with g++ on 2 cores).
+    pytest.importorskip("rltools")
+    t = Trial("rltools", "sac", "Pendulum-v1", seed=0, eval_every=300, eval_episodes=2, threshold=-1e9, timeout_s=110)
+    r = run_trial(t)
+    assert "error" not in r, r
+    assert r["solved_at_env_steps"] == 300 and r["env_steps"] == 300
+    assert 0 < r["solved_at_wall_s"] <= r["train_wall_s"] + 1e-6
+    assert -2000 < r["final_return"] <= 0
+
+
 @pytest.mark.timeout(180)
 def test_an_sb3_trial_uses_the_same_evaluation_protocol():
     # Stable-Baselines3 is an optional benchmark dependency: [bench], and [dev] for the tests.
