@@ -65,11 +65,14 @@ def run_one(case: str, backend: str, out: Path, repeat: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("cases", nargs="*", metavar="CASE", help=f"of {', '.join(CASES)} (default: all)")
     parser.add_argument("--backends", nargs="*", default=list(BACKENDS), choices=list(BACKENDS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("/tmp/deeprl_ray_scaling"))
     args = parser.parse_args()
+    args.cases = args.cases or list(CASES)
+    if unknown := [c for c in args.cases if c not in CASES]:
+        parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; seed 100; median of {args.repeats}")
     print(
