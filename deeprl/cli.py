@@ -318,7 +318,7 @@ def cmd_tune(argv: list[str]) -> None:
     else:
         rest = rest[1:]
         gave_budget = any(a.split("=")[0].replace("_", "-") in ("--total-steps", "--episodes") for a in rest)
-        from deeprl.driver import build_config  # torch: only once an env is named
+        from deeprl.registry import build_config  # no torch: --help shows the preset
 
         _, config, run_options = build_config(
             spec.name, env_id, **({"total_steps": None, "episodes": None} if gave_budget else {})
@@ -525,7 +525,7 @@ def parse_train_args(argv: list[str]) -> tuple[Any, str, Any] | None:
         # with --total-steps.
         gave_budget = _given(rest, "--total-steps") or _given(rest, "--episodes")
         options = {**from_file, **({"total_steps": None, "episodes": None} if gave_budget else {})}
-        from deeprl.driver import build_config  # torch: only once an env is named
+        from deeprl.registry import build_config  # no torch: --help shows the preset
 
         try:
             _, config, run_options = build_config(spec.name, env_id, **options)

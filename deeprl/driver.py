@@ -31,7 +31,7 @@ from typing import Any
 from deeprl._version import __version__
 from deeprl.agent import configs_from_record
 from deeprl.callbacks import CallbackError, CallbackList, CheckpointInfo, EpisodeInfo, EvalInfo, StepInfo
-from deeprl.config import RunOptions, split_options, to_jsonable
+from deeprl.config import RunOptions, to_jsonable
 from deeprl.envs import (
     attach_maker,
     check_names_from_file,
@@ -50,7 +50,7 @@ from deeprl.errors import DivergenceError, Interrupted, SignalScope, UsageError,
 from deeprl.evaluation import EVAL_SEED_OFFSET, Evaluator
 from deeprl.presets import PRESETS
 from deeprl.progress import ProgressDisplay
-from deeprl.registry import AlgoSpec, check_spaces, get_algo
+from deeprl.registry import AlgoSpec, build_config, check_spaces, get_algo  # noqa: F401 - build_config: re-exported
 from deeprl.rundir import (
     BEST_POLICY,
     CONFIG,
@@ -114,23 +114,6 @@ class RunResult:
 
 
 # ---------------------------------------------------------------- entry points
-def build_config(algo: str, env_id: str, **options: Any) -> tuple[AlgoSpec, Any, RunOptions]:
-    """Resolve algorithm, preset and overrides into (spec, algorithm config, run options).
-
-    Precedence: dataclass defaults < the preset for (algo, env_id) < `options`. Validation runs in
-    the dataclasses' __post_init__, so a bad value fails here, before any env is made.
-    """
-    spec = get_algo(algo)
-    preset = PRESETS.get(spec.name, {}).get(env_id, {})
-    values = {**spec.default_budget, **preset, **options}
-    if "total_steps" in options or "episodes" in options:  # a budget the user names replaces the preset's
-        for key in ("total_steps", "episodes"):
-            if key not in options:
-                values.pop(key, None)
-    run_values, algo_values = split_options(spec.config_cls, values)
-    return spec, spec.config_cls(**algo_values), RunOptions(env_id=env_id, **run_values)
-
-
 def train(algo: str, env_id: str | Callable[[], Any], *, callbacks: Any = (), **options: Any) -> RunResult:
     """Train `algo` on `env_id` exactly as `deeprl train ALGO ENV_ID --flag value` does.
 

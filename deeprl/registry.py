@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -20,9 +21,11 @@ from deeprl.config import (
     PPOConfig,
     PQNConfig,
     ReinforceConfig,
+    RunOptions,
     SACConfig,
     TabularConfig,
     TD3Config,
+    split_options,
 )
 from deeprl.errors import UsageError, did_you_mean
 
@@ -322,3 +325,22 @@ def check_spaces(spec: AlgoSpec, env_id: str, obs_space: gym.Space, action_space
             "approximation (DQN for discrete actions, PPO/DDPG/SAC for continuous ones)."
         )
     raise UsageError(f"{spec.name} cannot train on {env_id}: {problem}. {hint}")
+
+
+def build_config(algo: str, env_id: str, **options: Any) -> tuple[AlgoSpec, Any, RunOptions]:
+    """Resolve algorithm, preset and overrides into (spec, algorithm config, run options).
+
+    Precedence: dataclass defaults < the preset for (algo, env_id) < `options`. Validation runs in
+    the dataclasses' __post_init__, so a bad value fails here, before any env is made.
+    """
+    from deeprl.presets import PRESETS
+
+    spec = get_algo(algo)
+    preset = PRESETS.get(spec.name, {}).get(env_id, {})
+    values = {**spec.default_budget, **preset, **options}
+    if "total_steps" in options or "episodes" in options:  # a budget the user names replaces the preset's
+        for key in ("total_steps", "episodes"):
+            if key not in options:
+                values.pop(key, None)
+    run_values, algo_values = split_options(spec.config_cls, values)
+    return spec, spec.config_cls(**algo_values), RunOptions(env_id=env_id, **run_values)

@@ -14,7 +14,15 @@ from conftest import read_metrics, read_summary
 
 import deeprl
 
-PRINT_ONLY = (["list"], ["list", "--json"], ["--help"], ["train", "--help"], ["train", "ppo", "--help"], ["--version"])
+PRINT_ONLY = (
+    ["list"],
+    ["list", "--json"],
+    ["--help"],
+    ["train", "--help"],
+    ["train", "ppo", "--help"],
+    ["train", "ppo", "CartPole-v1", "--help"],  # the preset's values shown, still no torch
+    ["--version"],
+)
 
 
 def run_python(code: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
