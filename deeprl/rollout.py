@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -171,7 +171,6 @@ class Piece:
     valid: np.ndarray  # False on an autoreset step (not a transition)
     next_obs: Any  # the envs' current (raw) observation after the last step
     episodes: list[tuple[int, int, float, int, float]]  # (row, env index in the rollout, return, length, time)
-    restarted: list[tuple[slice, Any]] = field(default_factory=list)  # (env columns, their last raw obs): Ray
     in_place: bool = False  # the tensors are views of the Rollout's own storage (the local backend)
 
 
@@ -452,8 +451,6 @@ class Rollout:
         """Rows t, t + 1, ... from `piece` (the whole width of the rollout); returns the episodes it ended."""
         t, k = self.t, piece.steps
         rows = slice(t, t + k)
-        for fix_cols, final_obs in piece.restarted:  # a Ray worker restarted: its envs' episodes were cut here
-            self._cut_episodes(fix_cols, final_obs)
         if not piece.in_place:
             copy_obs(take(self.obs, rows), take(piece.obs, slice(0, k)))
             self.actions[rows].copy_(piece.actions[:k])
@@ -518,12 +515,14 @@ class Rollout:
     _TENSORS = ("obs", "actions", "log_probs", "values", "rewards", "terminated", "truncated", "mask")
 
     def state_dict(self) -> dict[str, Any]:
+        source = self.source.state_dict()  # first: a Ray worker lost meanwhile cuts episodes in the rows below
         return {
             **{name: _copy(take(getattr(self, name), slice(0, self.t)), "cpu") for name in self._TENSORS},
             "t": self.t,
             "batches": self.batches,
             "raw_obs": [_copy(raw) for raw in self.raw_obs],
-            **self.source.state_dict(),
+            "bootstrap_fixes": [(row, cols.start, cols.stop, _copy(obs)) for row, cols, obs in self.bootstrap_fixes],
+            **source,
             "env_steps": self.env_steps,
             "obs_normalizer": None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
             "reward_scaler": None if self.reward_scaler is None else self.reward_scaler.state_dict(),
@@ -549,6 +548,8 @@ class Rollout:
         for name in self._TENSORS:
             copy_obs(take(getattr(self, name), slice(0, self.t)), state[name])
         self.raw_obs = [_copy(raw) for raw in state["raw_obs"]]
+        fixes = state["bootstrap_fixes"]
+        self.bootstrap_fixes = [(int(row), slice(int(a), int(b)), _copy(obs)) for row, a, b, obs in fixes]
         self.source.load_state_dict(state)
         self.next_obs = self.source.next_obs
 

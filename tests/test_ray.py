@@ -6,6 +6,7 @@ survives a killed worker with its budget, stops on a worker that keeps failing, 
 from __future__ import annotations
 
 import contextlib
+import copy
 import signal
 import subprocess
 import sys
@@ -77,6 +78,28 @@ def test_each_env_samples_from_its_own_noise_stream():
     layout = model.noise_layout()
     assert torch.equal(four._noise_rows(layout, 2, 7)[3], last._noise_rows(layout, 2, 7)[0])
     assert not torch.equal(four._noise_rows(layout, 2, 7)[3], four._noise_rows(layout, 3, 7)[3])  # a new batch
+
+
+def test_episodes_cut_by_a_lost_worker_bootstrap_from_its_last_observation_across_a_resume():
+    """A lost worker's envs end their episodes at the last row it delivered: truncated, with V(s') of the last
+    observation it sent, not of the next row (a fresh episode's start); a checkpoint in between keeps that."""
+    from deeprl.rollout import Rollout
+
+    model = ActorCritic(gym.spaces.Box(-5, 5, (4,)), gym.spaces.Discrete(2), (8,))
+    rollout = Rollout(_vec("CartPole-v1", 4), 6)
+    rollout.collect(model, 3)
+    final = np.full((4, 4), 0.25, np.float32)  # the last observation the lost worker sent, for its envs 2 and 3
+    rollout._cut_episodes(slice(2, 4), final[2:4])
+    assert rollout.truncated[2, 2:].tolist() == [1.0, 1.0] and rollout.truncated[2, :2].tolist() == [0.0, 0.0]
+    resumed = Rollout(copy.deepcopy(rollout.env), 6)  # the env restored mid-episode, as a checkpoint's pickle
+    resumed.load_state_dict(rollout.state_dict())
+    for r in (rollout, resumed):
+        r.collect(model, 3)
+        r.finish(model.value)
+    assert torch.equal(rollout.next_values, resumed.next_values)
+    expected = model.value(torch.as_tensor(final[2:4]))
+    assert torch.allclose(resumed.next_values[2, 2:], expected)
+    assert not torch.allclose(resumed.next_values[2, 2:], resumed.values[3, 2:])
 
 
 # ---------------------------------------------------------------- bad input, before anything starts
@@ -164,12 +187,17 @@ def test_a_ray_run_stopped_and_resumed_equals_the_uninterrupted_local_run(ray_cl
 
 
 # ---------------------------------------------------------------- faults
-def _worker_processes() -> list[psutil.Process]:
+def _worker_processes(address: str) -> list[psutil.Process]:
+    """The OnPolicyWorker processes of the cluster at `address` (their parent, the node's raylet, names its GCS
+    port): never another Ray's on this machine."""
+    port = f":{address.rsplit(':', 1)[1]}"
     found = []
     for process in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):  # processes vanish while they are read
             if any("ray::OnPolicyWorker" in part for part in process.info["cmdline"] or ()):
-                found.append(process)
+                parent = process.parent()
+                if parent is not None and any(port in part for part in parent.cmdline()):
+                    found.append(process)
     return found
 
 
@@ -179,7 +207,7 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_with_its_budget(ray_clust
     class KillOneWorker(deeprl.Callback):
         def on_step(self, info):
             if not killed and info.env_steps >= 1024:
-                victim = _worker_processes()[0]
+                victim = _worker_processes(ray_cluster)[0]
                 killed.append(victim.pid)
                 victim.send_signal(signal.SIGKILL)
                 victim.wait(10)
@@ -197,6 +225,31 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_with_its_budget(ray_clust
     steps = [int(r["env_steps"]) for r in rows if r["kind"] == "train"]
     assert steps == sorted(steps) and steps[-1] <= 4096
     assert [int(r["env_steps"]) for r in rows if r["kind"] == "eval"] == [1024, 2048, 3072, 4096]
+
+
+def test_a_worker_lost_at_a_checkpoint_is_restarted_and_the_checkpoint_resumes(ray_cluster, tmp_path, capfd):
+    """The checkpoint asks every worker for its envs' positions: one that died just before answers from a new
+    process, its episodes cut at the last row; the run and a resume from that checkpoint go on."""
+    killed: list[int] = []
+
+    class KillBeforeTheCheckpoint(deeprl.Callback):
+        def on_step(self, info):  # the chunk ends on the checkpoint at 2048, written after this call
+            if not killed and info.env_steps == 2048:
+                victim = _worker_processes(ray_cluster)[0]
+                killed.append(victim.pid)
+                victim.send_signal(signal.SIGKILL)
+                victim.wait(10)
+
+    opts = {**SMALL, "total_steps": 3072, "checkpoint_every": 2048}
+    result = deeprl.train(
+        "ppo", "CartPole-v1", backend="ray", workers=2, ray_address=ray_cluster, run_dir=tmp_path / "r",
+        callbacks=[KillBeforeTheCheckpoint()], **opts,
+    )  # fmt: skip
+    assert killed and result.summary["env_steps"] == 3072
+    assert sorted(result.summary["backend"]["restarts"]) == [0, 1]
+    assert f"pid {killed[0]}" in capfd.readouterr().err
+    resumed = deeprl.resume(tmp_path / "r", total_steps=4096, ray_address=ray_cluster)
+    assert resumed.summary["env_steps"] == 4096
 
 
 BREAKING_ENV = '''
@@ -240,7 +293,7 @@ def test_a_worker_that_keeps_failing_stops_the_run_with_its_last_checkpoint(ray_
     assert "the simulator lost its licence" in str(error.value)
     assert "last good checkpoint (env step 1024)" in str(error.value)
     assert "RuntimeError: the simulator lost its licence" in capfd.readouterr().err  # the restart warnings
-    assert not _worker_processes()
+    assert not _worker_processes(ray_cluster)
     monkeypatch.chdir(Path(__file__).parent.parent)
     assert deeprl.load(tmp_path / "r").algo is not None  # the checkpoint's policy loads
 
@@ -263,7 +316,7 @@ def test_sigterm_saves_stops_every_worker_and_resume_continues(ray_cluster, tmp_
     assert process.returncode == 143, (process.returncode, err[-3000:])
     assert "saved at env step" in err
     time.sleep(1.0)
-    assert not _worker_processes()  # the workers went with their driver
+    assert not _worker_processes(ray_cluster)  # the workers went with their driver
     saved = load_resume_state(run_dir).header["env_steps"]
     resumed = deeprl.resume(run_dir, total_steps=saved + 2048, progress="off")
     assert resumed.summary["env_steps"] == saved + 2048

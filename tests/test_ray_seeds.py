@@ -136,3 +136,54 @@ def test_ctrl_c_stops_the_running_seeds_saved_and_starts_no_other(ray_cluster, t
     assert f"seed {waiting}: not started" in out and not (parent / f"s{waiting}").exists()
     assert f"Continue with: deeprl train --resume {parent}" in err
     assert not _seed_processes()
+
+
+def _archive(members: list[tuple[str, str | None, bytes | None]]) -> bytes:
+    """A tar of (name, symlink target or None, file content or None: a folder)."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, link, content in members:
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            elif content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([("s0", None, None), ("s0/b", "a/../secret", None), ("s0/a", "..", None)], "not a file or a folder"),
+        ([("s0", None, None), ("s0/link", "metrics.csv", None)], "not a file or a folder"),
+        ([("s0", None, None), ("s1/x", None, b"data")], "outside s0/"),
+        ([("s0", None, None), ("../escape", None, b"data")], "outside s0/"),
+    ],
+)
+def test_a_returned_run_directory_with_links_or_stray_paths_is_refused_unwritten(tmp_path, members, message):
+    from deeprl.backends.ray_seeds import install
+    from deeprl.errors import UsageError
+
+    (tmp_path / "secret").write_text("secret")
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    with pytest.raises(UsageError, match=message):
+        install(parent, 0, _archive(members))
+    assert sorted(p.name for p in parent.iterdir()) == []  # nothing written, the staging folder removed
+
+
+def test_a_returned_run_directory_of_files_is_installed(tmp_path):
+    from deeprl.backends.ray_seeds import install
+
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    install(parent, 0, _archive([("s0", None, None), ("s0/metrics.csv", None, b"kind\n")]))
+    assert (parent / "s0" / "metrics.csv").read_text() == "kind\n"

@@ -383,6 +383,8 @@ def test_every_third_party_import_is_declared():
     undeclared = {
         module: provided_by.get(module, ["(not installed)"])
         for module in imported
-        if not any(normalized(d) in declared for d in provided_by.get(module, []))
+        # an optional package that is not installed here (rltools, which needs a C++ toolchain) counts as
+        # declared when an extra names the distribution of the same name
+        if not any(normalized(d) in declared for d in provided_by.get(module, [module]))
     }
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"

@@ -59,6 +59,7 @@ def attach_ray(algo_name: str, algo: Any, opts: Any, maker: Any, snapshot: Any) 
             from deeprl.backends.ray_a3c import RayA3CPool
 
             algo.pool = RayA3CPool(opts.ray_address, algo.cfg.workers)
+            algo.backend_report = algo.pool.report
     except BaseException:
         release()
         raise

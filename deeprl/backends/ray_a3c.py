@@ -218,6 +218,7 @@ class RayA3CPool:
         self.ray = require_ray()
         self.address = address
         self.workers: WorkerSet | None = None
+        self.last_report: dict[str, Any] = {"name": "ray", "workers": n, "nodes": [], "restarts": [0] * n}
         self.server: Any = None
         self.env_steps = 0
         self.actor = self.ray.remote(num_cpus=1, max_restarts=0)(A3CWorker)
@@ -284,9 +285,14 @@ class RayA3CPool:
                 self.ray.kill(self.server, no_restart=True)
             self.server = None
 
+    def report(self) -> dict[str, Any]:
+        """summary.json's "backend": the workers, their nodes and restarts (the last pool's, once closed)."""
+        return self.workers.report() if self.workers is not None else self.last_report
+
     def close(self) -> None:
         """Stop the workers and the parameter actor, and leave Ray (as RayCollector.close does); idempotent."""
         if self.workers is not None:
+            self.last_report = self.workers.report()
             self.workers.close()
             self.workers = None
         for worker in self.idle:

@@ -285,6 +285,15 @@ class OffPolicyActors:
         self.acting_weights: dict[str, torch.Tensor] | None = None  # the weights of the current round's start
         self.bytes_out = self.bytes_in = 0  # what crossed to and from the workers (docs/ray.md)
 
+    def report(self) -> dict[str, Any]:
+        """summary.json's "backend": the workers, where they ran, and what crossed the network."""
+        return {
+            **self.workers.report(),
+            "envs_per_worker": [cols.stop - cols.start for cols in self.slices],
+            "bytes_to_workers": self.bytes_out,
+            "bytes_from_workers": self.bytes_in,
+        }
+
     def _publish(self, weights: dict[str, torch.Tensor]) -> None:
         self.version += 1
         self.acting_weights = weights
@@ -412,4 +421,4 @@ def attach_offpolicy(algo_name: str, algo: Any, opts: Any, maker: Any, snapshot:
         warm_up = lambda env_steps: 1.0 if env_steps < cfg.learning_starts else 0.0  # noqa: E731
         collector.actors = OffPolicyActors(algo_name, algo.actor, cfg, opts, maker, snapshot, collector, warm_up)
         algo.collector, actors = collector, collector.actors
-    algo.env_snapshot, algo.close = actors.env_snapshot, actors.close
+    algo.env_snapshot, algo.close, algo.backend_report = actors.env_snapshot, actors.close, actors.report

@@ -86,7 +86,9 @@ class OnPolicyWorker:
         normalize = None if self.normalizer is None else self.normalizer
         return self.slice.collect(self.model, steps, batch=batch, t=t, env_steps=env_steps, normalize=normalize)
 
-    def state(self) -> dict[str, Any]:
+    def state(self, env_steps: int) -> dict[str, Any]:
+        if self.slice.next_obs is None:  # a worker restarted since its last round: its envs start now
+            self.slice.reset(env_steps)
         return self.slice.state_dict()
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -134,6 +136,8 @@ class RayCollector:
         self.last_obs: list[Any] = [None] * n_workers  # each worker's envs' last raw observation (for a restart)
         self.bytes_out = self.bytes_in = 0  # what crossed to and from the workers (docs/ray.md)
         self.rounds = 0
+        self.env_steps = rollout.env_steps  # the rollout's count after the last round
+        self.cut = rollout._cut_episodes  # ends a lost worker's episodes in the rollout's rows
         algo.env_snapshot = self.env_snapshot
         algo.backend_report = self.report
 
@@ -158,32 +162,50 @@ class RayCollector:
             if self.sent[i] != version:
                 self.bytes_out += self.payload_bytes
         pieces, restarted = self.workers.call("collect", args, on_restart=lambda i: (ref, steps, batch, t, env_steps))
+        self._lost(restarted)  # before the Rollout writes the new rows: the cut is at the last row written
         self.rounds += 1
         self.sent = [version] * len(self.slices)
-        now = time.perf_counter()
-        whole = _side_by_side(pieces, now)
-        whole.restarted = [
-            (self.slices[i], self.last_obs[i]) for i in sorted(set(restarted)) if self.last_obs[i] is not None
-        ]
+        whole = _side_by_side(pieces, time.perf_counter())
         for i, p in enumerate(pieces):
             self.last_obs[i] = p.next_obs
         self.bytes_in += sum(_nbytes(vars(p)) for p in pieces)
+        self.env_steps = env_steps + whole.steps * self.width
         return whole
 
+    def _lost(self, restarted: list[int]) -> None:
+        """The episodes of restarted workers' envs end at the last row they delivered (truncated, bootstrapping
+        from the last observation they sent); their new envs start fresh ones."""
+        for i in sorted(set(restarted)):
+            if self.last_obs[i] is not None:
+                self.cut(self.slices[i], self.last_obs[i])
+            self.last_obs[i] = None
+
     def state_dict(self) -> dict[str, Any]:
-        states, _ = self.workers.call("state", [()] * len(self.slices))
+        """The workers' envs' positions side by side (a worker restarted meanwhile starts its envs first), and
+        the restart counts (a restarted worker's reset stream is numbered by them)."""
+        states, restarted = self.workers.call(
+            "state", [(self.env_steps,)] * len(self.slices), on_restart=lambda i: (self.env_steps,)
+        )
+        self._lost(restarted)
+        for i in restarted:
+            self.last_obs[i] = states[i]["next_obs"]
+        keys = ("next_obs", "prev_done", "ep_return", "ep_length")
         return {
-            key: _concat([s[key] for s in states], axis=0)
-            for key in ("next_obs", "prev_done", "ep_return", "ep_length")
+            **{key: _concat([s[key] for s in states], axis=0) for key in keys},
+            "ray_restarts": self.workers.restarts,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        parts = [
-            {key: _rows(state[key], cols) for key in ("next_obs", "prev_done", "ep_return", "ep_length")}
-            for cols in self.slices
-        ]
-        self.workers.call("load_state", [(part,) for part in parts])
+        keys = ("next_obs", "prev_done", "ep_return", "ep_length")
+        parts = [{key: _rows(state[key], cols) for key in keys} for cols in self.slices]
+        self.env_steps = state["env_steps"]
+        self.workers.restarts = list(state["ray_restarts"])
         self.last_obs = [part["next_obs"] for part in parts]
+        # a worker lost here comes back with fresh envs: no position to load, its episodes end at the last row
+        _, restarted = self.workers.call(
+            "load_state", [(part,) for part in parts], on_restart=lambda i: ({**parts[i], "next_obs": None},)
+        )
+        self._lost(restarted)
 
     def forget(self) -> None:
         """Fresh episodes: the workers were made fresh (no snapshot), so their envs reset at the first collect."""
@@ -193,17 +215,19 @@ class RayCollector:
         return None if any(obs is None for obs in self.last_obs) else _concat(self.last_obs, axis=0)
 
     def env_snapshot(self) -> bytes | None:
-        snapshots, _ = self.workers.call("snapshot", [()] * len(self.slices))
-        return None if any(s is None for s in snapshots) else pickle.dumps(RayEnvSnapshot(snapshots))
+        """Each worker's envs pickled; None (a resume then starts fresh episodes) if one cannot be, or if a worker
+        was lost since `state_dict` took the positions the snapshot must match."""
+        snapshots, restarted = self.workers.call("snapshot", [()] * len(self.slices))
+        self._lost(restarted)
+        if restarted or any(s is None for s in snapshots):
+            return None
+        return pickle.dumps(RayEnvSnapshot(snapshots))
 
     def report(self) -> dict[str, Any]:
         """summary.json's "backend": the workers, where they ran, the rounds, and what crossed the network."""
         return {
-            "name": "ray",
-            "workers": len(self.slices),
+            **self.workers.report(),
             "envs_per_worker": [cols.stop - cols.start for cols in self.slices],
-            "nodes": sorted({node for _, node in self.workers.places}),
-            "restarts": list(self.workers.restarts),
             "rounds": self.rounds,
             "bytes_to_workers": self.bytes_out,
             "bytes_from_workers": self.bytes_in,

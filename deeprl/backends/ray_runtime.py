@@ -155,8 +155,16 @@ class WorkerSet:
         self.actors[i] = self.spawn(i, self.restarts[i])
         self.places[i] = self.ray.get(self.actors[i].where.remote())
 
+    def report(self) -> dict[str, Any]:
+        """summary.json's "backend" entries every Ray backend shares: the workers, their nodes, their restarts."""
+        return {
+            "name": "ray",
+            "workers": len(self.places),
+            "nodes": sorted({node for _, node in self.places}),
+            "restarts": list(self.restarts),
+        }
+
     def close(self) -> None:
-        self.places = list(self.places)  # kept for the run's report
         for actor in self.actors:
             with contextlib.suppress(Exception):  # already gone with its node
                 self.ray.kill(actor, no_restart=True)

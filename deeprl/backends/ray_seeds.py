@@ -175,14 +175,24 @@ def _pack(run_dir: Path) -> bytes:
 
 
 def _extract(data: bytes, where: Path, seed: int) -> None:
-    """A seed's run directory from its archive, as data: every member under sS/, no links out of it, no devices."""
+    """A seed's run directory from its archive, as data: every member under sS/, files and folders only (no links,
+    no devices). (The archive itself arrives through ray.get, whose transport is pickle: from the cluster's own
+    workers, which run this code.)"""
     if not hasattr(tarfile, "data_filter"):  # Python 3.10.12+, 3.11.4+, 3.12+
         raise UsageError("--seeds with --backend ray needs tarfile's data filter: Python 3.10.12, 3.11.4 or newer.")
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
         top = f"s{seed}"
-        stray = [m.name for m in tar.getmembers() if m.name != top and not m.name.startswith(top + "/")]
+        members = tar.getmembers()
+        stray = [m.name for m in members if m.name != top and not m.name.startswith(top + "/")]
         if stray:
             raise UsageError(f"The files returned for seed {seed} hold {stray[0]!r}, outside {top}/: not written.")
+        # a run directory holds files and folders only: a link (even one inside sS/ when it is checked) can point
+        # elsewhere once sS/ is moved into place, or through a link extracted after it
+        odd = [m.name for m in members if not (m.isfile() or m.isdir())]
+        if odd:
+            raise UsageError(
+                f"The files returned for seed {seed} hold {odd[0]!r}, which is not a file or a folder: not written."
+            )
         tar.extractall(where, filter="data")
 
 
