@@ -244,7 +244,7 @@ class TuneOptions:
     study_name: str | None = None
     """Name of the study in the storage (default: the study directory's name)."""
     jobs: int = 1
-    """Trials at once, each in its own worker process on this machine. (The Ray backend, for trials on many machines, is not available yet: issue 16. Meanwhile machines can share one study through --storage.)"""
+    """Trials at once, each in its own worker process on this machine. Trials do not run on Ray (--backend ray is for one run's envs and for --seeds); machines share one study through --storage."""
     objective: Literal["final", "solve"] = "final"
     """final: the final evaluation's mean return (maximised); solve: env steps to the first periodic evaluation reaching the threshold (minimised; trials stop when solved; unsolved counts total_steps + eval_every)."""
     pruner: Literal["median", "halving", "none"] = "median"

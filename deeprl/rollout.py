@@ -240,17 +240,7 @@ class EnvSlice:
 
     def _widened(self, name: str, rows: Any, fill: float = 0.0) -> Any:
         """`rows` (n rows; a tensor or a dict of tensors) inside a `width`-row batch at this slice's rows."""
-        if self.n == self.width:
-            return rows
-        if isinstance(rows, dict):
-            return {key: self._widened(f"{name}.{key}", value, fill) for key, value in rows.items()}
-        wide = self._wide.get(name)
-        if wide is None or wide.dtype != rows.dtype:
-            wide = self._wide[name] = torch.full(
-                (self.width, *rows.shape[1:]), fill, dtype=rows.dtype, device=rows.device
-            )
-        wide[self.rows] = rows
-        return wide
+        return rows if self.n == self.width else widen(rows, self.rows, self.width, fill, self._wide, name)
 
     def empty_piece(self, k: int) -> Piece:
         """Fresh [k, n] buffers for `collect` (the local backend writes into its Rollout's storage instead)."""
@@ -355,6 +345,23 @@ class EnvSlice:
     def forget(self) -> None:
         """The envs start fresh episodes at the next collect (after a resume whose env could not be saved)."""
         self.next_obs = None
+
+
+def widen(
+    rows: Any, at: slice, width: int, fill: float = 0.0, cache: dict[str, Any] | None = None, name: str = ""
+) -> Any:
+    """`rows` (a tensor, or a dict of tensors) placed at rows `at` of a `width`-row batch, `fill` elsewhere: what a
+    Ray worker computes its envs' rows in, so that a kernel rounds them as in the whole rollout's batch (EnvSlice).
+    With a `cache`, the batch is kept under `name` and reused (its other rows keep `fill`)."""
+    if isinstance(rows, dict):
+        return {key: widen(value, at, width, fill, cache, f"{name}.{key}") for key, value in rows.items()}
+    wide = None if cache is None else cache.get(name)
+    if wide is None or wide.dtype != rows.dtype or wide.device != rows.device:
+        wide = torch.full((width, *rows.shape[1:]), fill, dtype=rows.dtype, device=rows.device)
+        if cache is not None:
+            cache[name] = wide
+    wide[at] = rows
+    return wide
 
 
 class Rollout:

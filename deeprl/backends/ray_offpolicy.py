@@ -54,6 +54,7 @@ from deeprl.envs import env_state
 from deeprl.errors import DivergenceError
 from deeprl.math.targets import masked_argmax, uniform_allowed_actions
 from deeprl.noise import make_noise
+from deeprl.rollout import widen
 from deeprl.seeding import Seeds
 from deeprl.spaces import MASK_KEY, has_mask, mask_of, to_tensor
 
@@ -139,14 +140,8 @@ class OffPolicyWorker:
             noise.reset()
 
     def _wide(self, x: Any) -> Any:
-        """`x` (n rows) inside a `width`-row batch at this slice's rows (a tensor or a dict of tensors)."""
-        if self.n == self.width:
-            return x
-        if isinstance(x, dict):
-            return {key: self._wide(value) for key, value in x.items()}
-        wide = torch.zeros((self.width, *x.shape[1:]), dtype=x.dtype)
-        wide[self.rows] = x
-        return wide
+        """`x` (n rows) inside a `width`-row batch at this slice's rows (deeprl.rollout.widen)."""
+        return x if self.n == self.width else widen(x, self.rows, self.width)
 
     def _act(self, epsilon: float) -> np.ndarray:
         rngs = self.rngs
