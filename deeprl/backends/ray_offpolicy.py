@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from deeprl.backends.ray_onpolicy import RayEnvSnapshot, _concat, _nbytes
-from deeprl.backends.ray_runtime import WorkerSet, release, require_ray, worker_process_setup
+from deeprl.backends.ray_runtime import WorkerSet, release, require_ray, worker_envs
 from deeprl.buffers import tree_map
 from deeprl.continuous import Collector, obs_tensor, scale_action
 from deeprl.envs import env_state
@@ -89,9 +89,7 @@ class OffPolicyWorker:
         snapshot: bytes | None = None,
         sys_path: tuple[str, ...] = (),
     ):
-        worker_process_setup(sys_path)
-        # `snapshot` was written by a worker of this run and signed by the learner (deeprl.rundir verified it)
-        self.env = pickle.loads(snapshot) if snapshot is not None else maker.make_vec(n, vectorization=vectorization)
+        self.env = worker_envs(maker, n, vectorization, snapshot, sys_path)
         self.mode, self.net, self.version = mode, net, -1
         self.start, self.n, self.width, self.rows = start, n, width, slice(start, start + n)
         self.seeds, self.restart = Seeds(seed), restart

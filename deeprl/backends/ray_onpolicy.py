@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deeprl.backends.ray_runtime import WorkerSet, connect, release, require_ray, worker_process_setup
+from deeprl.backends.ray_runtime import WorkerSet, connect, release, require_ray, worker_envs
 from deeprl.envs import env_state
 from deeprl.rollout import DictObsNormalizer, EnvSlice, Piece, make_obs_normalizer
 from deeprl.seeding import Seeds
@@ -54,11 +54,9 @@ class OnPolicyWorker:
         snapshot: bytes | None = None,
         sys_path: tuple[str, ...] = (),
     ):
-        worker_process_setup(sys_path)
+        env = worker_envs(maker, n, vectorization, snapshot, sys_path)
         from deeprl.algos.onpolicy import actor_critic
 
-        # `snapshot` was written by a worker of this run and signed by the learner (deeprl.rundir verified it)
-        env = pickle.loads(snapshot) if snapshot is not None else maker.make_vec(n, vectorization=vectorization)
         obs_space, act_space = env.single_observation_space, env.single_action_space
         self.model = actor_critic(config, obs_space, act_space, uses_critic)
         self.normalizer = make_obs_normalizer(obs_space) if config.normalize_obs else None

@@ -190,3 +190,15 @@ def worker_process_setup(sys_path: Sequence[str] = ()) -> None:
         if path not in sys.path:
             sys.path.insert(0, path)
     torch.set_num_threads(1)
+
+
+def worker_envs(maker: Any, n: int, vectorization: str, snapshot: bytes | None, sys_path: Sequence[str]) -> Any:
+    """A worker's first steps: `worker_process_setup`, then its n envs, made from the run's recipe or restored
+    from `snapshot`. The one place a worker unpickles: the bytes were written by a worker of this run, and the
+    learner passes them on only after deeprl.rundir verified this user's signature on the resume state."""
+    worker_process_setup(sys_path)
+    if snapshot is not None:
+        import pickle
+
+        return pickle.loads(snapshot)
+    return maker.make_vec(n, vectorization=vectorization)
