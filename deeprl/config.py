@@ -147,6 +147,8 @@ class RunOptions:
     torch_threads: int | None = None
     """torch.set_num_threads for the run (default: 1 for vector observations, whose small networks lose more to
     thread synchronisation than they gain, up to 10x on a busy machine; torch's own default for images)."""
+    compile: bool = False
+    """Run the update (and the acting forward pass) through torch.compile: CUDA graphs on a GPU, C++ kernels on the CPU (needs a C++ compiler). SAC, TD3, DDPG and PPO; the first updates wait for the compilation (seconds to a minute). Off by default: on a 2-core CPU it gains little (docs/benchmarks.md, "--compile")."""
     tensorboard: bool = False
     """Also log to TensorBoard in RUN_DIR/tb (needs the tensorboard package), with Stable-Baselines3's tag names."""
     wandb: bool = False
@@ -200,6 +202,13 @@ class RunOptions:
         check_choices(self)
         if not isinstance(self.wandb, bool):
             raise UsageError(f"wandb must be True or False, got {self.wandb!r}. Pass --wandb to log to W&B.")
+        if not isinstance(self.compile, bool):
+            raise UsageError(f"compile must be True or False, got {self.compile!r}. Pass --compile to compile.")
+        if self.compile and self.backend == "ray":
+            raise UsageError(
+                "--compile is for runs on the local backend: with --backend ray the envs and the acting live in Ray "
+                "workers. Drop --compile, or --backend ray."
+            )
         for name in ("wandb_project", "wandb_id"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip() or "/" in value):

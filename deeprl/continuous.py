@@ -117,13 +117,18 @@ class QEnsemble(nn.Module):
 
     def forward(self, obs: Any, actions: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs if self.encoder is None else self.encoder(obs), actions], dim=-1)
-        h = x.unsqueeze(0).expand(self.n, *x.shape)
+        if x.dim() == 2:
+            h = x.unsqueeze(0).expand(self.n, *x.shape)
+        else:  # a seed ensemble's (K, batch, in) (deeprl.ensemble): members [k m, (k + 1) m) are seed k's critics
+            seeds, per_seed = x.shape[0], self.n // x.shape[0]
+            h = x.unsqueeze(1).expand(seeds, per_seed, *x.shape[1:]).reshape(self.n, *x.shape[1:])
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, h, w)
             if i < last:
                 h = torch.relu(h)
-        return h.squeeze(-1)
+        q = h.squeeze(-1)
+        return q if x.dim() == 2 else q.unflatten(0, (seeds, per_seed)).transpose(0, 1)  # (members, K, batch)
 
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -172,6 +177,14 @@ class SquashedGaussianActor(nn.Module):
         return torch.tanh(self(obs)[0])
 
 
+def normal(shape: Sequence[int], generator: Any, device: torch.device) -> torch.Tensor:
+    """N(0, 1) draws of `shape` from `generator`; from a seed ensemble's list of generators (deeprl.ensemble), seed
+    k's (shape[1:]) from generator k, as the seed alone draws them."""
+    if isinstance(generator, list):
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=device) for g in generator])
+    return torch.randn(tuple(shape), generator=generator, device=device)
+
+
 @contextlib.contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:
     """Inside, `module`'s parameters take no gradient: the actor's loss backpropagates through the critic to
@@ -193,9 +206,12 @@ def flat_dims(env: Any) -> tuple[gym.Space, gym.spaces.Box, int | None, int]:
     return obs_space, act_space, obs_dim, int(np.prod(act_space.shape))
 
 
-def check_losses(losses: torch.Tensor, names: Sequence[str], updates: int, env_steps: int) -> list[float]:
-    """The losses as floats (one device sync per round); DivergenceError naming the first non-finite one."""
+def check_losses(losses: torch.Tensor, names: Sequence[str], updates: int, env_steps: int) -> list[Any]:
+    """The losses as floats (one device sync per round); DivergenceError naming the first non-finite one. A seed
+    ensemble's (n_losses, K) losses come back as lists, unchecked: it checks each seed's (deeprl.ensemble)."""
     values = losses.tolist()
+    if losses.dim() == 2:
+        return values
     for name, value in zip(names, values):
         if not math.isfinite(value):
             raise DivergenceError(

@@ -142,6 +142,7 @@ def resume(
     trust_modules: tuple[str, ...] = (),
     callbacks: Any = (),
     ray_address: str | None = None,
+    compile: bool | None = None,
 ) -> RunResult:
     """Continue a run from its resume state; a larger budget (total_steps/episodes) trains further.
 
@@ -152,21 +153,11 @@ def resume(
     solved (--stop-when-solved) does not stop again at once. A run a callback stopped trains on to its
     budget. `callbacks` as for `train` (the first run's are not recorded: give them again if you want them).
     `ray_address`: for a run with --backend ray, the Ray cluster to continue on (a cluster's address changes).
+    `compile`: continue with (True) or without (False) --compile, whatever the run had (default: as it had).
     """
     hooks = CallbackList(callbacks)
     run_dir = Path(run_dir)
-    import_trusted_modules(trust_modules)
-    record = read_config(run_dir)
-    source = f"{str(run_dir / CONFIG)!r}"
-    recorded = configs_from_record(record, source)[2]  # data only: imports and calls nothing it names
-    check_names_from_file(recorded.env_id, source, recorded.wrappers)
-    check_no_links(run_dir)
-    saved = load_resume_state(run_dir)
-    check_matches_config(saved, record, run_dir)
-    check_writable(run_dir)
-    source = f"The resume state of {str(run_dir)!r}"
-    spec, config, run_options = configs_from_record(saved.header, source)
-    check_names_from_file(run_options.env_id, source, run_options.wrappers)  # the options the run will use
+    spec, config, run_options, saved = load_for_resume(run_dir, trust_modules)
     changes: dict[str, Any] = {"run_dir": run_dir}
     if total_steps is not None or episodes is not None:
         done = saved.state["loop"]
@@ -189,7 +180,28 @@ def resume(
                 f"--ray-address is for a run with --backend ray; {run_dir} ran locally. Drop --ray-address."
             )
         changes["ray_address"] = ray_address
+    if compile is not None:  # the checkpoint is the same either way (deeprl.compiling)
+        changes["compile"] = compile
     return run_training(spec, config, dataclasses.replace(run_options, **changes), saved, hooks)
+
+
+def load_for_resume(
+    run_dir: Path, trust_modules: tuple[str, ...] = ()
+) -> tuple[AlgoSpec, Any, RunOptions, ResumeState]:
+    """(spec, config, run options, resume state) of a run directory, every check of `resume` made first."""
+    import_trusted_modules(trust_modules)
+    record = read_config(run_dir)
+    source = f"{str(run_dir / CONFIG)!r}"
+    recorded = configs_from_record(record, source)[2]  # data only: imports and calls nothing it names
+    check_names_from_file(recorded.env_id, source, recorded.wrappers)
+    check_no_links(run_dir)
+    saved = load_resume_state(run_dir)
+    check_matches_config(saved, record, run_dir)
+    check_writable(run_dir)
+    source = f"The resume state of {str(run_dir)!r}"
+    spec, config, run_options = configs_from_record(saved.header, source)
+    check_names_from_file(run_options.env_id, source, run_options.wrappers)  # the options the run will use
+    return spec, config, dataclasses.replace(run_options, run_dir=run_dir), saved
 
 
 def check_matches_config(saved: ResumeState, record: dict[str, Any], run_dir: Path) -> None:
@@ -209,7 +221,7 @@ def check_matches_config(saved: ResumeState, record: dict[str, Any], run_dir: Pa
             f"The resume state in {str(run_dir)!r} is incomplete (its config, run options, loop or RNG state is "
             "missing): it was changed after deeprl wrote it. Nothing was changed; train again."
         )
-    budget = {"total_steps", "episodes", "stop_when_solved", "progress", "run_dir", "ray_address"}
+    budget = {"total_steps", "episodes", "stop_when_solved", "progress", "run_dir", "ray_address", "compile"}
     differences = [
         f"{key}: config.json has {record.get(key)!r}, the resume state {header.get(key)!r}"
         for key in ("algo", "env_id", "seed")
@@ -365,15 +377,7 @@ def run_training(
     try:  # the run directory stays locked until summary.json is written
         try:
             stopped = _loop(run)
-            # The checkpoint comes before the final evaluation: that evaluation is a report on the finished
-            # policy, not a step of training, so a resume with a larger budget drops its row and continues
-            # exactly as a run that had the larger budget from the start.
-            run.save()
-            if run.state.last_eval is None or run.state.last_eval[0] != run.state.env_steps:
-                run.evaluate(periodic=False)
-            final_video = run.run_dir / "videos" / f"step_{run.state.env_steps:07d}.mp4"
-            if run.video is not None and not final_video.exists():
-                _record_video(run)  # the final policy
+            final_report(run)
         except (DivergenceError, WorkerError, KeyboardInterrupt, CallbackError) as e:
             _report_stop(run, saved, e)
             raise
@@ -382,6 +386,20 @@ def run_training(
         return _finish(run, stopped)
     finally:
         run.lock.close()
+
+
+def final_report(run: _Run) -> None:
+    """The end of training: the last checkpoint, then the final evaluation and video.
+
+    The checkpoint comes before the final evaluation: that evaluation is a report on the finished policy, not a
+    step of training, so a resume with a larger budget drops its row and continues exactly as a run that had the
+    larger budget from the start."""
+    run.save()
+    if run.state.last_eval is None or run.state.last_eval[0] != run.state.env_steps:
+        run.evaluate(periodic=False)
+    final_video = run.run_dir / "videos" / f"step_{run.state.env_steps:07d}.mp4"
+    if run.video is not None and not final_video.exists():
+        _record_video(run)  # the final policy
 
 
 def _report_stop(run: _Run, saved: ResumeState | None, e: BaseException) -> None:
@@ -430,6 +448,11 @@ def _check_options(spec: AlgoSpec, opts: RunOptions) -> None:
         from deeprl.backends import check_ray_options
 
         check_ray_options(spec.name, opts)
+    if opts.compile and not hasattr(spec.load(), "compile"):
+        from deeprl.registry import ALGOS
+
+        compiled = [s.name for s in ALGOS.values() if hasattr(s.load(), "compile")]
+        raise UsageError(f"--compile is for {', '.join(compiled)}; {spec.name} has no compiled update. Drop --compile.")
 
 
 def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | None) -> _Run:
@@ -453,6 +476,8 @@ def _open(spec: AlgoSpec, config: Any, opts: RunOptions, saved: ResumeState | No
         seed_everything(opts.seed)
         set_torch_threads(opts.torch_threads, env)
         algo = spec.load()(config, env, seed=opts.seed, device=device)  # a buffer too large fails here
+        if opts.compile:  # losses and acting through torch.compile (deeprl.compiling); modules, state unchanged
+            algo.compile()
         if opts.backend == "ray":  # Ray started or joined, the workers up (or a clear error), before any file
             from deeprl.backends import attach_ray
 
@@ -556,55 +581,7 @@ def _loop(run: _Run) -> str:
             episodes_left = None if opts.episodes is None else opts.episodes - state.episodes
             start = time.perf_counter()
             steps, finished = algo.learn(_chunk_size(state, opts, run.next_save), episodes_left)
-            elapsed = time.perf_counter() - start
-            for ep in finished:
-                state.episodes += 1
-                run.metrics.write(
-                    "train",
-                    ep.env_steps,
-                    state.episodes,
-                    state.train_wall_s + (ep.time - start),
-                    ep.episode_return,
-                    ep.episode_length,
-                    "",
-                    ep.extras,
-                )
-                state.recent_returns.append(ep.episode_return)
-                state.recent_lengths.append(ep.episode_length)
-                if run.callbacks.wants("on_episode"):
-                    run.callbacks(
-                        "on_episode",
-                        EpisodeInfo(
-                            ep.env_steps,
-                            state.episodes,
-                            state.train_wall_s + (ep.time - start),
-                            run.run_dir,
-                            ep.episode_return,
-                            ep.episode_length,
-                            dict(zip(algo.metric_names, ep.extras)),
-                        ),
-                    )
-            del state.recent_returns[:-100]  # the progress bar's window (and rollout/ep_rew_mean's, as SB3's)
-            del state.recent_lengths[:-100]
-            state.env_steps += steps
-            state.train_wall_s += elapsed
-            recent = sum(state.recent_returns) / len(state.recent_returns) if state.recent_returns else None
-            if run.metrics.trackers:
-                _log_chunk(run, recent)
-            if run.callbacks.wants("on_step"):
-                run.callbacks(
-                    "on_step",
-                    StepInfo(
-                        state.env_steps,
-                        state.episodes,
-                        state.train_wall_s,
-                        run.run_dir,
-                        steps,
-                        steps / max(elapsed, 1e-9),
-                        recent,
-                    ),
-                )
-            _periodic_events(run)
+            after_chunk(run, steps, finished, start, time.perf_counter() - start)
             progress.update()
             if interrupt.signum is not None:  # the chunk is complete, so its state is consistent
                 run.save()
@@ -612,6 +589,61 @@ def _loop(run: _Run) -> str:
             if run.callbacks.stopped_by is not None:  # after the chunk's events: run_training saves and finishes
                 return "callback"
     return "solved" if opts.stop_when_solved and state.solved_at_env_steps is not None else "budget"
+
+
+def after_chunk(run: _Run, steps: int, finished: list[Any], start: float, elapsed: float) -> None:
+    """A learned chunk's bookkeeping: its episodes into metrics.csv (and the callbacks), the counters, the
+    trackers, then the events due (evaluation, checkpoint, video). A seed ensemble (deeprl.ensemble_runner) calls
+    it for each seed after the chunk all of them learned together."""
+    state = run.state
+    for ep in finished:
+        state.episodes += 1
+        run.metrics.write(
+            "train",
+            ep.env_steps,
+            state.episodes,
+            state.train_wall_s + (ep.time - start),
+            ep.episode_return,
+            ep.episode_length,
+            "",
+            ep.extras,
+        )
+        state.recent_returns.append(ep.episode_return)
+        state.recent_lengths.append(ep.episode_length)
+        if run.callbacks.wants("on_episode"):
+            run.callbacks(
+                "on_episode",
+                EpisodeInfo(
+                    ep.env_steps,
+                    state.episodes,
+                    state.train_wall_s + (ep.time - start),
+                    run.run_dir,
+                    ep.episode_return,
+                    ep.episode_length,
+                    dict(zip(run.algo.metric_names, ep.extras)),
+                ),
+            )
+    del state.recent_returns[:-100]  # the progress bar's window (and rollout/ep_rew_mean's, as SB3's)
+    del state.recent_lengths[:-100]
+    state.env_steps += steps
+    state.train_wall_s += elapsed
+    recent = sum(state.recent_returns) / len(state.recent_returns) if state.recent_returns else None
+    if run.metrics.trackers:
+        _log_chunk(run, recent)
+    if run.callbacks.wants("on_step"):
+        run.callbacks(
+            "on_step",
+            StepInfo(
+                state.env_steps,
+                state.episodes,
+                state.train_wall_s,
+                run.run_dir,
+                steps,
+                steps / max(elapsed, 1e-9),
+                recent,
+            ),
+        )
+    _periodic_events(run)
 
 
 def _log_chunk(run: _Run, recent_return: float | None) -> None:

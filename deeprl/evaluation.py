@@ -70,3 +70,28 @@ class Evaluator:
 
     def close(self) -> None:
         self.venv.close()
+
+
+def evaluate_together(evaluators: list[Evaluator], policy: Callable[[Any], np.ndarray]) -> list[np.ndarray]:
+    """Each evaluator's evaluation, run side by side with one call of `policy` per step for all of them: `policy`
+    maps the stacked observations (K, n, ...) of the K evaluators' envs to their actions (K, n, ...), as a seed
+    ensemble's stacked policy does (deeprl.ensemble). Evaluator k's envs reset and step exactly as when it
+    evaluates alone, so its returns are the ones it would give (to the float rounding of the batched policy)."""
+    first = evaluators[0]
+    if any(e.n != first.n or e.episodes != first.episodes for e in evaluators):
+        raise ValueError("evaluate_together needs evaluators of the same number of episodes")
+    returns: list[list[float]] = [[] for _ in evaluators]
+    for start in range(0, first.episodes, first.n):
+        wanted = min(first.n, first.episodes - start)
+        obs = [e.venv.reset(seed=e.seed + start)[0] for e in evaluators]
+        total = np.zeros((len(evaluators), first.n))
+        done = np.zeros((len(evaluators), first.n), dtype=bool)
+        while not done[:, :wanted].all():
+            actions = policy(np.stack(obs))
+            for k, e in enumerate(evaluators):
+                obs[k], reward, terminated, truncated, _ = e.venv.step(actions[k])
+                total[k] += np.where(done[k], 0.0, reward)
+                done[k] |= terminated | truncated
+        for k in range(len(evaluators)):
+            returns[k].extend(total[k, :wanted].tolist())
+    return [np.asarray(r) for r in returns]

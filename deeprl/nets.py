@@ -139,7 +139,7 @@ class ImageEncoder(nn.Module):
 class FlatEncoder(nn.Module):
     """Vector observations through an MLP; `out_features` is the last hidden size."""
 
-    def __init__(self, n_inputs: int, hidden: Sequence[int], activation: str = "relu"):
+    def __init__(self, n_inputs: int, hidden: Sequence[int], activation: str = "relu", obs_ndim: int = 1):
         super().__init__()
         self.net = (
             mlp([n_inputs, *hidden], activation, output_gain=math.sqrt(2), output_activation=True)
@@ -147,9 +147,11 @@ class FlatEncoder(nn.Module):
             else nn.Identity()
         )
         self.out_features = hidden[-1] if hidden else n_inputs
+        self.obs_ndim = obs_ndim  # the observation's own dimensions, flattened; any leading ones are batch dims
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.flatten(1).float())
+        # (B, *obs_shape) -> (B, n_inputs); a seed ensemble's (K, B, *obs_shape) -> (K, B, n_inputs) (deeprl.ensemble)
+        return self.net(obs.flatten(-self.obs_ndim).float())
 
 
 def flat_size(space: gym.Space) -> int | None:
@@ -225,7 +227,7 @@ def make_encoder(obs_space: gym.Space, hidden: Sequence[int] = (64, 64), activat
     if isinstance(obs_space, gym.spaces.Dict):
         return DictEncoder(obs_space, hidden, activation)
     if isinstance(obs_space, gym.spaces.Box):
-        return FlatEncoder(int(np.prod(obs_space.shape)), hidden, activation)
+        return FlatEncoder(int(np.prod(obs_space.shape)), hidden, activation, max(len(obs_space.shape), 1))
     if flat_size(obs_space) is not None:
         return SpaceEncoder(obs_space, hidden, activation)
     raise ValueError(

@@ -5,7 +5,8 @@ importing torch._dynamo, which nothing here uses, and up to 1 s tearing down the
 line of output (docs/benchmarks.md, "Whole process"). Neither changes what a run computes or writes.
 `deeprl.cli.main()` run as the command (the console script, `python -m deeprl`) calls `claim_process`;
 `main(argv)` called from Python (tests, notebooks) and the library API (`deeprl.train`) do not, and then
-`skip_dynamo_import` does nothing.
+`skip_dynamo_import` does nothing. A run with --compile needs torch._dynamo after all: `restore_dynamo_wrappers`
+(deeprl.compiling calls it) puts torch's own wrappers back first.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _STEP_WRAPPER_NAMES = (
     "_dynamo",
     "graph_break",
 )
+_undo: list[Any] = []  # what skip_dynamo_import changed, as functions that change it back
 
 
 def skip_dynamo_import() -> None:
@@ -61,6 +63,7 @@ def skip_dynamo_import() -> None:
         if fn is None or code is None or _CACHE not in code.co_consts or hasattr(fn, _CACHE):
             continue
         setattr(fn, _CACHE, fn)
+        _undo.append(functools.partial(delattr, fn, _CACHE))
 
     use_grad = _use_grad_for_differentiable(lambda *args, **kwargs: None).__code__
     if use_grad.co_names != _STEP_WRAPPER_NAMES:
@@ -69,6 +72,25 @@ def skip_dynamo_import() -> None:
         step = vars(cls).get("step") if isinstance(cls, type) and issubclass(cls, Optimizer) else None
         if getattr(step, "__code__", None) is use_grad and hasattr(step, "__wrapped__"):
             cls.step = _grad_mode_step(step.__wrapped__)
+            _undo.append(functools.partial(_restore_step, cls, step))
+
+
+def restore_dynamo_wrappers() -> None:
+    """Undo `skip_dynamo_import`: torch's own optimizer wrappers again, for a process that compiles after all
+    (--compile, deeprl.compiling). A no-op where nothing was changed."""
+    while _undo:
+        _undo.pop()()
+
+
+def _restore_step(cls: Any, step: Any) -> None:
+    """torch's own step wrapper back on an optimizer class, hooked for profiling and step hooks as
+    Optimizer.__init__ hooks it (an optimizer made since the patch found the patched step, and hooked that)."""
+    from torch.optim.optimizer import Optimizer
+
+    if getattr(cls.step, "hooked", False):
+        step = Optimizer.profile_hook_step(step)
+        step.hooked = True
+    cls.step = step
 
 
 def _grad_mode_step(step: Any) -> Any:

@@ -69,6 +69,7 @@ _NOT_COMPARED = {
     "progress",
     "device",
     "torch_threads",
+    "compile",
     "tensorboard",
     "wandb",
     "wandb_project",

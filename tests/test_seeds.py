@@ -175,7 +175,8 @@ def test_resume_of_a_seeds_parent_continues_its_seeds(frozen_seeds, tmp_path, ca
     )
     assert main(["train", "--resume", str(parent), "--episodes", "5"]) == 2
     assert (
-        "takes only --jobs J, --backend ray and --ray-address ADDR beside, got --episodes 5" in capsys.readouterr().err
+        "takes only --jobs J, --backend ray, --ray-address ADDR and --vectorize beside, got --episodes 5"
+        in capsys.readouterr().err
     )
 
 

@@ -13,11 +13,14 @@ parallel envs decorrelates the data as the paper's parallel actors do.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from deeprl.algos.onpolicy import OnPolicyAgent, flat_valid
+from deeprl.ensemble import clip_grad_norms
 from deeprl.math.returns import gae
-from deeprl.math.surrogate import reinforce_loss, value_loss
+from deeprl.math.surrogate import masked_mean, reinforce_loss, value_loss
 from deeprl.nets import adam
 
 
@@ -43,3 +46,40 @@ class A2C(OnPolicyAgent):
         entropy = entropy.mean()
         self.clip_and_step(policy_loss + cfg.value_coef * v_loss - cfg.entropy_coef * entropy)
         return tuple(torch.stack([policy_loss.detach(), v_loss.detach(), entropy.detach()]).tolist())
+
+    @staticmethod
+    def update_ensemble(ens: Any) -> list[tuple[float, ...]]:
+        """update() for the K seeds of a seed ensemble at once (deeprl.ensemble): the stacked network evaluates
+        every seed's whole batch in one pass and torch.vmap computes each seed's loss over its real rows (mask 1),
+        the same loss as update()'s over the rows flat_valid keeps; then one step of each seed's optimizer."""
+        cfg, k = ens.cfg, ens.k
+        rollouts = [agent.rollout for agent in ens.agents]
+        cat = lambda name: torch.cat([getattr(r, name) for r in rollouts], dim=1)  # noqa: E731  (T, K x N)
+        names = ("rewards", "values", "next_values", "terminated", "truncated")
+        advantages = gae(*map(cat, names), cfg.gamma, cfg.gae_lambda).unflatten(1, (k, -1)).transpose(0, 1)
+        obs, actions, values, mask = ens.stacked("obs", "actions", "values", "mask")
+        advantages = advantages.flatten(1, 2)  # (K, T x N), as ens.stacked
+        log_prob, entropy, new_values = ens.model.evaluate(obs, actions)
+        seed_loss = lambda *x: a2c_loss(cfg, *x)  # noqa: E731
+        loss, stats = torch.vmap(seed_loss)(log_prob, entropy, new_values, advantages, advantages + values, mask)
+        ens.optimizer.zero_grad()
+        loss.sum().backward()
+        if cfg.max_grad_norm is not None:
+            clip_grad_norms(ens.optimizer.params, cfg.max_grad_norm, k)
+        ens.optimizer.step()
+        return [tuple(row) for row in stats.detach().tolist()]
+
+
+def a2c_loss(cfg: Any, log_prob, entropy, values, advantages, returns, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seed's loss over its real rows (mask 1) and its (policy loss, value loss, entropy): A2C.update's loss, as
+    a seed ensemble computes it under torch.vmap."""
+    if cfg.normalize_advantages:
+        n = mask.sum()
+        mean = masked_mean(advantages, mask)
+        std = (((advantages - mean) ** 2 * mask).sum() / (n - 1).clamp(min=1.0)).sqrt()
+        advantages = torch.where(n > 1, (advantages - mean) / (std + 1e-8), advantages)
+    policy_loss = reinforce_loss(log_prob, advantages, mask)
+    v_loss = value_loss(values, returns, mask)
+    mean_entropy = masked_mean(entropy, mask)
+    loss = policy_loss + cfg.value_coef * v_loss - cfg.entropy_coef * mean_entropy
+    return loss, torch.stack([policy_loss, v_loss, mean_entropy])

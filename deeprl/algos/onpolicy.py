@@ -48,6 +48,9 @@ class OnPolicyAgent(abc.ABC):
             reward_scaler=reward_scaler,
         )
         self.optimizer = self.make_optimizer()
+        # PPO's minibatch order, from the run's own stream (CPU: the same order on every device), not torch's
+        # global generator: a seed's update is then the same alone or in a seed ensemble (deeprl.ensemble)
+        self.shuffle = Seeds(seed).torch_generator("minibatches")
         # where the training envs live elsewhere (Ray workers), the function that pickles them for the resume
         # state (deeprl.backends.ray_onpolicy); None: the driver pickles `env`, which this process steps
         self.env_snapshot: Callable[[], bytes | None] | None = None
@@ -105,10 +108,12 @@ class OnPolicyAgent(abc.ABC):
     def policy(self, obs: Any) -> np.ndarray:
         """Deterministic actions (argmax / Gaussian mean; masked actions excluded) for a batch (an array, or a
         dict of arrays for Dict observations), with the training obs statistics."""
+        return self.model.env_action(self.model.mode(to_tensor(self.policy_input(obs), self.device)))
+
+    def policy_input(self, obs: Any) -> Any:
+        """What policy() feeds its network: the observations as arrays, normalised with the training statistics."""
         obs = {key: np.asarray(value) for key, value in obs.items()} if isinstance(obs, dict) else np.asarray(obs)
-        if self.obs_normalizer is not None:
-            obs = self.obs_normalizer(obs)
-        return self.model.env_action(self.model.mode(to_tensor(obs, self.device)))
+        return obs if self.obs_normalizer is None else self.obs_normalizer(obs)
 
     def close(self) -> None:
         close = getattr(self.rollout.source, "close", None)  # Ray workers are stopped here
@@ -134,6 +139,7 @@ class OnPolicyAgent(abc.ABC):
             "rollout": self.rollout.state_dict(),
             "updates": self.updates,
             "last_metrics": self.last_metrics,
+            "shuffle": self.shuffle.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any], env_restored: bool = True) -> None:
@@ -141,6 +147,8 @@ class OnPolicyAgent(abc.ABC):
         self.optimizer.load_state_dict(state["optimizer"])
         self.rollout.load_state_dict(state["rollout"], env_restored)
         self.updates, self.last_metrics = state["updates"], tuple(state["last_metrics"])
+        if "shuffle" in state:  # older checkpoints drew PPO's minibatches from torch's global generator
+            self.shuffle.set_state(state["shuffle"])
 
 
 def actor_critic(cfg: Any, obs_space: Any, act_space: Any, critic: bool) -> ActorCritic:

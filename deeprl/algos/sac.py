@@ -9,6 +9,7 @@ Maximum-entropy RL: the agent maximises E[Σ γ^t (r_t + α H(π(·|s_t)))]. Nex
 
 Exploration comes from sampling the policy, so there is no added noise; evaluation uses tanh(mean).
 Only the critics have target copies (Polyak τ). Terminated (not truncated) stops the bootstrap.
+The two losses and the action sample are methods of their own, which --compile compiles (deeprl.compiling).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from deeprl.compiling import compile_methods
 from deeprl.config import SACConfig
 from deeprl.continuous import (
     QEnsemble,
@@ -27,6 +29,7 @@ from deeprl.continuous import (
     check_losses,
     flat_dims,
     frozen,
+    normal,
     obs_tensor,
     replay_collector,
     scale_action,
@@ -86,7 +89,8 @@ class SAC:
         """An action sampled from the squashed Gaussian policy (after learning_starts)."""
         with torch.inference_mode():
             obs_t = obs_tensor(obs, self.device, self.actor.encoder)
-            actions = self.actor.sample(obs_t, self.generator)[0].cpu().numpy()
+            eps = torch.randn((self.collector.n_envs, self.act_dim), generator=self.generator, device=self.device)
+            actions = self.sample_action(obs_t, eps).cpu().numpy()
         if not np.isfinite(actions).all():
             raise DivergenceError(f"the policy produced non-finite actions at env step {self.collector.env_steps}")
         return actions
@@ -95,32 +99,20 @@ class SAC:
         """n_updates gradient steps on the critics, the policy and α, each on its own minibatch."""
         cfg = self.cfg
         for mb in self.buffer.minibatches(n_updates, cfg.batch_size):
-            # Critics: soft target with a fresh a' ~ π(·|s') and its entropy bonus −α log π(a'|s').
-            discounts = cfg.gamma**mb.steps  # γ^k, k = rewards in r (1: no n-step returns here)
-            with torch.no_grad():
-                next_actions, next_log_prob = self.actor.sample(mb.next_obs, self.generator)
-                q1_next, q2_next = self.critic_target(mb.next_obs, next_actions)
-                td_target = sac_target(
-                    mb.rewards, q1_next, q2_next, next_log_prob, self.alpha, discounts, mb.terminated
-                )
-            q = self.critic(mb.obs, mb.actions)  # (2, batch)
-            critic_loss = (q - td_target).pow(2).mean(dim=1).sum()
+            # ε of a' ~ π(·|s') in the critics' target, then of a ~ π(·|s) in the policy's loss, drawn in that order
+            eps_next = normal(mb.actions.shape, self.generator, self.device)
+            eps = normal(mb.actions.shape, self.generator, self.device)
+            critic_loss = self.critic_loss(
+                mb.obs, mb.actions, mb.rewards, mb.next_obs, mb.terminated, mb.steps, eps_next, self.alpha
+            )
             self.critic_opt.zero_grad(set_to_none=True)
-            critic_loss.backward()
+            critic_loss.sum().backward()  # one seed: the loss itself; a seed ensemble: the sum of its seeds' losses
             self.critic_opt.step()
 
-            # Policy: reparameterised a = tanh(mean + std·ε), minimise α log π(a|s) − min Q(s, a).
-            pi_actions, log_prob = self.actor.sample(mb.obs, self.generator)
             with frozen(self.critic):  # gradients flow through Q to the action, not into the critics' weights
-                q_pi = self.critic(mb.obs, pi_actions).min(dim=0).values
-            actor_loss = (self.alpha * log_prob - q_pi).mean()
-            # Temperature: move log α so that E[−log π] tracks the target entropy H̄. The two losses share
-            # no parameter (α is detached above, log π below), so one backward gives each its own gradient.
-            loss = actor_loss
-            if cfg.autotune:
-                loss = loss - (self.log_alpha.exp() * (log_prob.detach() + self.target_entropy)).mean()
+                loss, actor_loss = self.policy_loss(mb.obs, eps, self.alpha)
             self.actor_opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.sum().backward()
             self.actor_opt.step()
             if cfg.autotune:  # a fixed α never moves
                 self.alpha = self.log_alpha.detach().exp()
@@ -129,12 +121,45 @@ class SAC:
             self.updates += 1
         self.losses = tuple(
             check_losses(
-                torch.stack([critic_loss.detach(), actor_loss.detach(), self.alpha]),
+                torch.stack([critic_loss.detach(), actor_loss.detach(), self.alpha.reshape(critic_loss.shape)]),
                 ("critic loss", "actor loss", "entropy coefficient α"),
                 self.updates,
                 self.collector.env_steps,
             )
         )
+
+    def critic_loss(self, obs, actions, rewards, next_obs, terminated, steps, eps_next, alpha) -> torch.Tensor:
+        """Σ_k mean (Q_k(s, a) − y)²: the critics regress onto the soft target y, with a fresh a' = tanh(mean(s') +
+        std(s')·ε') ~ π(·|s') and its entropy bonus −α log π(a'|s')."""
+        with torch.no_grad():
+            next_actions, next_log_prob = self.actor.sample(next_obs, eps=eps_next)
+            q1_next, q2_next = self.critic_target(next_obs, next_actions)
+            discounts = self.cfg.gamma**steps  # γ^k, k = rewards in r (1: no n-step returns here)
+            td_target = sac_target(rewards, q1_next, q2_next, next_log_prob, alpha, discounts, terminated)
+        q = self.critic(obs, actions)  # (2, batch)
+        # the mean over the batch, summed over the critics; a seed ensemble's (2, K, batch): one loss per seed
+        return (q - td_target).pow(2).mean(-1).sum(0)
+
+    def policy_loss(self, obs, eps, alpha) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the policy's and the temperature's losses summed, the policy's alone). Policy: reparameterised
+        a = tanh(mean + std·ε), minimise α log π(a|s) − min Q(s, a). Temperature: move log α so that E[−log π]
+        tracks the target entropy H̄. The two share no parameter (α is detached, and so is log π in the second),
+        so one backward gives each its own gradient."""
+        pi_actions, log_prob = self.actor.sample(obs, eps=eps)
+        q_pi = self.critic(obs, pi_actions).min(dim=0).values
+        actor_loss = (alpha * log_prob - q_pi).mean(-1)  # the batch's mean (a seed ensemble's: each seed's)
+        loss = actor_loss
+        if self.cfg.autotune:
+            loss = loss - (self.log_alpha.exp() * (log_prob.detach() + self.target_entropy)).mean(-1)
+        return loss, actor_loss
+
+    def sample_action(self, obs: Any, eps: torch.Tensor) -> torch.Tensor:
+        """a = tanh(mean(s) + std(s)·ε), for acting."""
+        return self.actor.sample(obs, eps=eps)[0]
+
+    def compile(self, mode: str | None = "auto") -> None:
+        """--compile: the two losses (with their backward passes) and the action sample through torch.compile."""
+        compile_methods(self, ("critic_loss", "policy_loss", "sample_action"), self.device, mode)
 
     def policy_state(self) -> dict[str, Any]:
         return {"actor": self.actor.state_dict()}
