@@ -414,6 +414,11 @@ def cmd_train(argv: list[str]) -> None:
         skip_dynamo_import()
         report(run_training(spec, args.algo, args.run))
         return
+    _train_seeds(spec, env_id, args, argv)
+
+
+def _train_seeds(spec: Any, env_id: str, args: Any, argv: list[str]) -> None:
+    """`deeprl train ALGO ENV_ID --seeds ...`: the seeds as processes, Ray tasks or one ensemble (--vectorize)."""
     from deeprl.seeds import aggregate_table, parse_seeds, train_seeds
 
     seeds = parse_seeds(args.extra.seeds)
@@ -432,7 +437,7 @@ def cmd_train(argv: list[str]) -> None:
         if args.extra.vectorize:  # the seeds as one batched ensemble in this process (deeprl.ensemble_runner)
             from deeprl.ensemble_runner import VectorizedSeeds
 
-            runner = VectorizedSeeds(spec, args.algo, run)
+            runner = VectorizedSeeds(spec, args.algo, run, len(seeds))
         elif run.backend == "ray":  # Ray tasks, each seed trained with the local backend (seeds.json records it)
             from deeprl.backends.ray_seeds import SeedsOnRay, local_seed_options
 
@@ -455,7 +460,9 @@ def cmd_train(argv: list[str]) -> None:
         raise UsageError(
             f"{len(failed)} of {len(outcomes)} seeds did not finish ("
             + "; ".join(f"seed {o.seed}: {o.message}" for o in failed)
-            + f"); {covered}. Logs are in {parent / 'logs'}; retry them with `{again(parent)}`."
+            + f"); {covered}. "
+            + ("" if args.extra.vectorize else f"Logs are in {parent / 'logs'}; ")  # an ensemble's seeds print here
+            + f"retry them with `{again(parent)}`."
         )
 
 
@@ -466,15 +473,26 @@ def seeds_command(parent: Path, argv: list[str]) -> list[str]:
     from deeprl.seeds import read_record, seeds_label
 
     passed = ("--jobs", "--backend", "--ray-address")  # how the seeds run, not how they train
-    extra = [a for a in argv if a.split("=", 1)[0] not in ("--resume", "--vectorize", *passed)]
-    extra = [a for a in extra if a not in [_flag_value(argv, f) for f in ("--resume", *passed)]]
+    trusted = _trusted_modules(argv)
+    extra = [a for a in argv if a.split("=", 1)[0] not in ("--resume", "--vectorize", "--trust-module", *passed)]
+    extra = [a for a in extra if a not in [_flag_value(argv, f) for f in ("--resume", *passed)] and a not in trusted]
     if extra:
         raise UsageError(
             f"{str(parent)!r} is a parent of `deeprl train --seeds`: --resume continues its seeds with the options "
-            "they were started with, and takes only --jobs J, --backend ray, --ray-address ADDR and --vectorize beside, got "
-            f"{' '.join(extra)}."
+            "they were started with, and takes only --jobs J, --backend ray, --ray-address ADDR, --vectorize and "
+            f"--trust-module M beside, got {' '.join(extra)}."
         )
+    import_trusted_modules(tuple(trusted))
     record = read_record(parent)
+    # seeds.json is data from wherever the parent came from: it names no module this user did not trust (as a run
+    # directory's config.json), before any process imports one
+    run = record.get("run") if isinstance(record.get("run"), dict) else {}
+    wrappers = run.get("wrappers") or ()
+    if not isinstance(record.get("env_id"), str) or not isinstance(wrappers, (list, tuple)):
+        raise UsageError(f"{str(parent / 'seeds.json')!r} is not a seeds record: it was changed after deeprl wrote it.")
+    from deeprl.envs import check_names_from_file
+
+    check_names_from_file(record["env_id"], repr(str(parent / "seeds.json")), tuple(wrappers))
     jobs = _flag_value(argv, "--jobs")
     fanout = [token for f in passed[1:] if (value := _flag_value(argv, f)) is not None for token in (f, value)]
     return [
@@ -581,6 +599,21 @@ def _hide_shared_flags(run: Any, config_cls: type) -> Any:
 def _given(argv: list[str], flag: str) -> bool:
     """Whether `flag` (--flag or --flag=V, underscores or dashes) is on the command line."""
     return any(a.split("=", 1)[0].replace("_", "-") == flag for a in argv if a.startswith("--"))
+
+
+def _trusted_modules(argv: list[str]) -> list[str]:
+    """The modules `--trust-module M [M ...]` names (each occurrence, its values up to the next flag)."""
+    modules, taking = [], False
+    for a in argv:
+        if a.startswith("--"):
+            name, equals, given = a.partition("=")
+            taking = name == "--trust-module"
+            if taking and equals:
+                modules.append(given)
+                taking = False
+        elif taking:
+            modules.append(a)
+    return modules
 
 
 def _flag_value(argv: list[str], flag: str) -> str | None:

@@ -41,6 +41,16 @@ from deeprl.seeding import Seeds
 from deeprl.spaces import take, to_tensor
 
 
+class SeedsDiverged(DivergenceError):
+    """Seeds of an ensemble whose losses became non-finite in the same update (`messages`: seed index -> why), and
+    how far the ensemble got: its env steps in this learn() call and each seed's finished episodes. Every other
+    seed's state is consistent; the diverged ones must not be evaluated or saved again."""
+
+    def __init__(self, messages: dict[int, str], progress: int, finished: list[list[Episode]]):
+        super().__init__("; ".join(f"seed index {k}: {m}" for k, m in messages.items()))
+        self.messages, self.progress, self.finished = messages, progress, finished
+
+
 # ---------------------------------------------------------------- stacked networks
 class StackedLinear(nn.Module):
     """K linear layers applied to K batches at once: (K, B, in) -> (K, B, out), one torch.baddbmm."""
@@ -351,6 +361,9 @@ class OnPolicyEnsemble:
             normalized=first.rollout.normalized,
         )
         self.acting = _StackedPolicy(self.model, self.k)
+        for agent in self.agents:  # a seed resumed with its own env (trained alone): its episodes cannot go on here
+            if agent.rollout.t > 0 or agent.rollout.next_obs is not None:
+                agent.rollout.forget_env()
         self.gather()
 
     def gather(self) -> None:
@@ -396,15 +409,14 @@ class OnPolicyEnsemble:
             taken += steps
             if first.full:
                 self._update()
-                bad = [k for k in live if not all(math.isfinite(m) for m in self.agents[k].last_metrics)]
+                bad = {
+                    k: f"non-finite loss after update {agent.updates} at env step {agent.rollout.env_steps} "
+                    f"({dict(zip(agent.metric_names, agent.last_metrics))}); try a smaller learning rate"
+                    for k, agent in ((k, self.agents[k]) for k in live)
+                    if not all(math.isfinite(m) for m in agent.last_metrics)
+                }
                 if bad:
-                    agent = self.agents[bad[0]]
-                    error = DivergenceError(
-                        f"non-finite loss after update {agent.updates} at env step {agent.rollout.env_steps} "
-                        f"({dict(zip(agent.metric_names, agent.last_metrics))}); try a smaller learning rate"
-                    )
-                    error.seed_index, error.progress, error.finished = bad[0], taken * self.n, finished
-                    raise error
+                    raise SeedsDiverged(bad, taken * self.n, finished)
         return taken * self.n, finished
 
     def _update(self) -> None:
@@ -526,6 +538,8 @@ class OffPolicyEnsemble:
         if getattr(first, "generator", None) is not None:
             stacked.generator = [a.generator for a in self.agents]  # each seed's draws from its own stream
         stacked.buffer = _Minibatches([a.buffer for a in self.agents])
+        for agent in self.agents:  # the ensemble's env starts fresh episodes, whatever a seed's checkpoint held
+            agent.collector.obs = None
         stacked.collector = _Losses(first.collector)
         self.stacked = stacked
         self.named = {opt: self._optimizer_params(opt) for opt in self.optimizers}
@@ -663,15 +677,14 @@ class OffPolicyEnsemble:
         losses = list(zip(*self.stacked.losses))  # (n_losses, K) -> per seed
         for k, agent in enumerate(self.agents):
             agent.losses = tuple(losses[k])
-        bad = [k for k in live if not all(math.isfinite(v) for v in self.agents[k].losses)]
+        bad = {
+            k: f"non-finite loss by gradient step {self.stacked.updates} (env step {agent.collector.env_steps}): "
+            f"{dict(zip(agent.metric_names, agent.losses))}; try a smaller learning rate"
+            for k, agent in ((k, self.agents[k]) for k in live)
+            if not all(math.isfinite(v) for v in agent.losses)
+        }
         if bad:
-            agent = self.agents[bad[0]]
-            error = DivergenceError(
-                f"non-finite loss by gradient step {self.stacked.updates} (env step {agent.collector.env_steps}): "
-                f"{dict(zip(agent.metric_names, agent.losses))}; try a smaller learning rate"
-            )
-            error.seed_index, error.progress, error.finished = bad[0], progress, finished
-            raise error
+            raise SeedsDiverged(bad, progress, finished)
 
 
 def _normal_per_seed(generators: Sequence[torch.Generator], shape: tuple[int, ...], device: Any) -> torch.Tensor:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deeprl.errors import DivergenceError, Interrupted, UsageError
+from deeprl.errors import Interrupted, UsageError
 
 ENSEMBLE_ALGOS = ("ppo", "a2c", "ddpg", "td3", "sac")
 ON_POLICY = ("ppo", "a2c")
@@ -39,7 +39,8 @@ def check_vectorize(algo: str, config: Any, run: Any, env: Any = None) -> None:
         raise UsageError("--vectorize runs the seeds in this process; drop --backend ray (or drop --vectorize).")
     if getattr(run, "compile", False):
         raise UsageError(
-            "--vectorize batches the seeds' networks into one; --compile compiles one seed's update. Drop one of them."
+            "--vectorize batches the seeds' networks into one; --compile compiles one seed's update. Drop one of "
+            "them (a parent trained with --compile resumes without --vectorize)."
         )
     if run.episodes is not None:
         raise UsageError(
@@ -60,13 +61,15 @@ def check_vectorize(algo: str, config: Any, run: Any, env: Any = None) -> None:
 class VectorizedSeeds:
     """The `runner` of deeprl.seeds.train_seeds for --vectorize: (parent, seeds, jobs, log) -> outcomes."""
 
-    def __init__(self, spec: Any, config: Any, run: Any):
+    def __init__(self, spec: Any, config: Any, run: Any, n_seeds: int):
         from deeprl.envs import env_maker
 
         check_vectorize(spec.name, config, run)
         probe = env_maker(run).make()  # its spaces, checked before the parent directory is claimed
         try:
             check_vectorize(spec.name, config, run, probe)
+            if spec.name not in ON_POLICY:
+                check_replay_memory(config, run, probe, n_seeds)
         finally:
             probe.close()
         self.spec, self.config, self.run = spec, config, run
@@ -105,6 +108,24 @@ class VectorizedSeeds:
         return self.spec, self.config, options, None
 
 
+def check_replay_memory(config: Any, run: Any, env: Any, n_seeds: int) -> None:
+    """K replay buffers in one process: refused before anything is written when together they do not fit (each
+    seed's own buffer checks only itself)."""
+    import gymnasium as gym
+
+    from deeprl.buffers import ReplayBuffer, available_memory
+
+    unit_box = gym.spaces.Box(-1.0, 1.0, env.action_space.shape, "float32")
+    need = n_seeds * ReplayBuffer.nbytes(config.buffer_size, env.observation_space, unit_box, n_envs=run.n_envs)
+    have = available_memory()
+    if need > have:
+        raise UsageError(
+            f"{n_seeds} seeds' replay buffers of {config.buffer_size:,} transitions each need {need / 2**30:.2f} GiB "
+            f"in this process, but only {have / 2**30:.2f} GiB of memory is available. Lower --buffer-size (about "
+            f"{int(config.buffer_size * have / need * 0.8):,} would fit), or train fewer seeds at once."
+        )
+
+
 def _train_group(group: list[tuple[int, Any]], log: Any) -> dict[int, Any]:
     """Open every seed's run, learn in lockstep until each is done, finish each; returns their outcomes."""
     from deeprl.driver import _open
@@ -112,6 +133,8 @@ def _train_group(group: list[tuple[int, Any]], log: Any) -> dict[int, Any]:
     runs: list[Any] = []
     try:
         for _, (spec, config, options, saved) in group:
+            if saved is not None and saved.env_snapshot is None:  # what _restore tells the user
+                saved = dataclasses.replace(saved, env_note="the seeds of an ensemble share one env, not saved")
             runs.append(_open(spec, config, options, saved))
     except BaseException:
         for run in runs:
@@ -119,12 +142,13 @@ def _train_group(group: list[tuple[int, Any]], log: Any) -> dict[int, Any]:
             run.lock.close()
         raise
     seeds = [seed for seed, _ in group]
-    return _lockstep(seeds, runs, log)
+    resumed_at = [None if plan[3] is None else plan[3].header["env_steps"] for _, plan in group]
+    return _lockstep(seeds, runs, resumed_at, log)
 
 
-def _lockstep(seeds: list[int], runs: list[Any], log: Any) -> dict[int, Any]:
+def _lockstep(seeds: list[int], runs: list[Any], resumed_at: list[Any], log: Any) -> dict[int, Any]:
     from deeprl.driver import _budget_left, _chunk_size, _GracefulInterrupt, after_chunk
-    from deeprl.ensemble import OffPolicyEnsemble, OnPolicyEnsemble
+    from deeprl.ensemble import OffPolicyEnsemble, OnPolicyEnsemble, SeedsDiverged
     from deeprl.envs import maker_of
     from deeprl.evaluation import evaluate_together
 
@@ -155,14 +179,13 @@ def _lockstep(seeds: list[int], runs: list[Any], log: Any) -> dict[int, Any]:
                 start = time.perf_counter()
                 try:
                     steps, finished = ensemble.learn(_chunk_size(lead.state, lead.opts), live)
-                    diverged = None
-                except DivergenceError as e:
-                    steps, finished, diverged = e.progress, e.finished, e
+                    diverged: dict[int, str] = {}
+                except SeedsDiverged as e:  # every seed that diverged in that update: none is evaluated or saved again
+                    steps, finished, diverged = e.progress, e.finished, e.messages
                 elapsed = time.perf_counter() - start
                 ensemble.scatter()
-                if diverged is not None:
-                    k = diverged.seed_index
-                    outcomes[seeds[k]] = _failed(live.pop(k), diverged, log, seeds[k])
+                for k, why in diverged.items():
+                    outcomes[seeds[k]] = _failed(live.pop(k), why, resumed_at[k], log, seeds[k])
                 due = {k: run for k, run in live.items() if run.state.env_steps + steps >= run.state.next_eval}
                 if due:  # the seeds' periodic evaluations side by side, with the stacked policy
                     evaluators = [run.evaluator.evaluator for run in due.values()]
@@ -217,14 +240,14 @@ def _close(run: Any, stopped: str, started: float, log: Any, seed: int) -> Any:
     return SeedOutcome(seed, "finished", message, summary)
 
 
-def _failed(run: Any, error: DivergenceError, log: Any, seed: int) -> Any:
+def _failed(run: Any, why: str, resumed_at: int | None, log: Any, seed: int) -> Any:
     from deeprl.seeds import SeedOutcome
 
-    last = run.saved_at[-1] if run.saved_at else None
+    last = run.saved_at[-1] if run.saved_at else resumed_at  # this process's last checkpoint, or the one it resumed
     kept = f"its last good checkpoint (env step {last}) is kept" if last is not None else "no checkpoint yet"
     run.close()
     run.lock.close()
-    message = f"Training stopped: {error}; {kept} in {run.run_dir}"
+    message = f"Training stopped: {why}; {kept} in {run.run_dir}"
     log(f"seed {seed}: {message}")
     return SeedOutcome(seed, "failed", message)
 

@@ -519,6 +519,13 @@ class Rollout:
         self.t = 0
         self.batches += 1
 
+    def forget_env(self) -> None:
+        """The envs start fresh episodes at the next collect(): the partial batch is dropped (its episodes cannot be
+        continued), and the next batch draws fresh noise."""
+        self.t, self.next_obs, self.raw_obs, self.bootstrap_fixes = 0, None, [], []
+        self.batches += 1
+        self.source.forget()
+
     _TENSORS = ("obs", "actions", "log_probs", "values", "rewards", "terminated", "truncated", "mask")
 
     def state_dict(self) -> dict[str, Any]:
@@ -547,9 +554,7 @@ class Rollout:
             return
         self.batches = int(state["batches"])
         if not env_restored:  # the next collect() resets the env with this env_steps' seed
-            self.t, self.next_obs, self.raw_obs = 0, None, []
-            self.batches += 1  # fresh noise for the fresh batch
-            self.source.forget()
+            self.forget_env()
             return
         self.t = state["t"]
         for name in self._TENSORS:

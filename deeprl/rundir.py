@@ -321,8 +321,8 @@ class _Encoder:
 
         if obj is None or isinstance(obj, (bool, int, str)):
             return obj
-        if isinstance(obj, float):
-            return obj if math.isfinite(obj) else {"__float__": repr(obj)}
+        if isinstance(obj, float):  # np.float64 too: repr(float(x)) is 'nan', where repr(x) is 'np.float64(nan)'
+            return obj if math.isfinite(obj) else {"__float__": repr(float(obj))}
         if isinstance(obj, np.generic):  # kept a numpy scalar: state code calls numpy methods on it
             return {"__npscalar__": self(obj.item(), path), "dtype": obj.dtype.str}
         if isinstance(obj, torch.Tensor):

@@ -286,25 +286,98 @@ def test_cli_vectorize_refuses_what_it_cannot_do(tmp_path: Path, capsys: pytest.
         assert not run_dir.exists()
 
 
-def test_a_diverging_seed_stops_alone(
+def test_seeds_that_diverge_stop_at_once_and_keep_their_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
+    """Seeds 1 and 2 turn NaN in the same update (the 7th, past the checkpoint at 1,024 env steps): both stop there,
+    neither is evaluated or saved again (their checkpoint and policy stay the good ones), seeds 0 and 3 finish."""
+    from safetensors.numpy import load_file
+
     real = PPO.update_ensemble
 
-    def poisoned(ens):  # seed index 1's loss turns NaN at the second update
+    def poisoned(ens):
         metrics = real(ens)
-        if ens.agents[1].updates == 1:
-            metrics[1] = (float("nan"),) * len(metrics[1])
+        if ens.agents[1].updates == 6:
+            for k in (1, 2):
+                metrics[k] = (float("nan"),) * len(metrics[k])
+                with torch.no_grad():
+                    next(ens.model.parameters())[k].fill_(float("nan"))  # the weights too, as a real divergence
         return metrics
 
     monkeypatch.setattr(PPO, "update_ensemble", staticmethod(poisoned))
     parent = tmp_path / "seeds"
-    assert main(["train", "ppo", "CartPole-v1", "--seeds", "0-2", "--vectorize", "--run-dir", str(parent), *FAST]) == 2
-    err = capsys.readouterr().err
-    assert "1 of 3 seeds did not finish" in err and "seed 1: Training stopped: non-finite loss" in err
-    assert not (parent / "s1" / "summary.json").exists()
-    assert _read(parent / "s0" / "summary.json")["env_steps"] == 4096
-    assert _read(parent / "s2" / "summary.json")["env_steps"] == 4096
+    args = ["--seeds", "0-3", "--vectorize", "--run-dir", str(parent), "--checkpoint-every", "1024", *FAST]
+    assert main(["train", "ppo", "CartPole-v1", *args]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "2 of 4 seeds did not finish" in err and "Logs are in" not in err
+    for seed in (1, 2):
+        assert f"seed {seed}: Training stopped: non-finite loss after update 7" in err
+        assert "last good checkpoint (env step 1024)" in err
+        assert not (parent / f"s{seed}" / "summary.json").exists()
+        assert _read(parent / f"s{seed}" / "resume" / "LATEST")["env_steps"] == 1024
+        weights = load_file(str(parent / f"s{seed}" / "policy.safetensors"))
+        assert all(np.isfinite(w).all() for w in weights.values())
+    for seed in (0, 3):
+        assert _read(parent / f"s{seed}" / "summary.json")["env_steps"] == 4096
+
+
+def test_the_ensemble_starts_fresh_episodes_whatever_a_checkpoint_held() -> None:
+    """Seeds resumed from checkpoints that hold their own envs (trained alone) join an ensemble's new env: their
+    partial batches (on-policy) are dropped and their collectors (off-policy) reset with it, instead of splicing
+    an old episode onto a new one (or stepping an env never reset)."""
+    from deeprl.ensemble import OffPolicyEnsemble
+    from deeprl.registry import build_config
+
+    cfg = PPOConfig(n_steps=16)
+    agents = [PPO(cfg, gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), seed=s) for s in (0, 1)]
+    for agent in agents:
+        agent.rollout.collect(agent.model, 5)  # a partial batch from the seed's own env
+    ensemble = OnPolicyEnsemble(agents, gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode="sync"))
+    assert [a.rollout.t for a in agents] == [0, 0] and all(a.rollout.next_obs is None for a in agents)
+    ensemble.learn(64)
+    assert [a.rollout.env_steps for a in agents] == [10 + 64, 10 + 64]  # the dropped rows were steps taken
+
+    _, sac_cfg, _ = build_config("sac", "Pendulum-v1", learning_starts=50, batch_size=16)
+    from deeprl.algos.sac import SAC
+
+    sacs = [SAC(sac_cfg, gym.make_vec("Pendulum-v1", num_envs=1, vectorization_mode="sync"), seed=s) for s in (0, 1)]
+    for agent in sacs:
+        agent.learn(10)  # its collector holds its own env's observation
+    OffPolicyEnsemble(sacs, gym.make_vec("Pendulum-v1", num_envs=2, vectorization_mode="sync")).learn(60)
+    assert [a.collector.env_steps for a in sacs] == [70, 70]
+
+
+def test_replay_buffers_of_all_seeds_must_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import deeprl.buffers
+
+    monkeypatch.setattr(deeprl.buffers, "available_memory", lambda: 3 * 2**30)  # 3 GiB: one buffer fits, 3 do not
+    run_dir = tmp_path / "sac"
+    args = ["--seeds", "0-2", "--vectorize", "--buffer-size", "50000000", "--run-dir", str(run_dir)]
+    assert main(["train", "sac", "Pendulum-v1", *args]) == 2
+    assert "3 seeds' replay buffers of 50,000,000 transitions each need" in " ".join(capsys.readouterr().err.split())
+    assert not run_dir.exists()
+
+
+def test_a_received_seeds_parent_names_no_module_it_would_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """seeds.json is data: a wrapper it names in a module not imported is refused before anything runs (a module
+    next to the parent would otherwise be imported, and its code run, by the seeds' processes or the ensemble)."""
+    parent = tmp_path / "seeds"
+    assert main(["train", "ppo", "CartPole-v1", "--seeds", "0-1", "--run-dir", str(parent), *FAST[:3]]) == 0
+    record = _read(parent / "seeds.json")
+    record["run"]["wrappers"] = ["evil_wrapper_mod:wrap"]
+    (parent / "seeds.json").write_text(json.dumps(record))
+    (parent / "s1" / "summary.json").unlink()  # a seed left to train
+    (tmp_path / "evil_wrapper_mod.py").write_text("open('PWNED', 'w').close()\ndef wrap(env):\n    return env\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for extra in ([], ["--vectorize"]):
+        assert main(["train", "--resume", str(parent), *extra]) == 2
+        assert "--trust-module evil_wrapper_mod" in capsys.readouterr().err
+    assert not (tmp_path / "PWNED").exists()
 
 
 def test_cli_vectorize_interrupted_then_resumed(tmp_path: Path) -> None:

@@ -923,3 +923,14 @@ def test_a_run_still_going_cannot_be_resumed_at_the_same_time(tmp_path, capsys):
     saved = rundir.load_resume_state(run).state["loop"]
     result = deeprl.resume(run, episodes=saved["episodes"] + 10, progress="off")
     assert result.summary["episodes"] == saved["episodes"] + 10
+
+
+def test_non_finite_numpy_floats_survive_a_resume_state(tmp_path):
+    """A numpy float64 that became NaN or inf (a running statistic after a divergence) is written so that it reads
+    back: repr(np.float64(nan)) is 'np.float64(nan)', which float() cannot read; the state holds 'nan'."""
+    run = tmp_path / "r"
+    run.mkdir()
+    state = {"stats": {"mean": np.float64("nan"), "var": np.float64("inf"), "count": float("-inf"), "ok": 1.5}}
+    rundir.save_resume_state(run, {"format": rundir.FORMAT, "env_steps": 0}, state, None)
+    stats = rundir.load_resume_state(run).state["stats"]
+    assert np.isnan(stats["mean"]) and stats["var"] == np.inf and stats["count"] == -np.inf and stats["ok"] == 1.5
