@@ -445,7 +445,7 @@ def _train_seeds(spec: Any, env_id: str, args: Any, argv: list[str]) -> None:
         parent, outcomes, agg = train_seeds(
             run.run_dir, spec.name, env_id, args.algo, run, seeds, jobs, log=print, claimed=claimed, runner=runner
         )
-    except Interrupted:
+    except (Interrupted, KeyboardInterrupt):  # saved by the seeds' handlers, or stopped before they were installed
         if claimed:
             print(f"Continue with: {again(claimed[0])}", file=sys.stderr)
         raise

@@ -9,6 +9,7 @@ from deeprl.math import (
     clipped_value_loss,
     importance_ratio,
     is_surrogate,
+    masked_normalize,
     reinforce_loss,
     value_loss,
 )
@@ -90,3 +91,16 @@ def test_value_losses():
         clipped_value_loss(torch.tensor([3.0]), torch.tensor([1.0]), torch.tensor([5.0]), 0.5),
         torch.tensor(0.5 * 12.25),
     )
+
+
+def test_masked_normalize_normalises_the_real_entries_only():
+    x = torch.tensor([1.0, 3.0, 100.0, 5.0])
+    mask = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    # real entries 1, 3, 5: mean 3, unbiased std sqrt((4 + 0 + 4) / 2) = 2
+    expected = torch.tensor([-1.0, 0.0, 97.0 / 2, 1.0]) * (2 / (2 + 1e-8))
+    torch.testing.assert_close(masked_normalize(x, mask)[mask > 0], expected[mask > 0])
+    torch.testing.assert_close(masked_normalize(x, mask)[mask > 0], ((x - 3) / (x[mask > 0].std() + 1e-8))[mask > 0])
+    one = torch.tensor([0.0, 0.0, 1.0, 0.0])
+    torch.testing.assert_close(masked_normalize(x, one), x)  # fewer than two real entries: unchanged
+    batched = torch.vmap(masked_normalize)(torch.stack([x, x]), torch.stack([mask, one]))
+    torch.testing.assert_close(batched[1], x)

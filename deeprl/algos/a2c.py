@@ -20,7 +20,7 @@ import torch
 from deeprl.algos.onpolicy import OnPolicyAgent, flat_valid
 from deeprl.ensemble import clip_grad_norms
 from deeprl.math.returns import gae
-from deeprl.math.surrogate import masked_mean, reinforce_loss, value_loss
+from deeprl.math.surrogate import masked_mean, masked_normalize, reinforce_loss, value_loss
 from deeprl.nets import adam
 
 
@@ -74,10 +74,7 @@ def a2c_loss(cfg: Any, log_prob, entropy, values, advantages, returns, mask) -> 
     """A seed's loss over its real rows (mask 1) and its (policy loss, value loss, entropy): A2C.update's loss, as
     a seed ensemble computes it under torch.vmap."""
     if cfg.normalize_advantages:
-        n = mask.sum()
-        mean = masked_mean(advantages, mask)
-        std = (((advantages - mean) ** 2 * mask).sum() / (n - 1).clamp(min=1.0)).sqrt()
-        advantages = torch.where(n > 1, (advantages - mean) / (std + 1e-8), advantages)
+        advantages = masked_normalize(advantages, mask)
     policy_loss = reinforce_loss(log_prob, advantages, mask)
     v_loss = value_loss(values, returns, mask)
     mean_entropy = masked_mean(entropy, mask)

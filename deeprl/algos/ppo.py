@@ -23,7 +23,7 @@ from deeprl.algos.onpolicy import OnPolicyAgent, flat_valid
 from deeprl.compiling import compile_methods
 from deeprl.ensemble import clip_grad_norms
 from deeprl.math.returns import gae
-from deeprl.math.surrogate import clipped_surrogate, clipped_value_loss, masked_mean, value_loss
+from deeprl.math.surrogate import clipped_surrogate, clipped_value_loss, masked_mean, masked_normalize, value_loss
 from deeprl.spaces import take
 
 
@@ -140,11 +140,8 @@ def ppo_loss(
     seed at once under torch.vmap, with `mask` marking the seed's real rows in a padded minibatch."""
     if cfg.normalize_advantages and mask is None and len(advantages) > 1:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    elif cfg.normalize_advantages and mask is not None:  # the same over the real rows (unbiased std)
-        n = mask.sum()
-        mean = masked_mean(advantages, mask)
-        std = (((advantages - mean) ** 2 * mask).sum() / (n - 1).clamp(min=1.0)).sqrt()
-        advantages = torch.where(n > 1, (advantages - mean) / (std + 1e-8), advantages)
+    elif cfg.normalize_advantages and mask is not None:  # the same over the real rows
+        advantages = masked_normalize(advantages, mask)
     policy_loss = clipped_surrogate(log_prob, old_log_probs, advantages, clip_eps, mask)
     if cfg.value_clip is None:
         v_loss = value_loss(values, returns, mask)

@@ -16,6 +16,7 @@ from deeprl.math.surrogate import (
     importance_ratio,
     is_surrogate,
     masked_mean,
+    masked_normalize,
     reinforce_loss,
     value_loss,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "importance_ratio",
     "is_surrogate",
     "masked_mean",
+    "masked_normalize",
     "n_step_returns",
     "normalize_rewards",
     "q_lambda_returns",

@@ -25,6 +25,18 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def masked_normalize(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(x − mean) / (std + 1e-8) over the entries where mask is 1, with the unbiased std (torch's `std()` of
+    those entries), and x unchanged when fewer than two are real: advantage normalisation over a minibatch's real
+    transitions (a seed ensemble's padded minibatches; deeprl.ensemble). It works under torch.vmap."""
+    import torch
+
+    n = mask.sum()
+    mean = masked_mean(x, mask)
+    std = (((x - mean) ** 2 * mask).sum() / (n - 1).clamp(min=1.0)).sqrt()
+    return torch.where(n > 1, (x - mean) / (std + 1e-8), x)
+
+
 def reinforce_loss(log_prob: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """−mean_t log π_θ(a_t|s_t) · R_t: its gradient is −ĝ, the notes' REINFORCE estimator (with R_t
     = R(τ), R_t^future, normalized, or minus a baseline). `returns` carries no gradient."""
