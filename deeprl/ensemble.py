@@ -409,14 +409,8 @@ class OnPolicyEnsemble:
             taken += steps
             if first.full:
                 self._update()
-                bad = {
-                    k: f"non-finite loss after update {agent.updates} at env step {agent.rollout.env_steps} "
-                    f"({dict(zip(agent.metric_names, agent.last_metrics))}); try a smaller learning rate"
-                    for k, agent in ((k, self.agents[k]) for k in live)
-                    if not all(math.isfinite(m) for m in agent.last_metrics)
-                }
-                if bad:
-                    raise SeedsDiverged(bad, taken * self.n, finished)
+                when = lambda a: f"after update {a.updates} at env step {a.rollout.env_steps}"  # noqa: E731
+                _raise_if_diverged(self.agents, live, "last_metrics", when, taken * self.n, finished)
         return taken * self.n, finished
 
     def _update(self) -> None:
@@ -676,15 +670,24 @@ class OffPolicyEnsemble:
         self.stacked.train(n_updates)
         losses = list(zip(*self.stacked.losses))  # (n_losses, K) -> per seed
         for k, agent in enumerate(self.agents):
-            agent.losses = tuple(losses[k])
-        bad = {
-            k: f"non-finite loss by gradient step {self.stacked.updates} (env step {agent.collector.env_steps}): "
-            f"{dict(zip(agent.metric_names, agent.losses))}; try a smaller learning rate"
-            for k, agent in ((k, self.agents[k]) for k in live)
-            if not all(math.isfinite(v) for v in agent.losses)
-        }
-        if bad:
-            raise SeedsDiverged(bad, progress, finished)
+            agent.losses, agent.updates = tuple(losses[k]), self.stacked.updates
+        when = lambda a: f"by gradient step {a.updates} at env step {a.collector.env_steps}"  # noqa: E731
+        _raise_if_diverged(self.agents, live, "losses", when, progress, finished)
+
+
+def _raise_if_diverged(
+    agents: Sequence[Any], live: Any, metrics: str, when: Any, progress: int, finished: list[list[Episode]]
+) -> None:
+    """SeedsDiverged naming every live seed whose metrics (the agent's attribute `metrics`) are not all finite;
+    `when(agent)` says when, for the message."""
+    bad = {}
+    for k in live:
+        agent, values = agents[k], getattr(agents[k], metrics)
+        if not all(math.isfinite(v) for v in values):
+            named = dict(zip(agent.metric_names, values))
+            bad[k] = f"non-finite loss {when(agent)} ({named}); try a smaller learning rate"
+    if bad:
+        raise SeedsDiverged(bad, progress, finished)
 
 
 def _normal_per_seed(generators: Sequence[torch.Generator], shape: tuple[int, ...], device: Any) -> torch.Tensor:
